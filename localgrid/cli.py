@@ -1,0 +1,86 @@
+"""``secure-irods-grid``: run the local iRODS grid and steer its faults."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .control import GridControl
+from .faults import FaultPolicy
+
+
+@click.group(context_settings={"auto_envvar_prefix": "LOCALGRID", "help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """A local iRODS grid: the real wire protocol over a directory and an SQLite catalogue."""
+    level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@main.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Grid directory: created if new, reopened if it exists.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--zone", default="tempZone", show_default=True, help="Zone name of a new grid.")
+@click.option("--max-connections", default=0, type=click.IntRange(min=0), help="Connection cap (0: none).")
+@click.option("--drop-rate", default=0.0, type=click.FloatRange(0, 1), help="Chance an API call drops the connection.")
+@click.option("--latency", "latency_ms", default=0.0, type=click.FloatRange(min=0), help="Milliseconds added per reply.")
+@click.option("--seed", default=None, type=int, help="Seed of the fault generator.")
+@click.option("--down", multiple=True, help="A resource that is down (repeatable).")
+def serve(root: Path, host: str, port: int, zone: str, max_connections: int, drop_rate: float,
+          latency_ms: float, seed: int | None, down: tuple[str, ...]) -> None:
+    """Start the grid; print `ready HOST PORT` once it accepts connections."""
+    from .server import GridServer
+
+    faults = FaultPolicy(max_connections=max_connections, drop_rate=drop_rate, latency_ms=latency_ms,
+                         seed=seed, down=set(down))
+    try:
+        server = GridServer(root, host=host, port=port, zone=zone, faults=faults)
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the grid: {exc.strerror or exc}") from None
+    server.write_client_files()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.stop())
+    click.echo(f"ready {server.host} {server.port}", nl=True)
+    sys.stdout.flush()
+    server.serve_forever()
+
+
+@main.command()
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--max-connections", type=click.IntRange(min=0))
+@click.option("--drop-rate", type=click.FloatRange(0, 1))
+@click.option("--latency", "latency_ms", type=click.FloatRange(min=0))
+@click.option("--seed", type=int)
+@click.option("--down", multiple=True, help="Resources down from now on (replaces the list).")
+@click.option("--up", is_flag=True, help="Bring every resource back up.")
+def faults(root: Path, up: bool, down: tuple[str, ...], **values) -> None:
+    """Change the faults of a running grid."""
+    changes = {k: v for k, v in values.items() if v is not None}
+    if down or up:
+        changes["down"] = [] if up else list(down)
+    try:
+        now = GridControl(root).set(**changes) if changes else GridControl(root).faults()
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"grid at {root} not reachable: {exc}") from None
+    click.echo(" ".join(f"{k}={v}" for k, v in now.items()))
+
+
+@main.command()
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def stats(root: Path) -> None:
+    """Print the counters of a running grid (connections, drops, API calls)."""
+    try:
+        values = GridControl(root).stats()
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"grid at {root} not reachable: {exc}") from None
+    click.echo(" ".join(f"{k}={v}" for k, v in values.items()))
+
+
+if __name__ == "__main__":
+    main()

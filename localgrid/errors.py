@@ -1,0 +1,66 @@
+"""iRODS error codes the grid returns, with the values of the server's rodsErrorTable.h.
+
+Clients map these integers to exception classes (python-irodsclient does it in
+irods/exception.py), so returning the real number is what makes a client raise the
+same exception it would raise against a production zone.
+"""
+
+from __future__ import annotations
+
+CODES = {
+    "SYS_HEADER_READ_LEN_ERR": -4000,
+    "SYS_UNMATCHED_API_NUM": -12000,
+    "SYS_NO_API_PRIV": -13000,
+    "SYS_API_INPUT_ERR": -14000,
+    "SYS_FILE_DESC_OUT_OF_RANGE": -19000,
+    "SYS_BAD_FILE_DESCRIPTOR": -23000,
+    "SYS_COPY_LEN_ERR": -27000,
+    "SYS_INVALID_RESC_INPUT": -32000,
+    "SYS_COPY_ALREADY_IN_RESC": -46000,
+    "SYS_RESC_DOES_NOT_EXIST": -78000,
+    "SYS_RESC_IS_DOWN": -105000,
+    "SYS_MAX_CONNECT_COUNT_EXCEEDED": -118000,
+    "SYS_INVALID_INPUT_PARAM": -130000,
+    "SYS_REPLICA_DOES_NOT_EXIST": -164000,
+    "SYS_REPLICA_INACCESSIBLE": -168000,
+    "SYS_NOT_ALLOWED": -169000,
+    "USER_FILE_DOES_NOT_EXIST": -310000,
+    "OVERWRITE_WITHOUT_FORCE_FLAG": -312000,
+    "USER_CHKSUM_MISMATCH": -314000,
+    "USER__NULL_INPUT_ERR": -316000,
+    "USER_INPUT_PATH_ERR": -317000,
+    "OBJ_PATH_DOES_NOT_EXIST": -358000,
+    "USER_INCOMPATIBLE_PARAMS": -402000,
+    "CAT_SQL_ERR": -806000,
+    "CAT_NO_ROWS_FOUND": -808000,
+    "CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME": -809000,
+    "CAT_INVALID_RESOURCE_TYPE": -810000,
+    "CAT_UNKNOWN_COLLECTION": -814000,
+    "CAT_INVALID_ARGUMENT": -816000,
+    "CAT_UNKNOWN_FILE": -817000,
+    "CAT_NO_ACCESS_PERMISSION": -818000,
+    "CAT_COLLECTION_NOT_EMPTY": -821000,
+    "CAT_INVALID_AUTHENTICATION": -826000,
+    "CAT_INVALID_USER": -827000,
+    "CAT_INSUFFICIENT_PRIVILEGE_LEVEL": -830000,
+    "CAT_INVALID_RESOURCE": -831000,
+    "CAT_NAME_EXISTS_AS_COLLECTION": -833000,
+    "CAT_NAME_EXISTS_AS_DATAOBJ": -834000,
+    "CAT_RESOURCE_NOT_EMPTY": -835000,
+    "CAT_STATEMENT_TABLE_FULL": -860000,
+    "HIERARCHY_ERROR": -1803000,
+}
+
+
+class IrodsError(Exception):
+    """An API failure carried back to the client as RODS_API_REPLY intInfo plus an RError."""
+
+    def __init__(self, name: str, message: str = "") -> None:
+        super().__init__(message or name)
+        self.name = name
+        self.code = CODES[name]
+        self.message = message or name
+
+
+def fail(name: str, message: str = "") -> IrodsError:
+    return IrodsError(name, message)

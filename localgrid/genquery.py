@@ -1,0 +1,325 @@
+"""GenQuery (API 702) over the SQLite catalogue.
+
+The server turns a list of column numbers (rodsGenQuery.h) and condition strings into
+one SQL statement, joining just the tables the columns need, and pages through it with a
+cursor: ``maxRows`` rows a call, a non-zero ``continueInx`` while rows remain, and
+CAT_NO_ROWS_FOUND when the first batch is empty.  Those are the behaviours clients rely
+on, so they are the ones reproduced here.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import deque
+from dataclasses import dataclass, field
+
+from .errors import fail
+
+# Select-option bits and aggregate codes of rodsGenQuery.h.
+ORDER_BY, ORDER_BY_DESC, RETURN_TOTAL_ROW_COUNT, NO_DISTINCT = 0x400, 0x800, 0x20, 0x40
+UPPER_CASE_WHERE, AUTO_CLOSE = 0x200, 0x100
+AGGREGATES = {2: "min", 3: "max", 4: "sum", 5: "avg", 6: "count"}
+MAX_SQL_ROWS = 256 * 1024
+MAX_STATEMENTS = 50   # MAX_NUM_OF_CONCURRENT_STMTS
+
+# Table groups: the tables a group adds to FROM, in join order (alias, table, on-condition
+# inside the group).
+GROUPS: dict[str, list[tuple[str, str, str]]] = {
+    "data": [("d", "r_data_main", "")],
+    "coll": [("c", "r_coll_main", "")],
+    "resc": [("r", "r_resc_main", "")],
+    "zone": [("z", "r_zone_main", "")],
+    "user": [("u", "r_user_main", "")],
+    "group": [("ug", "r_user_group", ""), ("g", "r_user_main", "g.user_id = ug.group_user_id")],
+    "dmeta": [("dmm", "r_objt_metamap", ""), ("dm", "r_meta_main", "dm.meta_id = dmm.meta_id")],
+    "cmeta": [("cmm", "r_objt_metamap", ""), ("cm", "r_meta_main", "cm.meta_id = cmm.meta_id")],
+    "rmeta": [("rmm", "r_objt_metamap", ""), ("rm", "r_meta_main", "rm.meta_id = rmm.meta_id")],
+    "umeta": [("umm", "r_objt_metamap", ""), ("um", "r_meta_main", "um.meta_id = umm.meta_id")],
+    "daccess": [("da", "r_objt_access", ""),
+                ("dt", "r_tokn_main", "dt.token_id = da.access_type_id AND dt.token_namespace = 'access_type'")],
+    "caccess": [("ca", "r_objt_access", ""),
+                ("ct", "r_tokn_main", "ct.token_id = ca.access_type_id AND ct.token_namespace = 'access_type'")],
+    "cuser": [("cu", "r_user_main", "")],
+}
+
+# Links between groups: the condition that joins them (either direction).
+EDGES: dict[frozenset, str] = {
+    frozenset(("data", "coll")): "d.coll_id = c.coll_id",
+    frozenset(("data", "resc")): "d.resc_id = r.resc_id",
+    frozenset(("data", "dmeta")): "dmm.object_id = d.data_id",
+    frozenset(("coll", "cmeta")): "cmm.object_id = c.coll_id",
+    frozenset(("resc", "rmeta")): "rmm.object_id = r.resc_id",
+    frozenset(("user", "umeta")): "umm.object_id = u.user_id",
+    frozenset(("user", "group")): "ug.user_id = u.user_id",
+    frozenset(("data", "daccess")): "da.object_id = d.data_id",
+    frozenset(("daccess", "user")): "u.user_id = da.user_id",
+    frozenset(("coll", "caccess")): "ca.object_id = c.coll_id",
+    frozenset(("caccess", "cuser")): "cu.user_id = ca.user_id",
+}
+# Groups that only make sense attached to an owner (an AVU of a data object...).
+NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
+         "caccess": "coll", "cuser": "caccess", "group": "user"}
+ROOT_ORDER = ["data", "coll", "resc", "user", "zone"]
+
+_REPL = "CASE d.data_is_dirty WHEN 1 THEN '1' WHEN 2 THEN '2' ELSE '0' END"
+_HIER = ("(WITH RECURSIVE h(id, parent, path) AS (SELECT resc_id, resc_parent, resc_name FROM r_resc_main"
+         " WHERE resc_id = d.resc_id UNION ALL SELECT p.resc_id, p.resc_parent, p.resc_name || ';' || h.path"
+         " FROM r_resc_main p JOIN h ON h.parent = CAST(p.resc_id AS TEXT)) SELECT path FROM h WHERE parent = '')")
+
+# Column number -> (group, SQL expression).  Numbers are those of rodsGenQuery.h.
+COLUMNS: dict[int, tuple[str, str]] = {
+    101: ("zone", "z.zone_id"), 102: ("zone", "z.zone_name"), 103: ("zone", "z.zone_type_name"),
+    104: ("zone", "z.zone_conn_string"), 105: ("zone", "z.r_comment"), 106: ("zone", "z.create_ts"),
+    107: ("zone", "z.modify_ts"),
+    201: ("user", "u.user_id"), 202: ("user", "u.user_name"), 203: ("user", "u.user_type_name"),
+    204: ("user", "u.zone_name"), 206: ("user", "u.user_info"), 207: ("user", "u.r_comment"),
+    208: ("user", "u.create_ts"), 209: ("user", "u.modify_ts"),
+    301: ("resc", "r.resc_id"), 302: ("resc", "r.resc_name"), 303: ("resc", "r.zone_name"),
+    304: ("resc", "r.resc_type_name"), 305: ("resc", "r.resc_class_name"), 306: ("resc", "r.resc_net"),
+    307: ("resc", "r.resc_def_path"), 308: ("resc", "r.free_space"), 309: ("resc", "r.resc_info"),
+    310: ("resc", "r.r_comment"), 311: ("resc", "r.create_ts"), 312: ("resc", "r.modify_ts"),
+    313: ("resc", "r.resc_status"), 314: ("resc", "r.free_space_ts"), 315: ("resc", "r.resc_children"),
+    316: ("resc", "r.resc_context"), 317: ("resc", "r.resc_parent"), 318: ("resc", "r.resc_parent_context"),
+    401: ("data", "d.data_id"), 402: ("data", "d.coll_id"), 403: ("data", "d.data_name"),
+    404: ("data", "d.data_repl_num"), 405: ("data", "d.data_version"), 406: ("data", "d.data_type_name"),
+    407: ("data", "d.data_size"),
+    409: ("data", "(SELECT resc_name FROM r_resc_main WHERE resc_id = d.resc_id)"),
+    410: ("data", "d.data_path"), 411: ("data", "d.data_owner_name"), 412: ("data", "d.data_owner_zone"),
+    413: ("data", _REPL), 414: ("data", "d.data_status"), 415: ("data", "d.data_checksum"),
+    416: ("data", "d.data_expiry"), 417: ("data", "d.data_map_id"), 418: ("data", "d.r_comment"),
+    419: ("data", "d.create_ts"), 420: ("data", "d.modify_ts"), 421: ("data", "d.data_mode"),
+    422: ("data", _HIER), 423: ("data", "d.resc_id"),
+    500: ("coll", "c.coll_id"), 501: ("coll", "c.coll_name"), 502: ("coll", "c.parent_coll_name"),
+    503: ("coll", "c.coll_owner_name"), 504: ("coll", "c.coll_owner_zone"), 505: ("coll", "c.coll_map_id"),
+    506: ("coll", "c.coll_inheritance"), 507: ("coll", "c.r_comment"), 508: ("coll", "c.create_ts"),
+    509: ("coll", "c.modify_ts"), 510: ("coll", "c.coll_type"), 511: ("coll", "c.coll_info1"),
+    512: ("coll", "c.coll_info2"),
+    600: ("dmeta", "dm.meta_attr_name"), 601: ("dmeta", "dm.meta_attr_value"),
+    602: ("dmeta", "dm.meta_attr_unit"), 603: ("dmeta", "dm.meta_id"), 604: ("dmeta", "dm.create_ts"),
+    605: ("dmeta", "dm.modify_ts"),
+    610: ("cmeta", "cm.meta_attr_name"), 611: ("cmeta", "cm.meta_attr_value"),
+    612: ("cmeta", "cm.meta_attr_unit"), 613: ("cmeta", "cm.meta_id"), 614: ("cmeta", "cm.create_ts"),
+    615: ("cmeta", "cm.modify_ts"),
+    630: ("rmeta", "rm.meta_attr_name"), 631: ("rmeta", "rm.meta_attr_value"),
+    632: ("rmeta", "rm.meta_attr_unit"), 633: ("rmeta", "rm.meta_id"), 634: ("rmeta", "rm.create_ts"),
+    635: ("rmeta", "rm.modify_ts"),
+    640: ("umeta", "um.meta_attr_name"), 641: ("umeta", "um.meta_attr_value"),
+    642: ("umeta", "um.meta_attr_unit"), 643: ("umeta", "um.meta_id"), 644: ("umeta", "um.create_ts"),
+    645: ("umeta", "um.modify_ts"),
+    700: ("daccess", "da.access_type_id"), 701: ("daccess", "dt.token_name"),
+    702: ("daccess", "dt.token_namespace"), 703: ("daccess", "da.user_id"), 704: ("daccess", "da.object_id"),
+    710: ("caccess", "ca.access_type_id"), 711: ("caccess", "ct.token_name"),
+    712: ("caccess", "ct.token_namespace"), 713: ("caccess", "ca.user_id"), 714: ("caccess", "ca.object_id"),
+    900: ("group", "g.user_id"), 901: ("group", "g.user_name"),
+    1300: ("cuser", "cu.user_name"), 1301: ("cuser", "cu.zone_name"),
+}
+NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900}
+
+_TOKEN = re.compile(r"\s*(?:(?P<q>'(?:[^']|'')*')|(?P<op>not\s+like|not\s+in|like|in|between|<>|!=|<=|>=|=|<|>)"
+                    r"|(?P<paren>[(),])|(?P<bool>\|\||&&)|(?P<word>[^\s'(),]+))", re.I)
+
+
+@dataclass
+class Statement:
+    """An open query: the cursor a client pages through with continueInx."""
+    cursor: sqlite3.Cursor
+    columns: list[int]
+    pending: list[tuple] = field(default_factory=list)
+    total: int = 0
+
+
+def _quoted(tok: str) -> str:
+    return tok[1:-1].replace("''", "'")
+
+
+def parse_condition(expr: str, text: str) -> tuple[str, list[str]]:
+    """Turn a GenQuery condition ("= 'x'", "like 'a%' || = 'b'", "in ('a','b')") into SQL."""
+    tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in _TOKEN.finditer(text) if m.lastgroup]
+    if "".join(m.group(0) for m in _TOKEN.finditer(text)).strip() != text.strip():
+        raise fail("CAT_INVALID_ARGUMENT", f"cannot parse condition {text!r}")
+    sql, args, i = [], [], 0
+    while i < len(tokens):
+        kind, tok = tokens[i]
+        if kind == "bool":
+            sql.append(" OR " if tok == "||" else " AND ")
+            i += 1
+            continue
+        if kind != "op":
+            raise fail("CAT_INVALID_ARGUMENT", f"expected an operator in {text!r}")
+        op = " ".join(tok.lower().split())
+        i += 1
+        if op in ("in", "not in"):
+            values = []
+            while i < len(tokens) and tokens[i][0] in ("paren", "q", "word"):
+                if tokens[i][0] == "q":
+                    values.append(_quoted(tokens[i][1]))
+                elif tokens[i][0] == "word":
+                    values.append(tokens[i][1])
+                i += 1
+                if values and tokens[i - 1][1] == ")":
+                    break
+            if not values:
+                raise fail("CAT_INVALID_ARGUMENT", f"empty in-list in {text!r}")
+            sql.append(f"{expr} {op.upper()} ({','.join('?' * len(values))})")
+            args.extend(values)
+        elif op == "between":
+            values = [_value(tokens, i), _value(tokens, i + 1)]
+            i += 2
+            sql.append(f"{expr} BETWEEN ? AND ?")
+            args.extend(values)
+        else:
+            value = _value(tokens, i)
+            i += 1
+            sql.append(f"{expr} {'<>' if op == '!=' else op.upper()} ?")
+            args.append(value)
+    if not sql:
+        raise fail("CAT_INVALID_ARGUMENT", f"empty condition {text!r}")
+    return "(" + "".join(sql) + ")", args
+
+
+def _value(tokens: list, i: int) -> str:
+    if i >= len(tokens) or tokens[i][0] not in ("q", "word"):
+        raise fail("CAT_INVALID_ARGUMENT", "condition lacks a value")
+    kind, tok = tokens[i]
+    return _quoted(tok) if kind == "q" else tok
+
+
+def _join_plan(groups: set[str]) -> list[tuple[str, str]]:
+    """(group, condition joining it to what comes before), a tree through the link graph."""
+    for g in list(groups):
+        while g in NEEDS:
+            g = NEEDS[g]
+            groups.add(g)
+    root = next((g for g in ROOT_ORDER if g in groups), sorted(groups)[0])
+    plan, seen = [(root, "")], {root}
+    for target in sorted(groups - {root}):
+        if target in seen:
+            continue
+        path = _path(seen, target)
+        for prev, nxt in path:
+            if nxt not in seen:
+                plan.append((nxt, EDGES[frozenset((prev, nxt))] if prev else ""))
+                seen.add(nxt)
+    return plan
+
+
+def _path(seen: set[str], target: str) -> list[tuple[str, str]]:
+    queue = deque((s, [(None, s)]) for s in seen)
+    visited = set(seen)
+    while queue:
+        node, path = queue.popleft()
+        if node == target:
+            return path[1:]
+        for edge in EDGES:
+            if node in edge:
+                (other,) = edge - {node}
+                if other not in visited:
+                    visited.add(other)
+                    queue.append((other, path + [(node, other)]))
+    return [(None, target)]   # disconnected: a cross join, as SQL would give
+
+
+def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]], options: int) -> tuple[str, list]:
+    if not selects:
+        raise fail("CAT_INVALID_ARGUMENT", "no columns selected")
+    for col, _ in selects + [(c, 0) for c, _ in conditions]:
+        if col not in COLUMNS:
+            raise fail("CAT_INVALID_ARGUMENT", f"column {col} is not supported by the local grid")
+    groups = {COLUMNS[c][0] for c, _ in selects} | {COLUMNS[c][0] for c, _ in conditions}
+    plan = _join_plan(groups)
+    from_sql = []
+    for group, link in plan:
+        for n, (alias, table, inner) in enumerate(GROUPS[group]):
+            on = " AND ".join(x for x in ([link] if n == 0 else []) + [inner] if x)
+            if not from_sql:
+                from_sql.append(f"{table} {alias}")
+            else:
+                from_sql.append(f"{'JOIN' if on else 'CROSS JOIN'} {table} {alias}" + (f" ON {on}" if on else ""))
+    exprs, group_by, order = [], [], []
+    for col, opt in selects:
+        expr = COLUMNS[col][1]
+        agg = AGGREGATES.get(opt & 0xF) if opt & 0xF else None
+        if agg:
+            exprs.append(f"{agg}({expr})")
+        else:
+            exprs.append(f"CAST({expr} AS TEXT)" if col in NUMERIC else expr)
+            group_by.append(expr)
+            if opt & ORDER_BY_DESC:
+                order.insert(0, f"{expr} DESC")
+            elif opt & ORDER_BY:
+                order.insert(0, f"{expr}")
+    aggregated = len(group_by) < len(selects)
+    where, args = [], []
+    upper = bool(options & UPPER_CASE_WHERE)
+    for col, text in conditions:
+        expr = COLUMNS[col][1]
+        clause, values = parse_condition(f"upper({expr})" if upper else expr, text)
+        where.append(clause)
+        args.extend(values)
+    distinct = "" if options & NO_DISTINCT or aggregated else "DISTINCT "
+    sql = f"SELECT {distinct}{', '.join(exprs)} FROM {' '.join(from_sql)}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if aggregated and group_by:
+        sql += " GROUP BY " + ", ".join(group_by)
+    # A stable order makes paging deterministic; explicit ORDER_BY columns come first.
+    rest = [e for e in group_by if e not in [o.removesuffix(" DESC") for o in order]]
+    if order or rest:
+        sql += " ORDER BY " + ", ".join(order + rest)
+    return sql, args
+
+
+class QueryEngine:
+    """The statements of one agent (one client connection), as in the server's icss table."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.statements: dict[int, Statement] = {}
+
+    def close(self) -> None:
+        for st in self.statements.values():
+            st.cursor.close()
+        self.statements.clear()
+
+    def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0):
+        """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
+        if continue_inx:
+            st = self.statements.get(continue_inx)
+            if st is None:
+                raise fail("CAT_NO_ROWS_FOUND", "statement closed")
+            if max_rows <= 0:           # the client closes the statement
+                st.cursor.close()
+                del self.statements[continue_inx]
+                raise fail("CAT_NO_ROWS_FOUND", "statement closed")
+        else:
+            if max_rows <= 0:
+                raise fail("CAT_NO_ROWS_FOUND", "nothing asked")
+            sql, args = build_sql(selects, conditions, options)
+            try:
+                cursor = self.db.execute(sql, args)
+            except sqlite3.Error as exc:
+                raise fail("CAT_SQL_ERR", str(exc)) from exc
+            total = 0
+            if options & RETURN_TOTAL_ROW_COUNT:
+                total = self.db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
+            st = Statement(cursor, [c for c, _ in selects], total=total)
+            if offset > 0:          # partialStartIndex: skip rows, as the server's OFFSET does
+                cursor.fetchmany(offset)
+            if len(self.statements) >= MAX_STATEMENTS:
+                raise fail("CAT_STATEMENT_TABLE_FULL", "too many open queries on this connection")
+            continue_inx = max(self.statements, default=0) + 1
+            self.statements[continue_inx] = st
+        max_rows = min(max_rows, MAX_SQL_ROWS)
+        rows = st.pending + st.cursor.fetchmany(max_rows + 1 - len(st.pending))
+        st.pending = rows[max_rows:]
+        rows = rows[:max_rows]
+        if not st.pending or options & AUTO_CLOSE:
+            st.cursor.close()
+            del self.statements[continue_inx]
+            next_inx = 0
+        else:
+            next_inx = continue_inx
+        if not rows:
+            raise fail("CAT_NO_ROWS_FOUND", "no rows found")
+        return rows, st.columns, next_inx, st.total

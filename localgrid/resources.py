@@ -1,0 +1,94 @@
+"""Resource hierarchies: where a new replica lands and which replica a read is served from.
+
+iRODS 4 replaced the resource groups of iRODS 3 (the seed paper's per-site groups) by
+coordinating resources: ``random`` sends each new replica to a random child, ``passthru``
+to its only child; ``unixfilesystem`` leaves hold the bytes in a vault directory.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+from .catalog import GOOD, Catalog
+from .errors import fail
+
+LEAF_TYPES = {"unixfilesystem"}
+COORDINATING_TYPES = {"random", "passthru"}
+TYPES = LEAF_TYPES | COORDINATING_TYPES
+
+
+class Resources:
+    def __init__(self, catalog: Catalog, down: set[str], rng: random.Random) -> None:
+        self.cat = catalog
+        self.down = down      # resources the fault policy declares down
+        self.rng = rng
+
+    def is_up(self, row: sqlite3.Row) -> bool:
+        return row["resc_name"] not in self.down and row["resc_status"] != "down"
+
+    def leaf_is_up(self, resc_id: int) -> bool:
+        """A leaf is reachable when it and every ancestor are up."""
+        row = self.cat.resource_by_id(resc_id)
+        while row is not None:
+            if not self.is_up(row):
+                return False
+            row = self.cat.resource_by_id(int(row["resc_parent"])) if row["resc_parent"] else None
+        return True
+
+    def root(self, name: str) -> sqlite3.Row:
+        row = self.cat.resource(name)
+        if row is None:
+            raise fail("SYS_RESC_DOES_NOT_EXIST", f"no resource {name!r}")
+        return row
+
+    def leaves(self, row: sqlite3.Row) -> list[sqlite3.Row]:
+        if row["resc_type_name"] in LEAF_TYPES:
+            return [row]
+        return [leaf for child in self.cat.children(row["resc_id"]) for leaf in self.leaves(child)]
+
+    def pick_leaf(self, name: str, exclude: set[int] = frozenset()) -> sqlite3.Row:
+        """The leaf a new replica is written to, following the coordinating resources' rules."""
+        row = self.root(name)
+        while row["resc_type_name"] not in LEAF_TYPES:
+            if not self.is_up(row):
+                raise fail("SYS_RESC_IS_DOWN", f"resource {row['resc_name']} is down")
+            children = [c for c in self.cat.children(row["resc_id"])
+                        if self.is_up(c) and any(l["resc_id"] not in exclude and self.leaf_is_up(l["resc_id"])
+                                                 for l in self.leaves(c))]
+            if not children:
+                raise fail("SYS_RESC_IS_DOWN" if self.cat.children(row["resc_id"]) else "HIERARCHY_ERROR",
+                           f"no usable child under {row['resc_name']}")
+            if row["resc_type_name"] == "passthru":
+                row = children[0]
+            else:
+                row = self.rng.choice(children)
+        if row["resc_id"] in exclude:
+            raise fail("SYS_COPY_ALREADY_IN_RESC", f"a replica is already on {row['resc_name']}")
+        if not self.leaf_is_up(row["resc_id"]):
+            raise fail("SYS_RESC_IS_DOWN", f"resource {row['resc_name']} is down")
+        return row
+
+    def under(self, name: str) -> set[int]:
+        """Leaf ids below a resource name (the name itself when it is a leaf)."""
+        return {l["resc_id"] for l in self.leaves(self.root(name))}
+
+    def readable(self, replicas: list[sqlite3.Row], resc_name: str | None = None) -> sqlite3.Row:
+        """A good replica on an up leaf; stale replicas are never served."""
+        candidates = [r for r in replicas if r["data_is_dirty"] == GOOD]
+        if resc_name:
+            allowed = self.under(resc_name)
+            candidates = [r for r in candidates if r["resc_id"] in allowed]
+        if not candidates:
+            raise fail("SYS_REPLICA_INACCESSIBLE", "no good replica to serve")
+        up = [r for r in candidates if self.leaf_is_up(r["resc_id"])]
+        if not up:
+            raise fail("SYS_RESC_IS_DOWN", "every good replica is on a resource that is down")
+        return up[0]
+
+
+def physical_path(vault: str, logical: str) -> Path:
+    """Vault path of a replica: the logical path without its zone, as unixfilesystem does."""
+    parts = logical.strip("/").split("/")[1:]
+    return Path(vault).joinpath(*parts)

@@ -1,0 +1,44 @@
+"""secure_irods: resilient python-irodsclient access for many concurrent grid jobs.
+
+Light on purpose: importing the package does not import python-irodsclient.
+"""
+
+from .errors import (
+    AuthenticationError,
+    ChecksumMismatchError,
+    ExistsError,
+    InvalidInputError,
+    NotFoundError,
+    PermanentError,
+    PermissionDeniedError,
+    SecureIrodsError,
+    StallError,
+    TransientError,
+    ZoneBusyError,
+    classify,
+    redact,
+    register_secret,
+)
+from .policy import Deadline, RetryPolicy
+from .throttle import Cooldown, Throttle
+
+__all__ = [
+    "AuthenticationError",
+    "ChecksumMismatchError",
+    "Cooldown",
+    "Deadline",
+    "ExistsError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermanentError",
+    "PermissionDeniedError",
+    "RetryPolicy",
+    "SecureIrodsError",
+    "StallError",
+    "Throttle",
+    "TransientError",
+    "ZoneBusyError",
+    "classify",
+    "redact",
+    "register_secret",
+]

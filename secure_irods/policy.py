@@ -1,0 +1,232 @@
+"""Retry policy: retry only transient failures, with incremental back-off and full jitter.
+
+A grid of thousands of jobs must not retry in lock-step, nor forever, nor on errors
+that cannot heal (a wrong password retried 8 times may lock an account).  So the
+policy is one tenacity composition::
+
+    stop  = stop_after_attempt(attempts) | stop_before_deadline(deadline)
+    retry = retry_if_exception(lambda e: classify(e).transient)
+    wait  = full_jitter(wait_incrementing(initial, increment, max_wait))
+
+``stop_before_deadline`` is tenacity's ``stop_before_delay`` against a shared
+:class:`Deadline` instead of the ``Retrying`` object's own start time, so the throttle
+wait, the cool-down and socket time-outs all spend one budget, and tests can fake the
+clock.  ``sleep`` is injected, as tenacity intends ("may be mocked out").
+
+Environment (read by :meth:`RetryPolicy.from_env`):
+
+``SECURE_IRODS_RETRIES``
+    total attempts, including the first (default 8).
+``SECURE_IRODS_DEADLINE``
+    seconds from the first attempt after which no new attempt starts (default 600).
+``SECURE_IRODS_MAX_WAIT``
+    cap on a single back-off wait in seconds (default 60).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
+
+import tenacity
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_incrementing
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from .errors import InvalidInputError, SecureIrodsError, TransientError, classify
+
+__all__ = ["Deadline", "RetryPolicy", "full_jitter", "is_transient", "stop_before_deadline"]
+
+logger = logging.getLogger("secure_irods.retry")
+
+T = TypeVar("T")
+
+ENV_RETRIES = "SECURE_IRODS_RETRIES"
+ENV_DEADLINE = "SECURE_IRODS_DEADLINE"
+ENV_MAX_WAIT = "SECURE_IRODS_MAX_WAIT"
+
+
+class Deadline:
+    """A point in monotonic time shared by every step of one operation.
+
+    ``Deadline(None)`` never expires.  ``socket_timeout()`` gives the value to hand to
+    ``socket.settimeout`` so no single read outlives the whole operation.
+    """
+
+    def __init__(self, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.seconds = math.inf if seconds is None else float(seconds)
+        self.start = clock()
+        self.end = self.start + self.seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative (``inf`` for no deadline)."""
+        return max(0.0, self.end - self._clock())
+
+    def elapsed(self) -> float:
+        return self._clock() - self.start
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def socket_timeout(self, cap: float | None = None) -> float:
+        """Timeout for the next blocking socket call: ``min(cap, remaining)``.
+
+        Raises :class:`TransientError` once expired, because a zero timeout would turn
+        the socket non-blocking instead of failing.
+        """
+        left = self.remaining()
+        if left <= 0.0:
+            raise TransientError(f"deadline of {self.seconds:g}s passed")
+        return left if cap is None else min(cap, left)
+
+    def __repr__(self) -> str:
+        return f"Deadline(seconds={self.seconds:g}, remaining={self.remaining():.3f})"
+
+
+class stop_before_deadline(stop_base):
+    """Stop when the next back-off would end at or after the deadline."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.upcoming_sleep >= self.deadline.remaining()
+
+
+class full_jitter(wait_base):
+    """Uniform in ``[0, inner]``: spreads a crowd of clients over the whole window."""
+
+    def __init__(self, inner: wait_base, uniform: Callable[[float, float], float] = random.uniform) -> None:
+        self.inner = inner
+        self.uniform = uniform
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.uniform(0.0, self.inner(retry_state))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if ``exc`` is worth retrying; interrupts and exits never are."""
+    return isinstance(exc, Exception) and classify(exc).transient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to retry transient failures; immutable, derive with ``replace``.
+
+    Wait before retry ``n`` (``n = 1`` after the first failure) is uniform in
+    ``[0, min(max_wait, initial + increment * (n - 1))]``.
+    """
+
+    attempts: int = 8
+    deadline: float = 600.0
+    initial: float = 1.0
+    increment: float = 2.0
+    max_wait: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    uniform: Callable[[float, float], float] = field(default=random.uniform, compare=False, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise InvalidInputError(f"retry attempts must be >= 1, got {self.attempts}")
+        if not self.deadline > 0:
+            raise InvalidInputError(f"retry deadline must be > 0 seconds, got {self.deadline}")
+        if min(self.initial, self.increment, self.max_wait) < 0:
+            raise InvalidInputError("retry waits must not be negative")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "RetryPolicy":
+        """Defaults, overridden by SECURE_IRODS_RETRIES / _DEADLINE / _MAX_WAIT, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, name, parse in (
+            (ENV_RETRIES, "attempts", int),
+            (ENV_DEADLINE, "deadline", float),
+            (ENV_MAX_WAIT, "max_wait", float),
+        ):
+            raw = env.get(var, "").strip()
+            if raw:
+                try:
+                    values[name] = parse(raw)
+                except ValueError:
+                    raise InvalidInputError(f"{var}={raw!r} is not a valid number") from None
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RetryPolicy":
+        return dataclasses.replace(self, **changes)
+
+    def start_deadline(self) -> Deadline:
+        """A fresh :class:`Deadline` for one operation under this policy."""
+        return Deadline(self.deadline, clock=self.clock)
+
+    def wait_strategy(self) -> wait_base:
+        return full_jitter(
+            wait_incrementing(start=self.initial, increment=self.increment, max=self.max_wait),
+            self.uniform,
+        )
+
+    def retrying(self, deadline: Deadline | None = None) -> tenacity.Retrying:
+        """The tenacity ``Retrying`` for one operation; re-raises the last original error."""
+        deadline = deadline or self.start_deadline()
+        return tenacity.Retrying(
+            stop=stop_after_attempt(self.attempts) | stop_before_deadline(deadline),
+            wait=self.wait_strategy(),
+            retry=retry_if_exception(is_transient),
+            sleep=self.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` under a fresh deadline; see :meth:`call_within`."""
+        return self.call_within(self.start_deadline(), fn, *args, **kwargs)
+
+    def call_within(self, deadline: Deadline, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn``, retrying transient failures; on giving up raise our classified error.
+
+        Never raises ``tenacity.RetryError``: the caller gets a :class:`SecureIrodsError`
+        whose message is the last reason, with ``attempts`` set and the original as
+        ``__cause__``.
+        """
+        retrying = self.retrying(deadline)
+        try:
+            return retrying(fn, *args, **kwargs)
+        except Exception as exc:
+            attempts = int(retrying.statistics.get("attempt_number", 1))
+            err = classify(exc)
+            if err.transient:
+                logger.warning(
+                    "giving up after %d attempt(s) in %.1fs: %s: %s",
+                    attempts, deadline.elapsed(), type(err).__name__, err.message,
+                )
+                err = _reworded(err, f"gave up after {attempts} attempt(s): {err.message}")
+            err.attempts = attempts  # type: ignore[attr-defined]
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _log_retry(self, retry_state: RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        err = classify(exc) if exc is not None else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else retry_state.upcoming_sleep
+        logger.info(
+            "attempt %d/%d failed: %s: %s; retrying in %.2fs",
+            retry_state.attempt_number, self.attempts,
+            type(err).__name__ if err else "?", err.message if err else "", wait,
+        )
+
+
+def _reworded(err: SecureIrodsError, message: str) -> SecureIrodsError:
+    """Same class, code and cause, new message (our classes share one constructor)."""
+    new = type(err)(message, code=err.code, name=err.name)
+    new.__cause__ = err.__cause__ if err.__cause__ is not None else err
+    return new

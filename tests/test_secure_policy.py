@@ -1,0 +1,269 @@
+"""RetryPolicy: retries only transient errors, bounded by attempts and a deadline, jittered waits."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+
+import irods.exception as prc
+import pytest
+import tenacity
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secure_irods.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    TransientError,
+    ZoneBusyError,
+    register_secret,
+)
+from secure_irods.policy import Deadline, RetryPolicy
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps (or we say so)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Flaky:
+    """Raises ``failures`` in turn, then returns ``value``; ``Flaky.always(exc)`` never succeeds."""
+
+    def __init__(self, *failures: BaseException, value: object = "ok", fake: FakeTime | None = None, cost: float = 0.0):
+        self.failures = list(failures)
+        self.value = value
+        self.forever: BaseException | None = None
+        self.calls = 0
+        self.fake = fake
+        self.cost = cost
+
+    @classmethod
+    def always(cls, exc: BaseException, **kw) -> "Flaky":
+        fn = cls(**kw)
+        fn.forever = exc
+        return fn
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        self.args = (args, kwargs)
+        if self.fake is not None:
+            self.fake.now += self.cost
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.forever is not None:
+            raise self.forever
+        return self.value
+
+
+def _policy(fake: FakeTime, **kw) -> RetryPolicy:
+    return RetryPolicy(sleep=fake.sleep, clock=fake.clock, **kw)
+
+
+def test_success_after_transient_failures_returns_value():
+    fake = FakeTime()
+    fn = Flaky(prc.NetworkException("a"), socket_timeout(), value=42)
+    assert _policy(fake).call(fn, "x", k=1) == 42
+    assert fn.calls == 3 and len(fake.sleeps) == 2
+    assert fn.args == (("x",), {"k": 1})
+
+
+def socket_timeout() -> Exception:
+    import socket
+
+    return socket.timeout("timed out")
+
+
+def test_transient_retried_up_to_attempts_then_our_error():
+    fake = FakeTime()
+    fn = Flaky.always(prc.SYS_SOCK_READ_TIMEDOUT("slow"))
+    with pytest.raises(TransientError) as info:
+        _policy(fake, attempts=5).call(fn)
+    assert not isinstance(info.value, tenacity.RetryError)
+    assert fn.calls == 5 and len(fake.sleeps) == 4
+    err = info.value
+    assert err.attempts == 5
+    assert "gave up after 5 attempt(s)" in str(err) and "SYS_SOCK_READ_TIMEDOUT" in str(err)
+    assert err.code == -115000 and err.exit_code == 2
+    assert isinstance(err.__cause__, prc.SYS_SOCK_READ_TIMEDOUT)
+
+
+def test_zone_busy_keeps_its_class_when_giving_up():
+    fake = FakeTime()
+    with pytest.raises(ZoneBusyError):
+        _policy(fake, attempts=2).call(Flaky.always(KeyError(-118000)))
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (prc.CAT_INVALID_AUTHENTICATION("nope"), AuthenticationError),
+        (prc.CAT_UNKNOWN_FILE("/z/x"), NotFoundError),
+        (prc.DataObjectDoesNotExist(), NotFoundError),
+        (ValueError("bad"), InvalidInputError),
+    ],
+)
+def test_permanent_never_retried(exc, expected):
+    fake = FakeTime()
+    fn = Flaky.always(exc)
+    with pytest.raises(expected) as info:
+        _policy(fake).call(fn)
+    assert fn.calls == 1 and fake.sleeps == []
+    assert info.value.__cause__ is exc and info.value.attempts == 1
+
+
+def test_interrupt_propagates_unchanged_without_retry():
+    fake = FakeTime()
+    fn = Flaky.always(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        _policy(fake).call(fn)
+    assert fn.calls == 1
+
+
+def test_our_transient_errors_are_retried():
+    fake = FakeTime()
+    fn = Flaky(TransientError("throttle: no slot before deadline"), value="done")
+    assert _policy(fake).call(fn) == "done" and fn.calls == 2
+
+
+def test_deadline_honoured_waits_never_overrun():
+    fake = FakeTime()
+    # Waits at their upper bound 1, 3, 5, 7 ...; attempts take 0.5 s each.
+    policy = _policy(fake, attempts=100, deadline=10.0, uniform=lambda a, b: b)
+    fn = Flaky.always(prc.NetworkException("down"), fake=fake, cost=0.5)
+    start = fake.now
+    with pytest.raises(TransientError):
+        policy.call(fn)
+    assert fake.now - start <= 10.0
+    # t=0.5 fail, sleep 1; t=2 fail, sleep 3; t=5.5 fail: a 5 s wait would end at 10.5 > 10.
+    assert fake.sleeps == [1.0, 3.0]
+    assert fn.calls == 3
+
+
+def test_shared_deadline_spent_elsewhere_limits_retries():
+    fake = FakeTime()
+    policy = _policy(fake, attempts=10, deadline=100.0, uniform=lambda a, b: b)
+    deadline = policy.start_deadline()
+    fake.now += 99.5  # e.g. spent waiting for a throttle slot
+    fn = Flaky.always(prc.NetworkException("down"))
+    with pytest.raises(TransientError):
+        policy.call_within(deadline, fn)
+    assert fn.calls == 1
+
+
+def test_wait_sequence_is_incremental_capped_and_jittered():
+    fake = FakeTime()
+    bounds: list[tuple[float, float]] = []
+    rng = random.Random(7)
+
+    def uniform(a: float, b: float) -> float:
+        bounds.append((a, b))
+        return rng.uniform(a, b)
+
+    policy = _policy(fake, attempts=8, deadline=1e6, initial=1.0, increment=2.0, max_wait=6.0, uniform=uniform)
+    with pytest.raises(TransientError):
+        policy.call(Flaky.always(prc.NetworkException("x")))
+    # tenacity also computes a wait after the final attempt, before deciding to stop.
+    assert bounds[:7] == [(0.0, b) for b in (1.0, 3.0, 5.0, 6.0, 6.0, 6.0, 6.0)]
+    assert len(fake.sleeps) == 7
+    assert all(0.0 <= s <= b for s, (_, b) in zip(fake.sleeps, bounds))
+    assert len(set(fake.sleeps)) == 7  # jittered, not lock-step
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    attempts=st.integers(1, 12),
+    initial=st.floats(0, 10),
+    increment=st.floats(0, 10),
+    max_wait=st.floats(0, 30),
+    seed=st.integers(0, 2**16),
+)
+def test_waits_within_bounds_property(attempts, initial, increment, max_wait, seed):
+    fake = FakeTime()
+    rng = random.Random(seed)
+    policy = RetryPolicy(
+        attempts=attempts, deadline=1e9, initial=initial, increment=increment, max_wait=max_wait,
+        sleep=fake.sleep, clock=fake.clock, uniform=rng.uniform,
+    )
+    fn = Flaky.always(prc.SYS_HEADER_READ_LEN_ERR())
+    with pytest.raises(TransientError):
+        policy.call(fn)
+    assert fn.calls == attempts
+    for n, slept in enumerate(fake.sleeps, start=1):
+        assert 0.0 <= slept <= min(max_wait, initial + increment * (n - 1)) + 1e-9
+
+
+def test_retries_logged_with_reason_and_wait_but_no_password(caplog):
+    secret = "Tr0ub4dor&3-policy"
+    register_secret(secret)
+    fake = FakeTime()
+    fn = Flaky.always(prc.NetworkException(f"lost link while sending {secret}"))
+    with caplog.at_level(logging.INFO, logger="secure_irods.retry"):
+        with pytest.raises(TransientError) as info:
+            _policy(fake, attempts=3, uniform=lambda a, b: b).call(fn)
+    records = [r for r in caplog.records if r.name == "secure_irods.retry"]
+    text = "\n".join(r.getMessage() for r in records)
+    assert "attempt 1/3" in text and "attempt 2/3" in text
+    assert "TransientError" in text and "NetworkException" in text
+    assert "retrying in 1.00s" in text and "retrying in 3.00s" in text
+    assert "giving up after 3 attempt(s)" in text
+    assert secret not in text and secret not in str(info.value)
+
+
+def test_retrying_is_a_tenacity_composition():
+    policy = RetryPolicy()
+    r = policy.retrying()
+    assert isinstance(r, tenacity.Retrying)
+    assert isinstance(r.stop, tenacity.stop.stop_any)
+    assert r.sleep is policy.sleep
+
+
+def test_policy_is_frozen_and_derivable():
+    policy = RetryPolicy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.attempts = 3  # type: ignore[misc]
+    assert policy.replace(attempts=3).attempts == 3 and policy.attempts == 8
+    assert (policy.attempts, policy.deadline, policy.initial, policy.increment, policy.max_wait) == (
+        8, 600.0, 1.0, 2.0, 60.0
+    )
+
+
+@pytest.mark.parametrize("bad", [dict(attempts=0), dict(deadline=0), dict(max_wait=-1)])
+def test_invalid_policy_rejected(bad):
+    with pytest.raises(InvalidInputError):
+        RetryPolicy(**bad)
+
+
+def test_from_env():
+    env = {"SECURE_IRODS_RETRIES": "3", "SECURE_IRODS_DEADLINE": "30.5", "SECURE_IRODS_MAX_WAIT": "4"}
+    policy = RetryPolicy.from_env(env)
+    assert (policy.attempts, policy.deadline, policy.max_wait) == (3, 30.5, 4.0)
+    assert RetryPolicy.from_env({}) == RetryPolicy()
+    assert RetryPolicy.from_env(env, attempts=9).attempts == 9
+    with pytest.raises(InvalidInputError, match="SECURE_IRODS_RETRIES"):
+        RetryPolicy.from_env({"SECURE_IRODS_RETRIES": "many"})
+
+
+def test_deadline_socket_timeouts():
+    fake = FakeTime()
+    d = Deadline(10.0, clock=fake.clock)
+    assert d.socket_timeout() == 10.0 and d.socket_timeout(cap=3.0) == 3.0
+    fake.now += 8.0
+    assert d.remaining() == pytest.approx(2.0) and d.socket_timeout(cap=3.0) == pytest.approx(2.0)
+    fake.now += 5.0
+    assert d.expired and d.remaining() == 0.0
+    with pytest.raises(TransientError, match="deadline"):
+        d.socket_timeout()
+    forever = Deadline(None, clock=fake.clock)
+    assert not forever.expired and forever.socket_timeout(cap=5.0) == 5.0
