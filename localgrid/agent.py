@@ -75,7 +75,7 @@ class Agent:
         self.sock = sock
         self.cat = Catalog(server.catalog_path)
         self.queries = QueryEngine(Catalog(server.catalog_path).db)
-        self.res = Resources(self.cat, server.faults.down, server.rng)
+        self.res = Resources(self.cat, server.faults, server.rng)
         self.zone = server.zone
         self.user: str | None = None
         self.user_id: int | None = None
@@ -357,9 +357,10 @@ class Agent:
 
     def api_rename(self, msg):
         body = msg.xml()
-        src_el, dst_el = body.find("srcDataObjInp_PI"), body.find("destDataObjInp_PI")
-        if src_el is None or dst_el is None:
+        parts = body.findall("DataObjInp_PI")
+        if len(parts) != 2:
             raise p.ProtocolError("rename needs source and destination")
+        src_el, dst_el = parts
         src, dst = normalize(p.text(src_el, "objPath")), normalize(p.text(dst_el, "objPath"))
         opr = p.integer(src_el, "oprType")
         moves = []
@@ -1045,6 +1046,12 @@ class Agent:
     def api_user_admin(self, msg):
         body = msg.xml()
         a = [p.text(body, f"arg{i}") for i in range(10)]
+        if a[0] == "mkuser":
+            self.require_admin()
+            name, _, zone = a[1].partition("#")
+            with self.cat.transaction():
+                self._add_user(["add", "user", name, "rodsuser", zone or self.zone, a[2]])
+            return 0, b""
         if a[0] != "userpw" or a[2] != "password":
             raise fail("SYS_INVALID_INPUT_PARAM", f"user admin operation {a[0]} not supported")
         if a[1] != self.user and not self.is_admin():

@@ -20,13 +20,13 @@ TYPES = LEAF_TYPES | COORDINATING_TYPES
 
 
 class Resources:
-    def __init__(self, catalog: Catalog, down: set[str], rng: random.Random) -> None:
+    def __init__(self, catalog: Catalog, faults, rng: random.Random) -> None:
         self.cat = catalog
-        self.down = down      # resources the fault policy declares down
+        self.faults = faults      # its `down` set changes while the server runs
         self.rng = rng
 
     def is_up(self, row: sqlite3.Row) -> bool:
-        return row["resc_name"] not in self.down and row["resc_status"] != "down"
+        return row["resc_name"] not in self.faults.down and row["resc_status"] != "down"
 
     def leaf_is_up(self, resc_id: int) -> bool:
         """A leaf is reachable when it and every ancestor are up."""
