@@ -367,3 +367,29 @@ def test_legacy_authentication(grid, monkeypatch):
 def test_resource_queries_and_status(session):
     rows = session.query(Resource.name, Resource.type).filter(Resource.name == "demoResc").all()
     assert [(r[Resource.name], r[Resource.type]) for r in rows] == [("demoResc", "unixfilesystem")]
+
+
+@pytest.mark.faults
+def test_dropped_parallel_uploads_leave_no_good_partial_replica(grid, coll, tmp_path):
+    """PRC's >32 MiB put opens extra connections with a replica token; any of them dying poisons it."""
+    data = os.urandom(40 * 1024 * 1024 + 5)
+    local = tmp_path / "big"
+    local.write_bytes(data)
+    grid.set_faults(drop_rate=0.15, seed=3)
+    failures = 0
+    try:
+        for i in range(6):
+            with grid.session() as s:
+                s.connection_timeout = 10
+                try:
+                    s.data_objects.put(str(local), f"{coll}/p{i}")
+                except Exception:
+                    failures += 1
+    finally:
+        grid.clear_faults()
+    assert failures > 0
+    with grid.session() as s:
+        for row in s.query(DataObject.name, DataObject.size, DataObject.replica_status).filter(Collection.name == coll):
+            if row[DataObject.replica_status] == "1":
+                with s.data_objects.open(f"{coll}/{row[DataObject.name]}", "r") as f:
+                    assert f.read() == data
