@@ -21,10 +21,13 @@ from .errors import (
 )
 from .policy import Deadline, RetryPolicy
 from .throttle import Cooldown, Throttle
+from .client import Client, connect
+from .transfer import TransferResult
 
 __all__ = [
     "AuthenticationError",
     "ChecksumMismatchError",
+    "Client",
     "Cooldown",
     "Deadline",
     "ExistsError",
@@ -36,9 +39,11 @@ __all__ = [
     "SecureIrodsError",
     "StallError",
     "Throttle",
+    "TransferResult",
     "TransientError",
     "ZoneBusyError",
     "classify",
+    "connect",
     "redact",
     "register_secret",
 ]

@@ -1,0 +1,161 @@
+"""Contention: 32 processes x 20 gets against a grid capped at 8 connections with 10 % drops.
+
+    python benchmarks/contention.py           # 32 x 20
+    python benchmarks/contention.py --small   # 8 x 5, cap 2
+
+Each process is one job.  Ours: ``connect()`` with the node throttle (8 slots, one
+directory) and the default policy, 20 ``get`` calls.  Naive: plain PRC, one session, each
+get retried up to 5 times with a fixed 1 s delay (a fresh session after a failure).
+Printed side by side: failed transfers, corrupted transfers (bytes differ), hung
+processes (killed at the time limit: PRC spins on a connection dropped mid-read), and
+server connection attempts (accepted + refused, counted by the grid) per successful
+transfer.  Goals for ours: 0 failed, 0 corrupted, <= 1.5 attempts per success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _grid  # noqa: E402
+
+OBJECT_SIZE = 1024 * 1024
+
+
+def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
+    ok = failed = corrupted = 0
+    if kind == "ours":
+        from secure_irods.client import connect
+
+        with connect() as client:
+            for i in range(gets):
+                target = out / f"{i}.bin"
+                try:
+                    client.get(remote, target, force=True)
+                except Exception:
+                    failed += 1
+                    continue
+                if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+                    ok += 1
+                else:
+                    corrupted += 1
+    else:
+        import logging
+
+        logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
+        from irods.session import iRODSSession
+
+        def new_session():
+            return iRODSSession(irods_env_file=os.environ["IRODS_ENVIRONMENT_FILE"],
+                                irods_authentication_file=os.environ["IRODS_AUTHENTICATION_FILE"])
+
+        session = new_session()
+        for i in range(gets):
+            target = out / f"{i}.bin"
+            for attempt in range(5):
+                try:
+                    session.data_objects.get(remote, str(target), force=True)
+                    break
+                except Exception:
+                    try:
+                        session.cleanup()
+                    except Exception:
+                        pass
+                    session = new_session()
+                    time.sleep(1.0)
+            else:
+                failed += 1
+                continue
+            if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+                ok += 1
+            else:
+                corrupted += 1
+        try:
+            session.cleanup()
+        except Exception:
+            pass
+    print(json.dumps({"ok": ok, "failed": failed, "corrupted": corrupted}))
+
+
+def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest: str, cap: int,
+          limit: float) -> dict:
+    grid.control.reset_stats()
+    env = grid.environ(SECURE_IRODS_THROTTLE_DIR=str(tmp / f"throttle-{kind}"),
+                       SECURE_IRODS_MAX_CONNECTIONS=str(cap), SECURE_IRODS_DEADLINE=str(limit - 10))
+    start = time.perf_counter()
+    running = []
+    for p in range(procs):
+        out = tmp / f"{kind}-{p}"
+        out.mkdir()
+        running.append(subprocess.Popen([sys.executable, __file__, "--worker", kind, remote, str(out), str(gets), digest],
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    totals = {"ok": 0, "failed": 0, "corrupted": 0, "hung": 0}
+    for proc in running:
+        try:
+            stdout, _ = proc.communicate(timeout=max(1.0, limit - (time.perf_counter() - start)))
+            result = json.loads(stdout.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            proc.kill()
+            proc.communicate()
+            result = {"ok": 0, "failed": 0, "corrupted": 0}
+            totals["hung"] += 1
+        for key in ("ok", "failed", "corrupted"):
+            totals[key] += result[key]
+    totals["lost"] = procs * gets - totals["ok"] - totals["failed"] - totals["corrupted"]
+    stats = grid.control.stats()
+    totals["seconds"] = time.perf_counter() - start
+    totals["attempts"] = stats["accepted"] + stats["refused"]
+    totals["refused"] = stats["refused"]
+    totals["max_active"] = stats["max_active"]
+    return totals
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        kind, remote, out, gets, digest = sys.argv[2:7]
+        worker(kind, remote, Path(out), int(gets), digest)
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--limit", type=float, default=300.0, help="seconds before a phase's processes are killed")
+    args = parser.parse_args()
+    procs, gets, cap = (8, 5, 2) if args.small else (32, 20, 8)
+    with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
+        tmp = Path(tmp)
+        grid = _grid.start(tmp / "grid", "--seed", "11")
+        try:
+            data = os.urandom(OBJECT_SIZE)
+            (tmp / "obj.bin").write_bytes(data)
+            remote = f"{grid.home}/contention.bin"
+            from secure_irods.client import connect
+
+            with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False) as client:
+                client.put(tmp / "obj.bin", remote, force=True)
+            grid.control.set(max_connections=cap, drop_rate=0.10)
+            digest = hashlib.sha256(data).hexdigest()
+            results = {kind: phase(kind, grid, tmp, remote, procs, gets, digest, cap, args.limit)
+                       for kind in ("ours", "naive")}
+        finally:
+            grid.stop()
+    print(f"contention: {procs} processes x {gets} gets of 1 MiB, grid capped at {cap}, 10 % drops")
+    print(f"{'':34}{'secure_irods':>14}{'naive PRC':>14}")
+    rows = [("successful transfers", "ok", "d"), ("failed transfers (goal 0)", "failed", "d"),
+            ("corrupted transfers (goal 0)", "corrupted", "d"), ("hung processes (killed)", "hung", "d"),
+            ("transfers lost with hung procs", "lost", "d"), ("connections refused", "refused", "d"),
+            ("server max active connections", "max_active", "d"), ("wall time (s)", "seconds", ".1f")]
+    for label, key, fmt in rows:
+        print(f"{label:34}{results['ours'][key]:>14{fmt}}{results['naive'][key]:>14{fmt}}")
+    per = {k: (r["attempts"] / r["ok"] if r["ok"] else float("inf")) for k, r in results.items()}
+    print(f"{'connection attempts per success':34}{per['ours']:>14.2f}{per['naive']:>14.2f}  (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

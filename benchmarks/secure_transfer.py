@@ -1,0 +1,77 @@
+"""Secure get/put of one large file against plain python-irodsclient, on a grid started here.
+
+    python benchmarks/secure_transfer.py            # 1 GiB
+    python benchmarks/secure_transfer.py --small    # 64 MiB
+
+Plain PRC is ``data_objects.put``/``get`` with its defaults (parallel threads above
+32 MiB, no checksum); ours streams over one connection, checksums both ends, writes to a
+temporary name and renames.  Ratio = plain time / secure time (goal >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _grid  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="64 MiB instead of 1 GiB")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N runs")
+    args = parser.parse_args()
+    size = (64 if args.small else 1024) * 1024 * 1024
+    with tempfile.TemporaryDirectory(prefix="bench-secure-") as tmp:
+        tmp = Path(tmp)
+        grid = _grid.start(tmp / "grid")
+        try:
+            src = tmp / "src.bin"
+            with open(src, "wb") as f:
+                for _ in range(size // (16 << 20)):
+                    f.write(os.urandom(16 << 20))
+            from secure_irods import RetryPolicy
+            from secure_irods.client import connect
+
+            session = grid.session()
+            remote_plain, remote_ours = f"{grid.home}/plain.bin", f"{grid.home}/ours.bin"
+            times: dict[str, list[float]] = {k: [] for k in ("plain put", "ours put", "plain get", "ours get")}
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                session.data_objects.put(str(src), remote_plain, force=True)
+                times["plain put"].append(time.perf_counter() - t)
+                with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False,
+                             policy=RetryPolicy()) as client:
+                    t = time.perf_counter()
+                    client.put(src, remote_ours, force=True)
+                    times["ours put"].append(time.perf_counter() - t)
+                for p in (tmp / "plain.out", tmp / "ours.out"):
+                    p.unlink(missing_ok=True)
+                t = time.perf_counter()
+                session.data_objects.get(remote_plain, str(tmp / "plain.out"), force=True)
+                times["plain get"].append(time.perf_counter() - t)
+                with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False,
+                             policy=RetryPolicy()) as client:
+                    t = time.perf_counter()
+                    client.get(remote_ours, tmp / "ours.out", force=True)
+                    times["ours get"].append(time.perf_counter() - t)
+                (tmp / "plain.out").unlink()
+                (tmp / "ours.out").unlink()
+            session.cleanup()
+        finally:
+            grid.stop()
+    mib = size / (1 << 20)
+    print(f"secure transfer of {mib:.0f} MiB (best of {args.repeat}), one local grid")
+    print(f"{'':6}{'plain PRC':>22}{'secure_irods':>22}{'ratio (plain/secure time)':>28}")
+    for op in ("put", "get"):
+        plain, ours = min(times[f"plain {op}"]), min(times[f"ours {op}"])
+        print(f"{op:6}{plain:9.2f} s {mib / plain:7.0f} MiB/s{ours:9.2f} s {mib / ours:7.0f} MiB/s{plain / ours:28.2f}")
+
+
+if __name__ == "__main__":
+    main()

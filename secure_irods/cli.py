@@ -1,0 +1,235 @@
+"""``secure-iget`` and ``secure-iput``: drop-in replacements for ``iget``/``iput`` in job scripts.
+
+Same positional arguments and the shared flags (``-f -K -r -N -R -v --retries``), plus
+``--deadline`` and ``--max-connections``.  Exit codes, one meaning each, for a scheduler:
+
+* 0 done;
+* 1 bad options or environment (fix the job);
+* 2 a transient failure still there at the deadline (zone refusing, connections dropped:
+  resubmit later);
+* 3 a permanent transfer failure (no such object, exists without ``-f``, permission,
+  checksum mismatch);
+* 7 authentication refused (never retried, so an account is not locked).
+
+Every error is one line on stderr, never a traceback.  A ``rich`` progress bar is shown
+on stderr only when it is a terminal.  ``-K`` is accepted for compatibility: every
+transfer is checksum-verified anyway.  ``-N`` is accepted and ignored: one stream per
+connection keeps the node within its connection budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from .errors import InvalidInputError, NotFoundError, SecureIrodsError, classify
+from .policy import Deadline, RetryPolicy
+from .throttle import Throttle
+
+__all__ = ["iget_main", "iput_main", "iget", "iput"]
+
+logger = logging.getLogger("secure_irods.cli")
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-f", "force", is_flag=True, help="Overwrite an existing target."),
+        click.option("-K", "verify", is_flag=True, help="Verify checksums (always done; accepted for iget/iput)."),
+        click.option("-r", "recursive", is_flag=True, help="Transfer collections/directories recursively."),
+        click.option("-N", "threads", type=click.IntRange(min=0), help="Accepted for compatibility; ignored."),
+        click.option("-R", "resource", help="Resource to read from (get) or write to (put)."),
+        click.option("-v", "verbose", count=True, help="One line per file; -vv also logs each retry."),
+        click.option("--retries", type=click.IntRange(min=0),
+                     help="Retries after the first attempt [env: SECURE_IRODS_RETRIES, attempts in all, 8]."),
+        click.option("--deadline", type=click.FloatRange(min=0, min_open=True),
+                     help="Seconds after which no new attempt starts; the whole command shares it [600]."),
+        click.option("--max-connections", type=click.IntRange(min=0),
+                     help="Node-wide connection cap, shared by all processes (0: no throttle) [env: SECURE_IRODS_MAX_CONNECTIONS, 4]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+class _Job:
+    """The one context object: a connected client, a shared deadline, progress and verbosity."""
+
+    def __init__(self, prog: str, verbose: int, retries: int | None, deadline: float | None,
+                 max_connections: int | None) -> None:
+        from .client import connect
+
+        self.prog, self.verbose = prog, verbose
+        overrides: dict[str, Any] = {}
+        if retries is not None:
+            overrides["attempts"] = retries + 1
+        if deadline is not None:
+            overrides["deadline"] = deadline
+        self.policy = RetryPolicy.from_env(**overrides)
+        throttle: Throttle | bool | None = None
+        if max_connections == 0:
+            throttle = False
+        elif max_connections is not None:
+            throttle = Throttle(max_connections)
+        self.client = connect(policy=self.policy, throttle=throttle)
+        self.deadline = self.policy.start_deadline()
+
+    @contextlib.contextmanager
+    def progress(self, total: int) -> Iterator[Callable[[int], None]]:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                      disable=not console.is_terminal or self.verbose > 0) as bar:
+            task = bar.add_task(self.prog, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    def report(self, results: list[Any]) -> None:
+        if self.verbose:
+            for r in results:
+                state = "skipped (identical)" if r.skipped else f"{r.size} bytes"
+                click.echo(f"   {r.destination}  {state}")
+
+
+def _run(command: click.Command, prog: str, args: list[str] | None = None) -> int:
+    """Run ``command`` and turn every failure into one stderr line and our exit code."""
+    try:
+        command.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:  # bad usage: iget's 1
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        return 130
+    except Exception as exc:  # ours, or anything unforeseen: classified, never a traceback
+        err = exc if isinstance(exc, SecureIrodsError) else classify(exc)
+        message = " ".join(err.message.split())
+        click.echo(f"{prog}: {type(err).__name__}: {message}", err=True)
+        logger.debug("failure", exc_info=exc)
+        return err.exit_code
+    return 0
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.ERROR if verbose < 2 else logging.INFO if verbose == 2 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s: %(levelname)s: %(message)s")
+    # PRC logs socket errors at CRITICAL on every dropped connection; they are retried.
+    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.DEBUG)
+
+
+# ------------------------------------------------------------------------------ get
+
+
+@click.command(context_settings=CONTEXT)
+@_common
+@click.argument("paths", nargs=-1, required=True)
+def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, threads: int | None,
+         resource: str | None, verbose: int, retries: int | None, deadline: float | None,
+         max_connections: int | None) -> None:
+    """secure-iget [options] srcDataObj|srcCollection ... [destLocalFile|destLocalDir]
+
+    Atomic, checksum-verified, resumable iget with retries and a node-wide connection cap.
+    """
+    _setup_logging(verbose)
+    sources, dest = (paths[:-1], Path(paths[-1])) if len(paths) > 1 else (paths, Path("."))
+    if len(sources) > 1 and not dest.is_dir():
+        raise InvalidInputError(f"target {dest} must be an existing directory for several sources")
+    job = _Job("secure-iget", verbose, retries, deadline, max_connections)
+    with job.client as client:
+        items: list[tuple[str, Path]] = []
+        total = 0
+        for source in sources:
+            remote = client.resolve(source)
+            stat = client.stat(remote)
+            if stat is None:
+                raise NotFoundError(f"no such data object or collection: {remote}")
+            name = remote.rstrip("/").rsplit("/", 1)[1]
+            target = dest / name if dest.is_dir() else dest
+            if not stat.is_collection:
+                items.append((remote, target))
+                total += stat.size
+                continue
+            if not recursive:
+                raise InvalidInputError(f"{remote} is a collection: use -r")
+            for obj in client.scan(remote):
+                relative = obj.path[len(remote.rstrip("/")) + 1:]
+                local = target / relative
+                local.parent.mkdir(parents=True, exist_ok=True)
+                items.append((obj.path, local))
+                total += obj.size
+        with job.progress(total) as advance:
+            results = client.get_many(items, force=force, resource=resource, progress=advance, deadline=job.deadline)
+        job.report(results)
+
+
+def iget_main(args: list[str] | None = None) -> None:
+    """Console script ``secure-iget``."""
+    sys.exit(_run(iget, "secure-iget", args))
+
+
+# ------------------------------------------------------------------------------ put
+
+
+@click.command(context_settings=CONTEXT)
+@_common
+@click.argument("paths", nargs=-1, required=True)
+def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, threads: int | None,
+         resource: str | None, verbose: int, retries: int | None, deadline: float | None,
+         max_connections: int | None) -> None:
+    """secure-iput [options] localSrcFile|localSrcDir ... [destDataObj|destCollection]
+
+    Uploads to a temporary name, verifies the server's checksum, then renames into place.
+    """
+    _setup_logging(verbose)
+    sources, dest = (paths[:-1], paths[-1]) if len(paths) > 1 else (paths, None)
+    job = _Job("secure-iput", verbose, retries, deadline, max_connections)
+    with job.client as client:
+        dest_path = client.resolve(dest if dest is not None else ".")
+        dest_stat = client.stat(dest_path)
+        dest_is_coll = dest is None or (dest_stat is not None and dest_stat.is_collection)
+        if len(sources) > 1 and not dest_is_coll:
+            raise InvalidInputError(f"target {dest_path} must be an existing collection for several sources")
+        items: list[tuple[Path, str]] = []
+        total = 0
+        for source in sources:
+            local = Path(source)
+            if not local.exists():
+                raise NotFoundError(f"no such local file or directory: {local}")
+            target = f"{dest_path.rstrip('/')}/{local.resolve().name}" if dest_is_coll else dest_path
+            if local.is_file():
+                items.append((local, target))
+                total += local.stat().st_size
+                continue
+            if not recursive:
+                raise InvalidInputError(f"{local} is a directory: use -r")
+            for root, dirs, files in os.walk(local):
+                dirs.sort()
+                relative = Path(root).relative_to(local).as_posix()
+                coll = target if relative == "." else f"{target}/{relative}"
+                client.mkdir(coll)
+                for name in sorted(files):
+                    path = Path(root) / name
+                    items.append((path, f"{coll}/{name}"))
+                    total += path.stat().st_size
+        with job.progress(total) as advance:
+            results = client.put_many(items, force=force, resource=resource, progress=advance, deadline=job.deadline)
+        job.report(results)
+
+
+def iput_main(args: list[str] | None = None) -> None:
+    """Console script ``secure-iput``."""
+    sys.exit(_run(iput, "secure-iput", args))

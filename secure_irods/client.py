@@ -1,0 +1,408 @@
+"""The job-script API: ``with connect() as irods: irods.get(...)``.
+
+:func:`connect` reads the standard iRODS environment (``$IRODS_ENVIRONMENT_FILE`` or
+``~/.irods/irods_environment.json``, ``$IRODS_AUTHENTICATION_FILE`` or the file the
+environment names or ``~/.irods/.irodsA``) and returns a :class:`Client`.  Every call
+runs under the :class:`~secure_irods.policy.RetryPolicy` (transient failures only); the
+client holds at most one connection, opened lazily, and holds a node-wide
+:class:`~secure_irods.throttle.Throttle` slot exactly while that connection is open.
+Before connecting it waits out the node's :class:`~secure_irods.throttle.Cooldown`; a
+refusal by the zone (:class:`~secure_irods.errors.ZoneBusyError`) starts one.
+
+The client has states (like httpx's ``ClientState``): ``unopened`` -> ``open`` (a
+connection and slot held) <-> ``idle`` (dropped after a transient failure) ->
+``closed``; using a closed client raises ``RuntimeError``.
+
+Example::
+
+    from secure_irods import connect
+
+    with connect() as irods:
+        irods.get("/zone/home/me/run1/a.mseed", "data/a.mseed")       # atomic, verified
+        irods.put("out/result.h5", "results/result.h5", force=True)   # relative to irods_cwd
+        irods.sync("i:/zone/home/me/run1/b.mseed", "data/b.mseed")    # no bytes if identical
+        irods.get_many([(f"run1/{n}", f"data/{n}") for n in irods.listdir("run1")])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from .errors import InvalidInputError, ZoneBusyError, classify
+from .policy import Deadline, RetryPolicy
+from .throttle import Cooldown, Throttle
+from .transfer import TransferResult, _get_object, _put_object
+
+__all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
+
+logger = logging.getLogger("secure_irods.client")
+
+T = TypeVar("T")
+
+DEFAULT_IO_TIMEOUT = 60.0  # longest wait for one socket read/write: the stall guard
+ENV_IO_TIMEOUT = "SECURE_IRODS_IO_TIMEOUT"
+ENV_COOLDOWN = "SECURE_IRODS_COOLDOWN"
+Progress = Callable[[int], None]
+
+
+class IrodsEnvironment:
+    """The environment file, authentication file and the paths in them (no secrets kept)."""
+
+    def __init__(self, env_file: str | os.PathLike | None = None, auth_file: str | os.PathLike | None = None,
+                 environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        home = Path(os.path.expanduser("~/.irods"))
+        self.env_file = Path(env_file or env.get("IRODS_ENVIRONMENT_FILE") or home / "irods_environment.json")
+        try:
+            self.settings: dict[str, Any] = json.loads(self.env_file.read_text())
+        except FileNotFoundError:
+            raise InvalidInputError(f"no iRODS environment file at {self.env_file}") from None
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"unreadable iRODS environment file {self.env_file}: {exc}") from None
+        for key in ("irods_host", "irods_port", "irods_user_name", "irods_zone_name"):
+            if key not in self.settings:
+                raise InvalidInputError(f"{self.env_file} lacks {key}")
+        auth = (auth_file or env.get("IRODS_AUTHENTICATION_FILE")
+                or self.settings.get("irods_authentication_file") or home / ".irodsA")
+        self.auth_file = Path(auth)
+        zone, user = self.settings["irods_zone_name"], self.settings["irods_user_name"]
+        self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
+        self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
+        self.default_resource = self.settings.get("irods_default_resource")
+
+    def resolve(self, path: str) -> str:
+        """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
+        if not path.startswith("/"):
+            path = f"{self.cwd.rstrip('/')}/{path}"
+        parts: list[str] = []
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(part)
+        return "/" + "/".join(parts)
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    IDLE = "idle"
+    CLOSED = "closed"
+
+
+class Client:
+    """Retried, throttled, atomic transfers; one connection, one throttle slot at most.
+
+    ``opener(io_timeout)`` returns a connected backend (see :mod:`secure_irods.backend`);
+    tests may pass any object with the same methods.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[float], Any],
+        environment: IrodsEnvironment,
+        *,
+        policy: RetryPolicy | None = None,
+        throttle: Throttle | None = None,
+        cooldown: Cooldown | None = None,
+        io_timeout: float = DEFAULT_IO_TIMEOUT,
+    ) -> None:
+        self._opener = opener
+        self.environment = environment
+        self.policy = policy or RetryPolicy.from_env()
+        self.throttle = throttle
+        self.cooldown = cooldown
+        self.io_timeout = io_timeout
+        self._backend: Any = None
+        self._slot: contextlib.ExitStack | None = None
+        self._state = _State.UNOPENED
+        self.connections_opened = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
+    def __enter__(self) -> "Client":
+        if self._state is _State.CLOSED:
+            raise RuntimeError("cannot reopen a closed secure_irods Client")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect and free the throttle slot; the client cannot be used again."""
+        self._drop()
+        self._state = _State.CLOSED
+
+    def _drop(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.close()
+        if self._state is _State.OPEN:
+            self._state = _State.IDLE
+
+    def _connected(self, deadline: Deadline) -> Any:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this secure_irods Client is closed")
+        if self._backend is not None:
+            return self._backend
+        if self.cooldown is not None:
+            self.cooldown.wait(deadline)
+        slot = contextlib.ExitStack()
+        try:
+            if self.throttle is not None:
+                slot.enter_context(self.throttle.acquire(deadline))
+            self.connections_opened += 1
+            backend = self._opener(deadline.socket_timeout(self.io_timeout))
+        except BaseException as exc:
+            slot.close()
+            if isinstance(exc, Exception) and isinstance(classify(exc), ZoneBusyError) and self.cooldown:
+                self.cooldown.refused()
+            raise
+        if self.cooldown is not None:
+            self.cooldown.succeeded()
+        self._backend, self._slot, self._state = backend, slot, _State.OPEN
+        return backend
+
+    def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
+        """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection."""
+        deadline = deadline or self.policy.start_deadline()
+
+        def attempt() -> T:
+            backend = self._connected(deadline)
+            backend.set_timeout(deadline.socket_timeout(self.io_timeout))
+            try:
+                return fn(backend, deadline)
+            except Exception as exc:
+                err = classify(exc)
+                if err.transient:
+                    self._drop()  # the link may be half dead: never reuse it
+                    if isinstance(err, ZoneBusyError) and self.cooldown is not None:
+                        self.cooldown.refused()
+                raise
+
+        return self.policy.call_within(deadline, attempt)
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def home(self) -> str:
+        return self.environment.home
+
+    def resolve(self, path: str) -> str:
+        return self.environment.resolve(path)
+
+    # ------------------------------------------------------------ catalogue
+
+    def exists(self, path: str) -> bool:
+        """True if ``path`` is a data object (with a good replica) or a collection."""
+        path = self.resolve(path)
+        return self._call(lambda b, d: b.stat(path) is not None)
+
+    def stat(self, path: str) -> Any:
+        """:class:`~secure_irods.backend.RemoteStat` of ``path``, or None."""
+        path = self.resolve(path)
+        return self._call(lambda b, d: b.stat(path))
+
+    def listdir(self, path: str = ".") -> list[str]:
+        """Names of the sub-collections and data objects of a collection (sorted; 3 queries)."""
+        path = self.resolve(path)
+        return [s.path.rsplit("/", 1)[1] for s in self._call(lambda b, d: b.listdir(path))]
+
+    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        """Like ``os.walk`` over a collection: ``(collection, subcollections, data objects)``."""
+        todo = [self.resolve(path)]
+        while todo:
+            coll = todo.pop(0)
+            entries = self._call(lambda b, d: b.listdir(coll))
+            subs = [s.path.rsplit("/", 1)[1] for s in entries if s.is_collection]
+            objs = [s.path.rsplit("/", 1)[1] for s in entries if not s.is_collection]
+            yield coll, subs, objs
+            todo.extend(f"{coll.rstrip('/')}/{s}" for s in subs)
+
+    def scan(self, path: str) -> list[Any]:
+        """Every data object under a collection, recursively, as ``RemoteStat`` (2 queries per collection)."""
+        found: list[Any] = []
+        todo = [self.resolve(path)]
+        while todo:
+            coll = todo.pop(0)
+            entries = self._call(lambda b, d: b.listdir(coll))
+            found.extend(s for s in entries if not s.is_collection)
+            todo.extend(s.path for s in entries if s.is_collection)
+        return found
+
+    def mkdir(self, path: str) -> None:
+        """Create a collection and its parents."""
+        path = self.resolve(path)
+        self._call(lambda b, d: b.mkdir(path))
+
+    # ------------------------------------------------------------ transfers
+
+    def get(self, remote: str, local: str | os.PathLike | None = None, *, force: bool = False,
+            resource: str | None = None, progress: Progress | None = None,
+            deadline: Deadline | None = None) -> TransferResult:
+        """Fetch a data object to ``local`` (a file, or a directory to put it in; default: here)."""
+        remote = self.resolve(remote)
+        target = _local_target(remote, local)
+        return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=force,
+                                                   resource=resource, progress=progress), deadline)
+
+    def put(self, local: str | os.PathLike, remote: str | None = None, *, force: bool = False,
+            resource: str | None = None, progress: Progress | None = None,
+            deadline: Deadline | None = None) -> TransferResult:
+        """Upload a file to ``remote`` (an object path, or a collection to put it in; default: cwd)."""
+        source = Path(local)
+        target = self._remote_target(source, remote, deadline)
+        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, force=force,
+                                                   resource=resource or self.environment.default_resource,
+                                                   progress=progress), deadline)
+
+    def sync(self, source: str | os.PathLike, destination: str | os.PathLike, **options: Any) -> TransferResult:
+        """Like ``irsync``: exactly one side is an iRODS path written ``i:/path``.
+
+        Transfers (overwriting) unless the destination already has the same size and
+        checksum; then returns a result with ``skipped=True`` having moved no bytes.
+        """
+        src, dst = str(source), str(destination)
+        deadline = options.pop("deadline", None)
+        if src.startswith("i:") == dst.startswith("i:"):
+            raise InvalidInputError("sync: exactly one of source and destination must start with 'i:'")
+        if src.startswith("i:"):
+            remote = self.resolve(src[2:])
+            target = _local_target(remote, dst)
+            return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=True, sync=True,
+                                                       **options), deadline)
+        local = Path(src)
+        target = self._remote_target(local, dst[2:], None)
+        return self._call(lambda b, d: _put_object(b, local, target, deadline=d, force=True, sync=True, **options),
+                          deadline)
+
+    def get_many(self, items: Iterable[tuple[str, str | os.PathLike]], *, force: bool = False, sync: bool = False,
+                 resource: str | None = None, progress: Progress | None = None,
+                 deadline: Deadline | None = None) -> list[TransferResult]:
+        """Fetch many ``(remote, local)`` pairs over this client's one connection, in order.
+
+        Each object gets its own retries (and its own deadline unless ``deadline`` is
+        shared); the first permanent failure, or a transient one outlasting the
+        deadline, is raised.
+        """
+        results = []
+        for remote, local in items:
+            path = self.resolve(remote)
+            target = _local_target(path, local)
+            results.append(self._call(
+                lambda b, d, path=path, target=target: _get_object(
+                    b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress),
+                deadline))
+        return results
+
+    def put_many(self, items: Iterable[tuple[str | os.PathLike, str]], *, force: bool = False, sync: bool = False,
+                 resource: str | None = None, progress: Progress | None = None,
+                 deadline: Deadline | None = None) -> list[TransferResult]:
+        """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection."""
+        results = []
+        resc = resource or self.environment.default_resource
+        for local, remote in items:
+            source, target = Path(local), self.resolve(remote)
+            results.append(self._call(
+                lambda b, d, source=source, target=target: _put_object(
+                    b, source, target, deadline=d, force=force, sync=sync, resource=resc, progress=progress),
+                deadline))
+        return results
+
+    def _remote_target(self, local: Path, remote: str | None, deadline: Deadline | None) -> str:
+        if remote is None:
+            return self.resolve(local.name)
+        path = self.resolve(remote)
+        if remote.endswith("/"):
+            return f"{path.rstrip('/')}/{local.name}"
+        stat = self._call(lambda b, d: b.stat(path), deadline)
+        if stat is not None and stat.is_collection:
+            return f"{path.rstrip('/')}/{local.name}"
+        return path
+
+    def __repr__(self) -> str:
+        return f"<secure_irods.Client {self.environment.home} {self._state.value}>"
+
+
+def _local_target(remote: str, local: str | os.PathLike | None) -> Path:
+    name = remote.rstrip("/").rsplit("/", 1)[1]
+    if local is None:
+        return Path.cwd() / name
+    path = Path(local)
+    if path.is_dir() or str(local).endswith(os.sep):
+        return path / name
+    return path
+
+
+def connect(
+    env_file: str | os.PathLike | None = None,
+    auth_file: str | os.PathLike | None = None,
+    *,
+    policy: RetryPolicy | None = None,
+    throttle: Throttle | bool | None = None,
+    cooldown: Cooldown | bool | None = None,
+    io_timeout: float | None = None,
+    opener: Callable[[float], Any] | None = None,
+) -> Client:
+    """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
+
+    ``policy`` defaults to :meth:`RetryPolicy.from_env`; ``throttle`` to
+    :meth:`Throttle.from_env` (``False``: none); ``cooldown`` to a :class:`Cooldown` in the
+    throttle's directory (base from ``$SECURE_IRODS_COOLDOWN``, default 5 s; ``False``:
+    none); ``io_timeout`` (the stall guard: longest silence of a socket) to
+    ``$SECURE_IRODS_IO_TIMEOUT`` or 60 s.  The password is read only by
+    python-irodsclient; the backend registers it for redaction from every message.
+    """
+    environment = IrodsEnvironment(env_file, auth_file)
+    if throttle is None or throttle is True:
+        throttle = Throttle.from_env()
+    if cooldown is None or cooldown is True:
+        directory = throttle.directory if isinstance(throttle, Throttle) else None
+        base = _float_env(ENV_COOLDOWN, 5.0)
+        cooldown = Cooldown(directory, base=base, step=base)
+    if io_timeout is None:
+        io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
+    if opener is None:
+        opener = _prc_opener(environment)
+    return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
+                  io_timeout=io_timeout)
+
+
+def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:
+    def open_backend(io_timeout: float) -> Any:
+        from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
+
+        auth = environment.auth_file if environment.auth_file.exists() else None
+        return PrcBackend.connect(environment.env_file, auth, io_timeout)
+
+    return open_backend
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise InvalidInputError(f"{name} must be > 0")
+    return value
+

@@ -1,0 +1,268 @@
+"""secure_irods transfers through real python-irodsclient against the grid: API and commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from secure_irods import RetryPolicy
+from secure_irods.backend import _recv_message_into_guarded
+from secure_irods.client import connect
+from secure_irods.transfer import get_temp_name, sha2_of_file
+
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+
+
+def command_env(grid, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = grid.environ()
+    env.update(SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"), SECURE_IRODS_MAX_WAIT="0.2",
+               SECURE_IRODS_COOLDOWN="0.3", **extra)
+    return env
+
+
+def run(tool: str, *args: str, env: dict, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / tool), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    path.write_bytes(rng.randbytes(size))
+    return path
+
+
+def client_for(grid, tmp_path: Path, **policy):
+    return connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False,
+                   policy=RetryPolicy(max_wait=0.2, **policy))
+
+
+def remote_state(session, path: str) -> list[tuple[str, str, int]]:
+    """(status, checksum, size) of every replica at ``path`` (empty if none)."""
+    from irods.models import Collection, DataObject
+
+    parent, name = path.rsplit("/", 1)
+    rows = session.query(DataObject.replica_status, DataObject.checksum, DataObject.size).filter(
+        Collection.name == parent).filter(DataObject.name == name)
+    return [(r[DataObject.replica_status], r[DataObject.checksum], r[DataObject.size]) for r in rows]
+
+
+def test_round_trip_large_is_byte_identical(grid, coll, tmp_path):
+    src = make_file(tmp_path / "big.bin", 33 * MiB + 123)
+    with client_for(grid, tmp_path) as client:
+        up = client.put(src, f"{coll}/big.bin")
+        down = client.get(f"{coll}/big.bin", tmp_path / "back.bin")
+        assert client.listdir(coll) == ["big.bin"]  # no temporary left behind
+        assert client.connections_opened == 1
+    assert up.checksum == down.checksum == sha2_of_file(src)
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.bin", "big.bin"]
+
+
+def test_exists_overwrite_and_sync_move_no_bytes(grid, coll, tmp_path, session):
+    src = make_file(tmp_path / "a.bin", 300_000)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/a.bin")
+        assert client.exists(f"{coll}/a.bin") and not client.exists(f"{coll}/nope")
+        from secure_irods import ExistsError
+
+        with pytest.raises(ExistsError):
+            client.put(src, f"{coll}/a.bin")
+        client.get(f"{coll}/a.bin", tmp_path / "b.bin")
+        mtime = (tmp_path / "b.bin").stat().st_mtime_ns
+        grid.control.reset_stats()
+        again = [client.sync(f"i:{coll}/a.bin", tmp_path / "b.bin"), client.sync(src, f"i:{coll}/a.bin")]
+        stats = grid.control.stats()
+    assert all(r.skipped for r in again)
+    assert (tmp_path / "b.bin").stat().st_mtime_ns == mtime
+    assert stats["api_calls"] <= 4  # two catalogue queries (+ collection probes), no open/read/write
+
+
+def test_get_resumes_from_kept_prefix_and_restarts_on_a_bad_one(grid, coll, tmp_path):
+    src = make_file(tmp_path / "r.bin", 3 * MiB)
+    with client_for(grid, tmp_path) as client:
+        up = client.put(src, f"{coll}/r.bin")
+        target = tmp_path / "out" / "r.bin"
+        target.parent.mkdir()
+        temp = get_temp_name(f"{coll}/r.bin", up.checksum, target)
+        temp.write_bytes(src.read_bytes()[: 2 * MiB])  # what a killed run left
+        resumed = client.get(f"{coll}/r.bin", target)
+        assert resumed.resumed_from == 2 * MiB and target.read_bytes() == src.read_bytes()
+        target.unlink()
+        temp.write_bytes(b"x" * MiB)  # a corrupt prefix is detected, and the get redone from zero
+        again = client.get(f"{coll}/r.bin", target)
+        assert not again.skipped and target.read_bytes() == src.read_bytes()
+    assert not temp.exists()
+
+
+def test_stall_guard_raises_on_a_connection_closed_mid_reply():
+    a, b = socket.socketpair()
+    a.settimeout(5)
+    b.sendall(b"x" * 10)
+    b.close()
+    with pytest.raises(ConnectionResetError):
+        _recv_message_into_guarded(a, bytearray(100), 100)
+    a.close()
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@pytest.mark.parametrize("tool", ["secure-iget", "secure-iput"])
+def test_help(tool, grid, tmp_path):
+    result = run(tool, "--help", env=command_env(grid, tmp_path))
+    assert result.returncode == 0 and "--deadline" in result.stdout and "--max-connections" in result.stdout
+
+
+def test_cli_recursive_round_trip(grid, coll, tmp_path):
+    env = command_env(grid, tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    for i, rel in enumerate(["a.bin", "b.bin", "sub/c.bin"]):
+        make_file(tree / rel, 50_000 + i, seed=i)
+    put = run("secure-iput", "-r", str(tree), coll, env=env)
+    assert put.returncode == 0, put.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    got = run("secure-iget", "-r", f"{coll}/tree", str(out), env=env)
+    assert got.returncode == 0, got.stderr
+    for rel in ["a.bin", "b.bin", "sub/c.bin"]:
+        assert (out / "tree" / rel).read_bytes() == (tree / rel).read_bytes()
+    assert run("secure-iget", f"{coll}/tree/a.bin", str(out / "tree"), env=env).returncode == 3  # exists, no -f
+    assert run("secure-iget", "-r", "-f", f"{coll}/tree", str(out), env=env).returncode == 0
+
+
+def test_bad_password_exits_7_after_one_attempt(grid, coll, tmp_path):
+    from irods.password_obfuscation import encode
+
+    bad = tmp_path / "bad.irodsA"
+    bad.write_text(encode("not-the-password"))
+    env = command_env(grid, tmp_path, IRODS_AUTHENTICATION_FILE=str(bad))
+    before = grid.control.stats()["auth_failures"]
+    result = run("secure-iget", "--retries", "5", f"{coll}/x", str(tmp_path / "x"), env=env)
+    assert result.returncode == 7, result.stderr
+    assert grid.control.stats()["auth_failures"] == before + 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "not-the-password" not in result.stderr
+
+
+def test_missing_object_exits_3_at_once(grid, coll, tmp_path):
+    start = time.monotonic()
+    result = run("secure-iget", f"{coll}/missing.bin", str(tmp_path / "m"), env=command_env(grid, tmp_path))
+    assert result.returncode == 3 and "missing.bin" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert time.monotonic() - start < 5
+    assert run("secure-iput", str(tmp_path / "nofile"), coll, env=command_env(grid, tmp_path)).returncode == 3
+
+
+@pytest.mark.faults
+def test_refusing_zone_exits_2_at_the_deadline(grid, coll, session, tmp_path):
+    session.collections.get(coll)  # the test holds the only connection the zone will accept
+    grid.set_faults(max_connections=1)
+    try:
+        start = time.monotonic()
+        result = run("secure-iget", "--deadline", "3", f"{coll}/x", str(tmp_path / "x"),
+                     env=command_env(grid, tmp_path), timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        grid.clear_faults()
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert 1.5 < elapsed < 10
+
+
+@pytest.mark.faults
+def test_get_with_dropped_connections_completes_and_never_hangs(grid, coll, session, tmp_path):
+    src = make_file(tmp_path / "d.bin", 24 * MiB)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/d.bin")
+    session.cleanup()
+    grid.control.reset_stats()
+    grid.set_faults(drop_rate=0.3, seed=7)
+    try:
+        result = run("secure-iget", "--retries", "200", "--deadline", "60", f"{coll}/d.bin", str(tmp_path / "got.bin"),
+                     env=command_env(grid, tmp_path), timeout=90)
+        stats = grid.control.stats()
+    finally:
+        grid.clear_faults()
+    assert result.returncode == 0, result.stderr
+    assert stats["drops"] > 0
+    assert (tmp_path / "got.bin").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.faults
+def test_16_concurrent_gets_against_a_cap_of_4(grid, coll, session, tmp_path):
+    src = make_file(tmp_path / "c.bin", MiB)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/c.bin")
+    session.cleanup()  # our own idle connection would count against the cap
+    time.sleep(0.2)
+    grid.control.reset_stats()
+    grid.set_faults(max_connections=4)
+    env = command_env(grid, tmp_path)
+    try:
+        procs = [subprocess.Popen([str(BIN / "secure-iget"), "--max-connections", "4", "--deadline", "60",
+                                   f"{coll}/c.bin", str(tmp_path / f"c{i}.bin")], env=env,
+                                  stderr=subprocess.PIPE, text=True) for i in range(16)]
+        codes = [(p.wait(timeout=90), p.stderr.read()) for p in procs]
+        stats = grid.control.stats()
+    finally:
+        grid.clear_faults()
+    assert [c for c, _ in codes] == [0] * 16, codes
+    assert all((tmp_path / f"c{i}.bin").read_bytes() == src.read_bytes() for i in range(16))
+    assert stats["max_active"] <= 4
+
+
+@pytest.mark.faults
+def test_throttle_admits_at_most_n_across_8_processes(grid, coll, session, tmp_path):
+    src = make_file(tmp_path / "t.bin", 256 * 1024)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/t.bin")
+    session.cleanup()
+    time.sleep(0.2)
+    grid.control.reset_stats()
+    env = command_env(grid, tmp_path, SECURE_IRODS_MAX_CONNECTIONS="3")
+    procs = [subprocess.Popen([str(BIN / "secure-iget"), f"{coll}/t.bin", str(tmp_path / f"t{i}.bin")], env=env)
+             for i in range(8)]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 8
+    stats = grid.control.stats()
+    assert stats["accepted"] == 8 and 1 <= stats["max_active"] <= 3
+
+
+@pytest.mark.faults
+def test_sigkill_never_leaves_a_partial_file_at_a_final_name(grid, coll, session, tmp_path):
+    src = make_file(tmp_path / "k.bin", 32 * MiB)
+    digest = hashlib.sha256(src.read_bytes()).digest()
+    env = command_env(grid, tmp_path)
+    remote = f"{coll}/k.bin"
+    grid.set_faults(latency_ms=30)  # stretch each 8 MiB call so kills land mid-transfer
+    rng = random.Random(3)
+    try:
+        for round_ in range(3):
+            put = subprocess.Popen([str(BIN / "secure-iput"), "-f", str(src), remote], env=env)
+            time.sleep(rng.uniform(0.1, 1.2))
+            put.send_signal(signal.SIGKILL)
+            put.wait()
+            for status, checksum, size in remote_state(session, remote):  # absent, or complete and good
+                assert (status, checksum, size) == ("1", sha2_of_file(src), src.stat().st_size)
+            local = tmp_path / "back.bin"
+            get = subprocess.Popen([str(BIN / "secure-iget"), "-f", remote, str(local)], env=env)
+            time.sleep(rng.uniform(0.1, 1.0))
+            get.send_signal(signal.SIGKILL)
+            get.wait()
+            if local.exists():
+                assert hashlib.sha256(local.read_bytes()).digest() == digest
+        assert run("secure-iput", "-f", str(src), remote, env=env).returncode == 0
+        assert run("secure-iget", "-f", remote, str(tmp_path / "back.bin"), env=env).returncode == 0
+    finally:
+        grid.clear_faults()
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert remote_state(session, remote) == [("1", sha2_of_file(src), src.stat().st_size)]
+    assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]  # the re-run cleaned up
