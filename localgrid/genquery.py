@@ -136,7 +136,7 @@ def _quoted(tok: str) -> str:
 def parse_condition(expr: str, text: str) -> tuple[str, list[str]]:
     """Turn a GenQuery condition ("= 'x'", "like 'a%' || = 'b'", "in ('a','b')") into SQL."""
     tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in _TOKEN.finditer(text) if m.lastgroup]
-    if "".join(m.group(0) for m in _TOKEN.finditer(text)).strip() != text.strip():
+    if "".join(m.group(0) for m in _TOKEN.finditer(text)).strip() != text.strip() or not text.strip():
         raise fail("CAT_INVALID_ARGUMENT", f"cannot parse condition {text!r}")
     sql, args, i = [], [], 0
     while i < len(tokens):
