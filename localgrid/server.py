@@ -89,6 +89,7 @@ class GridServer:
     # ---------------------------------------------------------------- setup ------
     def _bootstrap(self, password: str | None) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)   # the catalogue holds the users' passwords
         (self.vault_root / "demoResc").mkdir(parents=True, exist_ok=True)
         cat = open_catalog(self.root)
         try:
