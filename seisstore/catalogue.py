@@ -553,6 +553,22 @@ class Catalogue:
             k for k, _ in self.select(stations=stations, dates=dates, channels=channels,
                                       networks=networks))
 
+    # ------------------------------------------------------------ read/write --
+    def read(self, selection=None, *, prefetch: int = 2, client=None, tmpdir=None):
+        """Yield ``(Key, obspy.Stream)`` of ``selection`` with ``prefetch`` downloads ahead; no query.
+
+        See :func:`seisstore.reader.read`.
+        """
+        from .reader import read
+
+        return read(self, selection, client=client, prefetch=prefetch, tmpdir=tmpdir)
+
+    def write(self, stream, client, *, force: bool = False, typ: str = "D", refresh: bool = True):
+        """Store ``stream`` as day files at their layout paths, with AVUs; see :func:`seisstore.reader.write`."""
+        from .reader import write
+
+        return write(self, stream, client, force=force, typ=typ, refresh=refresh)
+
     def __repr__(self) -> str:
         return f"Catalogue({self.root!r}, {self.layout!r}, {len(self)} entries)"
 

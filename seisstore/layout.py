@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import operator
 import re
 import string
 from dataclasses import dataclass
@@ -98,6 +99,18 @@ class Key:
     def seed_id(self) -> str:
         """``NET.STA.LOC.CHA``, the id ObsPy's ``Stream.select`` understands."""
         return f"{self.net}.{self.sta}.{self.loc}.{self.cha}"
+
+
+_UNSEEN = object()
+#: Distinct date-text tuples whose day a layout remembers (a few per day of data).
+_DAY_CACHE_MAX = 100_000
+
+
+def _trusted_key(net: str, sta: str, loc: str, cha: str, day: datetime.date, typ: str) -> Key:
+    """A :class:`Key` from fields already known valid (skips ``__post_init__``)."""
+    key = object.__new__(Key)
+    key.__dict__.update(net=net, sta=sta, loc=loc, cha=cha, day=day, typ=typ)
+    return key
 
 
 class LikePattern(NamedTuple):
@@ -219,14 +232,32 @@ class Layout:
 
     def _compile(self) -> tuple[re.Pattern[str], list[str]]:
         # One uniquely named group per occurrence; repeated fields (the SDS
-        # year, net, sta...) are reconciled by re-formatting in parse().
-        parts, groups = [], []
+        # year, net, sta...) are reconciled in parse().
+        parts, groups, specs = [], [], []
         for literal, field, spec in self._pieces:
             parts.append(re.escape(literal))
             if field is not None:
                 groups.append(field)
+                specs.append(spec)
                 pattern = _FIELD_REGEX.get(field, r"[0-9]+")
                 parts.append(f"(?P<g{len(groups) - 1}>{pattern})")
+        # What parse() needs, precomputed once: the group of each Key text
+        # field, pairs of groups that must hold the same text, and the groups
+        # (with their specs) that say the day.
+        first: dict[str, int] = {}
+        repeats = []
+        for i, field in enumerate(groups):
+            if field in _TEXT_FIELDS:
+                if field in first:
+                    repeats.append((first[field], i))
+                else:
+                    first[field] = i
+        self._text_groups = tuple(first.get(f) for f in ("net", "sta", "loc", "cha", "typ"))
+        self._repeats = tuple(repeats)
+        date_groups = [i for i, f in enumerate(groups) if f not in _TEXT_FIELDS]
+        self._date_specs = tuple((groups[i], specs[i]) for i in date_groups)
+        self._date_texts = operator.itemgetter(*date_groups)
+        self._day_cache: dict[object, datetime.date | None] = {}
         return re.compile("".join(parts)), groups
 
     def path(self, key: Key) -> str:
@@ -282,27 +313,49 @@ class Layout:
         return LikePattern(coll, data)
 
     def parse(self, relpath: str) -> Key | None:
-        """The :class:`Key` whose path is exactly ``relpath``, else ``None``."""
+        """The :class:`Key` whose path is exactly ``relpath``, else ``None``.
+
+        Exact: repeated fields must agree, and every date field must be the
+        canonical text (zero padding included) of the one day they describe,
+        so ``parse(p)`` is a key iff ``path(parse(p)) == p``. The day of each
+        distinct tuple of date texts is computed once and cached.
+        """
         match = self._regex.fullmatch(relpath)
         if match is None:
             return None
+        g = match.groups()
+        for i, j in self._repeats:
+            if g[i] != g[j]:
+                return None
+        texts = self._date_texts(g)
+        day = self._day_cache.get(texts, _UNSEEN)
+        if day is _UNSEEN:
+            day = self._day_of(texts)
+            if len(self._day_cache) >= _DAY_CACHE_MAX:
+                self._day_cache.clear()
+            self._day_cache[texts] = day
+        if day is None:
+            return None
+        net, sta, loc, cha, typ = self._text_groups
+        # The regex groups are exactly CODE_RE / _LOC_RE, so Key's checks hold.
+        return _trusted_key(g[net], g[sta], g[loc], g[cha], day, "D" if typ is None else g[typ])
+
+    def _day_of(self, texts) -> datetime.date | None:
+        """The day the date groups' texts describe, if they are its canonical texts."""
+        if len(self._date_specs) == 1:
+            texts = (texts,)
         fields: dict[str, str] = {}
-        for i, field in enumerate(self._groups):
-            fields.setdefault(field, match.group(f"g{i}"))
+        for (field, _), text in zip(self._date_specs, texts):
+            fields.setdefault(field, text)
         try:
-            key = Key(
-                fields["net"],
-                fields["sta"],
-                fields["loc"],
-                fields["cha"],
-                self._day(fields),
-                fields.get("typ", "D"),
-            )
+            day = self._day(fields)
         except (ValueError, OverflowError):
             return None
-        # Exactness: zero padding, repeated fields and redundant date fields
-        # must all agree with the one canonical path of the key.
-        return key if self.path(key) == relpath else None
+        values = _values(_trusted_key("X", "X", "", "X", day, "D"))
+        for (field, spec), text in zip(self._date_specs, texts):
+            if format(values[field], spec) != text:
+                return None
+        return day
 
     def parse_object(self, root: str, collection: str, data_name: str) -> Key | None:
         """Parse a GenQuery row (``COLL_NAME``, ``DATA_NAME``) under ``root``."""

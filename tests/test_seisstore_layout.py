@@ -197,3 +197,23 @@ def test_key_day_must_be_a_date():
     with pytest.raises(ValueError):
         Key("FR", "OGDI", "", "HHZ", datetime.datetime(2011, 3, 11))
     assert OGDI.seed_id == "FR.OGDI..HHZ"
+
+
+fragments = st.text("0123456789ABZaz-", min_size=0, max_size=5)
+
+
+@settings(max_examples=300)
+@given(key=keys, pattern=st.sampled_from([SDSLayout.FMTSTR, *PATTERNS]), data=st.data())
+def test_parse_is_exact_on_near_misses(key, pattern, data):
+    """Replacing any one field's text: parse gives a key only if the path is that key's own path."""
+    layout = PatternLayout(pattern)
+    if "{typ}" not in pattern:  # without the field, typ is always "D"
+        key = Key(key.net, key.sta, key.loc, key.cha, key.day)
+    path = layout.path(key)
+    match = layout._regex.fullmatch(path)
+    i = data.draw(st.integers(0, len(match.groups()) - 1))
+    new = path[:match.start(i + 1)] + data.draw(fragments) + path[match.end(i + 1):]
+    got = layout.parse(new)
+    assert got is None or layout.path(got) == new
+    # the parse cache never changes an answer
+    assert layout.parse(new) == got and layout.parse(path) == key

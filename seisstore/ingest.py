@@ -1,0 +1,162 @@
+"""``seisstore ingest``: local seismic files of any ObsPy format -> day files in a catalogue.
+
+:func:`ingest` reads every file under a directory with ``obspy.read`` (files
+ObsPy cannot read are skipped with a warning and counted), merges the traces
+(``Stream.merge(method=-1)``: only contiguous or identical overlapping pieces
+are joined, so no sample is invented or dropped), cuts them at UTC midnight
+(:func:`seisstore.dayfiles.split_days`), and stores each channel-day as one
+miniSEED object at ``collection/layout.path(key)`` with ``put_many`` (atomic,
+checksummed) and AVUs.
+
+Re-running skips channel-days already in the collection: one
+:class:`~seisstore.catalogue.Catalogue` refresh (a few bulk GenQueries) says
+what is there, never one existence test per file. Costs on the zone: that
+refresh, one ``mkdir`` per new collection, one put per new day file and
+8 metadata calls per new day file.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dayfiles import iter_files, prc_session, split_days, store_days
+from .layout import Key, Layout
+
+__all__ = ["IngestReport", "ingest"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one :func:`ingest` did."""
+
+    files_read: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    traces: int = 0
+    stored: list[str] = field(default_factory=list)
+    skipped: list[Key] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.files_read} files read ({len(self.unreadable)} unreadable), "
+                f"{len(self.stored)} day files stored, {len(self.skipped)} already there"
+                + (f", {len(self.rejected)} traces with invalid codes" if self.rejected else ""))
+
+
+def _read_local(directory: Path, report: IngestReport):
+    import obspy
+
+    stream = obspy.Stream()
+    for path in iter_files(directory):
+        try:
+            st = obspy.read(str(path))
+        except Exception as exc:  # ObsPy raises many types for foreign files
+            log.warning("skipping %s: not readable by ObsPy (%s)", path, str(exc).splitlines()[0]
+                        if str(exc) else type(exc).__name__)
+            report.unreadable.append(str(path))
+            continue
+        report.files_read += 1
+        report.traces += len(st)
+        stream += st
+    return stream
+
+
+def _valid(stream, report: IngestReport):
+    """Traces whose codes make a valid :class:`Key`; the others are reported and dropped."""
+    import datetime
+
+    import obspy
+
+    keep = obspy.Stream()
+    for tr in stream:
+        s = tr.stats
+        try:
+            Key(s.network, s.station, s.location, s.channel, datetime.date(2000, 1, 1))
+        except ValueError as exc:
+            log.warning("skipping trace %s: %s", tr.id, exc)
+            report.rejected.append(tr.id)
+            continue
+        keep.append(tr)
+    return keep
+
+
+def ingest(
+    client,
+    local_dir: str | Path,
+    collection: str,
+    layout: Layout,
+    *,
+    session=None,
+    progress: bool | None = None,
+    console=None,
+    typ: str = "D",
+    cache_dir=None,
+) -> IngestReport:
+    """Store every file ObsPy reads under ``local_dir`` as day files in ``collection``.
+
+    ``client`` is a :class:`secure_irods.Client`; ``session`` a python-irodsclient
+    session for the catalogue query and the AVUs (default: one opened from the
+    client's environment, closed at the end). ``progress``: a rich progress bar
+    on stderr (default: only when stderr is a terminal).
+    """
+    from .catalogue import Catalogue
+
+    directory = Path(local_dir)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"not a directory: {directory}")
+    report = IngestReport()
+    stream = _valid(_read_local(directory, report), report)
+    stream.merge(method=-1)
+    stream.sort()
+    days = split_days(stream, typ)
+    own = session is None
+    if own:
+        session = prc_session(client)
+    try:
+        root = client.resolve(collection)
+        client.mkdir(root)
+        cat = Catalogue(session, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
+        new = {}
+        for key, day in days.items():
+            if key in cat:
+                report.skipped.append(key)
+            else:
+                new[key] = day
+        if progress is None:
+            progress = sys.stderr.isatty()
+        with _progress_bar(progress, console, len(new)) as advance:
+            report.stored = store_days(client, session, root, layout, new, advance=advance)
+    finally:
+        if own:
+            session.cleanup()
+    log.info("ingest %s -> %s: %s", directory, collection, report.summary())
+    return report
+
+
+class _progress_bar:
+    """A rich ``Progress`` on stderr (or nothing); yields an ``advance(n)`` callable."""
+
+    def __init__(self, enabled: bool, console, total: int) -> None:
+        self.enabled, self.console, self.total = enabled, console, total
+        self._progress = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                  MofNCompleteColumn(), TimeRemainingColumn(),
+                                  console=self.console or Console(stderr=True))
+        self._progress.__enter__()
+        task = self._progress.add_task("day files", total=self.total)
+        return lambda n: self._progress.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

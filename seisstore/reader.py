@@ -1,0 +1,173 @@
+"""Reading day files of a catalogue as ObsPy Streams, and writing Streams into it.
+
+:func:`read` yields ``(Key, Stream)`` in selection order while the next
+``prefetch`` files download in the background: a thread pool whose workers
+each use their own :class:`secure_irods.Client`, opened with the caller's
+environment, policy, throttle and cooldown (a client is not shared between
+threads, so the caller's stays free for the caller, e.g. to write results
+while iterating). Never more than ``prefetch`` downloads are submitted ahead
+of the Stream being read, so memory and disk stay bounded by ``prefetch + 1``
+day files. Workers are ``prefetch``, fewer if the throttle has fewer free
+slots (at least one), so the reader never waits on slots it holds itself.
+Files land in a private temporary directory; each
+is deleted as soon as ObsPy has read it, and the directory is removed when the
+generator ends, is closed (``break``) or raises.
+
+Costs on the zone: one verified get per file (see :mod:`secure_irods.transfer`);
+no query (the catalogue already knows path and checksum).
+
+:func:`write` stores a Stream at its layout paths (one object per channel-day,
+cut at UTC midnight) with its AVUs, atomically through the client.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from .dayfiles import split_days, store_days
+from .layout import Key
+
+__all__ = ["read", "write"]
+
+
+def _entries(catalogue, selection) -> Iterator[tuple[Key, object]]:
+    for item in selection:
+        if isinstance(item, Key):
+            entry = catalogue.get(item)
+            if entry is None:
+                raise KeyError(f"{item.seed_id} {item.day} is not in the catalogue of {catalogue.root}")
+            yield item, entry
+        else:
+            key, entry = item
+            yield key, entry
+
+
+def _clone(client):
+    from secure_irods.client import connect
+
+    env = client.environment
+    return connect(env.env_file, env.auth_file, policy=client.policy, throttle=client.throttle or False,
+                   cooldown=client.cooldown or False, io_timeout=client.io_timeout)
+
+
+def _load(path: str):
+    import obspy
+
+    try:
+        return obspy.read(path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def read(catalogue, selection: Iterable | None = None, *, client=None, prefetch: int = 2,
+         tmpdir: str | os.PathLike | None = None) -> Iterator[tuple[Key, object]]:
+    """Yield ``(Key, obspy.Stream)`` for each item of ``selection``, in order.
+
+    ``selection``: ``(Key, Entry)`` pairs as :meth:`Catalogue.select` yields, or
+    keys of the catalogue (default: everything). ``client``: a
+    :class:`secure_irods.Client` (default: :func:`secure_irods.connect`, closed at
+    the end). ``prefetch``: downloads running ahead, over up to ``prefetch``
+    connections of their own (0: each file is fetched with ``client`` when it is
+    needed). ``tmpdir``: where the private temporary directory is made.
+    """
+    if prefetch < 0:
+        raise ValueError("prefetch must be >= 0")
+    if selection is None:
+        selection = catalogue.select()
+    items = _entries(catalogue, selection)
+    own = client is None
+    if own:
+        from secure_irods.client import connect
+
+        client = connect()
+    if tmpdir is not None:
+        os.makedirs(tmpdir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="seisstore-read-", dir=tmpdir)
+    counter = iter(range(1 << 62))
+
+    def local_for(entry) -> str:
+        return os.path.join(tmp, f"{next(counter):08d}-{entry.path.rsplit('/', 1)[1]}")
+
+    try:
+        if prefetch == 0:
+            for key, entry in items:
+                local = local_for(entry)
+                client.get(entry.path, local)
+                yield key, _load(local)
+            return
+        yield from _prefetching(client, items, prefetch, local_for)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if own:
+            client.close()
+
+
+def _prefetching(client, items, prefetch: int, local_for):
+    clients: queue.Queue = queue.Queue()
+    opened = []
+    throttle = client.throttle
+    workers = prefetch if throttle is None else max(1, min(prefetch, throttle.slots - throttle.held))
+    lock = threading.Lock()
+
+    def fetch(entry, local: str) -> str:
+        try:
+            c = clients.get_nowait()
+        except queue.Empty:
+            with lock:
+                c = _clone(client)
+                opened.append(c)
+        try:
+            c.get(entry.path, local)
+        finally:
+            clients.put(c)
+        return local
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="seisstore-read")
+    pending: deque = deque()
+    try:
+        def fill() -> None:
+            while len(pending) < prefetch:
+                item = next(items, None)
+                if item is None:
+                    return
+                key, entry = item
+                pending.append((key, pool.submit(fetch, entry, local_for(entry))))
+
+        fill()
+        while pending:
+            key, future = pending.popleft()
+            local = future.result()
+            fill()
+            yield key, _load(local)
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for c in opened:
+            c.close()
+
+
+def write(catalogue, stream, client, *, force: bool = False, typ: str = "D",
+          refresh: bool = True) -> list[str]:
+    """Store ``stream`` at its layout paths in ``catalogue`` (one object per channel-day) with AVUs.
+
+    Traces spanning midnight are cut (exactly, by sample). Each day file is
+    uploaded atomically and checksummed by ``client``; without ``force`` an
+    existing day file is an error (``secure_irods.ExistsError``). The AVUs are
+    set through the catalogue's session. Then the catalogue is refreshed (one
+    stamp query plus the changed collections) unless ``refresh=False``.
+    Returns the object paths.
+    """
+    days = split_days(stream, typ)
+    paths = store_days(client, catalogue.session, catalogue.root, catalogue.layout, days, force=force)
+    if refresh:
+        catalogue.refresh()
+    return paths

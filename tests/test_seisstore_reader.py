@@ -1,0 +1,161 @@
+"""Reader and writer: Streams out of and into a catalogue on the local grid, with prefetch."""
+from __future__ import annotations
+
+import datetime
+import time
+
+import numpy as np
+import obspy
+import pytest
+from click.testing import CliRunner
+from obspy import Stream, UTCDateTime
+
+from seisstore.catalogue import Catalogue
+from seisstore.cli import main
+from seisstore.layout import Key, SDSLayout
+
+from test_seisstore_ingest import client, synthetic  # noqa: F401  (fixture)
+
+DAY0 = UTCDateTime("2021-03-01T00:00:00")
+
+
+def _streams() -> Stream:
+    """2 stations x 1 channel x 4 days at 1 Hz, as single 4-day traces."""
+    return Stream([synthetic(sta=sta, start=DAY0, seconds=4 * 86400, seed=i)
+                   for i, sta in enumerate(("AAA", "BBB"))])
+
+
+@pytest.fixture
+def filled(session, coll, client, tmp_path):
+    cat = Catalogue(session, coll, SDSLayout(), cache=False)
+    paths = cat.write(_streams(), client)
+    assert len(paths) == 8 and len(cat) == 8
+    return cat
+
+
+def _same(a: Stream, b: Stream) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(sorted(a, key=lambda t: t.id), sorted(b, key=lambda t: t.id)):
+        if x.id != y.id or x.stats.starttime != y.stats.starttime or x.stats.sampling_rate != y.stats.sampling_rate:
+            return False
+        if not np.array_equal(x.data, y.data):
+            return False
+    return True
+
+
+def test_write_sets_layout_paths_and_avus(filled, session):
+    key = Key("FR", "BBB", "00", "HHZ", datetime.date(2021, 3, 2))
+    entry = filled[key]
+    assert entry.path == f"{filled.root}/2021/FR/BBB/HHZ.D/FR.BBB.00.HHZ.D.2021.061"
+    avus = {m.name: m.value for m in session.data_objects.get(entry.path).metadata.items()}
+    assert avus["npts"] == "86400" and avus["start"] == "2021-03-02T00:00:00.000000Z"
+    assert avus["end"] == "2021-03-02T23:59:59.000000Z" and avus["station"] == "BBB"
+
+
+def test_write_refuses_to_overwrite_without_force(filled, client):
+    from secure_irods.errors import ExistsError
+
+    st = Stream([synthetic(sta="AAA", start=DAY0, seconds=3600, seed=9)])
+    with pytest.raises(ExistsError):
+        filled.write(st, client)
+    filled.write(st, client, force=True)
+    key = Key("FR", "AAA", "00", "HHZ", datetime.date(2021, 3, 1))
+    (got,) = [s for k, s in filled.read([key], client=client)]
+    assert _same(got, st)
+
+
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_reader_yields_the_same_streams_as_local_reads(filled, client, tmp_path, prefetch):
+    selection = list(filled.select())
+    out = list(filled.read(selection, client=client, prefetch=prefetch, tmpdir=tmp_path / "r"))
+    assert [k for k, _ in out] == [k for k, _ in selection]
+    local = tmp_path / "local"
+    local.mkdir()
+    for key, stream in out:
+        target = local / filled[key].path.rsplit("/", 1)[1]
+        client.get(filled[key].path, target)
+        assert _same(stream, obspy.read(str(target)))
+    # and together they are the written data, exactly
+    merged = Stream([t for _, s in out for t in s]).merge(method=-1)
+    assert _same(merged, _streams())
+    assert list((tmp_path / "r").iterdir()) == []
+
+
+def test_temp_files_removed_when_breaking_out_and_on_error(filled, client, tmp_path):
+    tmp = tmp_path / "r"
+    gen = filled.read(client=client, prefetch=4, tmpdir=tmp)
+    key, stream = next(gen)
+    (inside,) = list(tmp.iterdir())
+    assert len(list(inside.iterdir())) <= 4          # at most `prefetch` files ahead, the read one is gone
+    gen.close()
+    assert list(tmp.iterdir()) == []
+
+    for _ in filled.read(client=client, prefetch=2, tmpdir=tmp):
+        break
+    assert list(tmp.iterdir()) == []
+
+    bad = [next(iter(filled))] + [Key("FR", "ZZZ", "00", "HHZ", datetime.date(2021, 3, 1))]
+    with pytest.raises(KeyError):
+        list(filled.read(bad, client=client, prefetch=2, tmpdir=tmp))
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.faults
+def test_prefetch_overlaps_downloads(grid, filled, client, tmp_path):
+    selection = list(filled.select())
+    list(filled.read(selection[:1], client=client, prefetch=0))   # connection opened outside the timings
+    grid.set_faults(latency_ms=40)
+    try:
+        t0 = time.perf_counter()
+        n0 = sum(1 for _ in filled.read(selection, client=client, prefetch=0, tmpdir=tmp_path))
+        serial = time.perf_counter() - t0
+        opened = client.connections_opened
+        t0 = time.perf_counter()
+        n4 = sum(1 for _ in filled.read(selection, client=client, prefetch=4, tmpdir=tmp_path))
+        ahead = time.perf_counter() - t0
+        assert client.connections_opened == opened   # workers use their own clients
+    finally:
+        grid.clear_faults()
+    assert n0 == n4 == len(selection) == 8
+    print(f"8 files, 40 ms latency: prefetch=0 {serial:.2f} s, prefetch=4 {ahead:.2f} s")
+    assert ahead < 0.6 * serial, (serial, ahead)
+
+
+def test_ls_and_coverage_cli(grid, filled, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(main, ["ls", filled.root, "--station", "AAA", "-l"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "FR.AAA.00.HHZ" in result.output and "4 files" in result.output and "BBB" not in result.output
+    result = runner.invoke(main, ["ls", filled.root, "--date", "2021-03-02..2021-03-03"])
+    assert result.exit_code == 0 and "4 files" in result.output
+    result = runner.invoke(main, ["coverage", filled.root])
+    assert result.exit_code == 0, result.output
+    assert "FR.AAA" in result.output and "2 stations x 4 days" in result.output
+    bad = runner.invoke(main, ["ls", filled.root, "--layout", "{net}"])
+    assert bad.exit_code == 64 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_ls_unreachable_zone_is_one_line(grid, tmp_path, monkeypatch):
+    import json
+
+    env = json.loads(grid.env_file.read_text())
+    env["irods_port"] = 1   # nothing listens there
+    bad = tmp_path / "env.json"
+    bad.write_text(json.dumps(env))
+    monkeypatch.setenv("IRODS_ENVIRONMENT_FILE", str(bad))
+    if grid.auth_file:
+        monkeypatch.setenv("IRODS_AUTHENTICATION_FILE", str(grid.auth_file))
+    result = CliRunner().invoke(main, ["ls", "/tempZone/home"])
+    # a refused connection is transient: secure_irods' exit code for it
+    from secure_irods.errors import TransientError
+
+    assert result.exit_code == TransientError.exit_code, result.output
+    assert result.output.startswith("Error: cannot reach the zone: ")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["ingest"], ["ls"], ["coverage"]])
+def test_help(args):
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0 and "--layout" in result.output

@@ -1,0 +1,111 @@
+"""A generated campaign runs end to end on this machine, through secure-iget and the grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seisstore.cli import main
+
+JOB = '''\
+import os, sys, time
+from pathlib import Path
+n_dates, idate, n_stations, istation = map(int, sys.argv[1:5])
+sys.path.insert(0, {root!r})
+from seisstore.campaign import read_dates, read_stations
+from seisstore.partition import sublists
+dates = sublists(read_dates("dates.txt"), n_dates, idate)
+stations = sublists(read_stations("stations.txt"), n_stations, istation)
+time.sleep(0.4)                       # long enough to be preempted now and then
+out = Path(os.environ["RESULTS"]) / os.environ["SEISSTORE_JOB_NAME"]
+tmp = out.with_suffix(".tmp")
+tmp.write_text(" ".join(d.isoformat() for d in dates) + "|" + " ".join(stations))
+os.replace(tmp, out)
+'''
+
+
+def run_cli(args, env):
+    return subprocess.run([sys.executable, "-m", "seisstore.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_campaign_runs_end_to_end_with_preemption(grid, session, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    job = tmp_path / "job.py"
+    job.write_text(JOB.format(root=str(root)))
+    results = tmp_path / "results"
+    results.mkdir()
+    collection = f"{grid.home}/campaign-{uuid.uuid4().hex[:8]}"
+    session.collections.create(collection)
+    env = dict(grid.environ(), RESULTS=str(results), SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"),
+               PYTHONPATH=str(root))
+    camp = tmp_path / "camp"
+    made = run_cli(["campaign", "new", "demo", "--dates", "2011-03-01..2011-03-10", "--stations", "S1,S2,S3,S4,S5",
+                    "--n-dates", "4", "--n-stations", "2", "--script", str(job), "--collection", collection,
+                    "--out", str(camp), "--interpreter", sys.executable, "--upload"], env)
+    assert made.returncode == 0, made.stderr
+    assert len((camp / "param.txt").read_text().splitlines()) == 8
+    ran = run_cli(["campaign", "run-local", str(camp), "-j", "2", "--preempt", "0.35", "--seed", "4",
+                   "--attempts", "8"], env)
+    assert ran.returncode == 0, ran.stderr
+    assert "preempted" in ran.stderr
+    names = sorted(line.split()[0] for line in (camp / "param.txt").read_text().splitlines())
+    assert sorted(p.name for p in results.iterdir()) == names
+    covered = set()
+    for p in results.iterdir():
+        days, stations = p.read_text().split("|")
+        covered |= {(d, s) for d in days.split() for s in stations.split()}
+    assert len(covered) == 10 * 5                 # every date x station exactly once over the campaign
+    again = run_cli(["campaign", "run-local", str(camp)], env)   # nothing left to run
+    assert again.returncode == 0 and "8 already done" in again.stderr
+
+
+def test_malformed_param_line_is_one_clear_error(tmp_path):
+    camp = tmp_path / "c"
+    camp.mkdir()
+    (camp / "param.txt").write_text("traces4_0_2_1 4 0 2 1\nbad line; rm -rf /\n")
+    (camp / "start.bash").write_text("#!/bin/bash\n")
+    result = CliRunner().invoke(main, ["campaign", "run-local", str(camp)])
+    assert result.exit_code == 65
+    assert "param.txt line 2" in result.output and "Traceback" not in result.output
+
+
+def test_campaign_new_rejects_unsafe_names_and_bad_dates(tmp_path):
+    job = tmp_path / "job.py"
+    job.write_text("print(1)\n")
+    base = ["campaign", "new", "--stations", "A,B", "--n-dates", "1", "--n-stations", "1", "--script", str(job),
+            "--collection", "/tempZone/home/rods/c", "--out", str(tmp_path / "o")]
+    bad_name = CliRunner().invoke(main, [*base[:2], "x;rm", *base[2:], "--dates", "2011-01-01"])
+    assert bad_name.exit_code == 64 and "Traceback" not in bad_name.output
+    bad_date = CliRunner().invoke(main, [*base[:2], "ok", *base[2:], "--dates", "2011-13-01"])
+    assert bad_date.exit_code == 64 and "not a date" in bad_date.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["campaign", "--help"], ["campaign", "new", "--help"],
+                                  ["campaign", "run-local", "--help"]])
+def test_help_of_every_subcommand(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_generated_jdl_matches_seed_fields(tmp_path):
+    job = tmp_path / "job.py"
+    job.write_text("print(1)\n")
+    result = CliRunner().invoke(main, ["campaign", "new", "test_processing", "--dates", "2011-03-01..2011-03-20",
+                                       "--stations", "A,B,C", "--n-dates", "5", "--n-stations", "2", "--script",
+                                       str(job), "--collection", "/tempZone/home/rods/c", "--cluster",
+                                       "name=c1,project=whisper,walltime=00:20:00", "--cluster",
+                                       "name=c2,project=whisper,walltime=00:30:00,max_jobs=450",
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    jdl = json.loads((tmp_path / "o" / "test_processing.jdl").read_text())
+    assert {"name", "resources", "exec_file", "param_file", "type", "clusters"} <= set(jdl)
+    assert jdl["type"] == "best-effort" and set(jdl["clusters"]) == {"c1", "c2"}
+    assert jdl["clusters"]["c2"]["max_jobs"] == 450
+    assert subprocess.run(["bash", "-n", str(tmp_path / "o" / "slurm_c1.sh")]).returncode == 0
