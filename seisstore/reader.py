@@ -7,9 +7,9 @@ environment, policy, throttle and cooldown (a client is not shared between
 threads, so the caller's stays free for the caller, e.g. to write results
 while iterating). Never more than ``prefetch`` downloads are submitted ahead
 of the Stream being read, so memory and disk stay bounded by ``prefetch + 1``
-day files. Workers are ``prefetch``, fewer if the throttle has fewer free
-slots (at least one), so the reader never waits on slots it holds itself.
-Files land in a private temporary directory; each
+day files. Each download connects, fetches one file and disconnects, so a
+worker holds a throttle slot only while bytes move and never waits for a slot
+while holding one: jobs sharing a node's slots cannot deadlock. Files land in a private temporary directory; each
 is deleted as soon as ObsPy has read it, and the directory is removed when the
 generator ends, is closed (``break``) or raises.
 
@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import tempfile
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -111,23 +109,21 @@ def read(catalogue, selection: Iterable | None = None, *, client=None, prefetch:
 
 
 def _prefetching(client, items, prefetch: int, local_for):
-    clients: queue.Queue = queue.Queue()
-    opened = []
-    throttle = client.throttle
-    workers = prefetch if throttle is None else max(1, min(prefetch, throttle.slots - throttle.held))
-    lock = threading.Lock()
+    """Download ``prefetch`` files ahead, each over a connection of its own.
+
+    A worker connects for one file and disconnects right after, so it holds a
+    throttle slot only while bytes move: workers of many jobs on one node then
+    share the node's slots instead of each keeping idle connections, and no
+    job can wait for a slot while holding one (no deadlock under the cap).
+    """
+    workers = prefetch
 
     def fetch(entry, local: str) -> str:
-        try:
-            c = clients.get_nowait()
-        except queue.Empty:
-            with lock:
-                c = _clone(client)
-                opened.append(c)
+        c = _clone(client)
         try:
             c.get(entry.path, local)
         finally:
-            clients.put(c)
+            c.close()
         return local
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="seisstore-read")
@@ -151,8 +147,6 @@ def _prefetching(client, items, prefetch: int, local_for):
         for _, future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        for c in opened:
-            c.close()
 
 
 def write(catalogue, stream, client, *, force: bool = False, typ: str = "D",

@@ -1,0 +1,75 @@
+"""The job side of a campaign: one ``param.txt`` line, its subset, and the archive.
+
+``start.bash`` runs ``job.py <n_dates> <idate> <n_stations> <istation> [<jstation>]`` in
+a work directory holding ``dates.txt`` and ``stations.txt``.  :class:`Job` turns that
+into the dates and stations (or station pairs) of this line, connects through
+``secure_irods`` and indexes only that subset of the archive (a few bulk queries), so a
+job script is a loop over ``job.read()``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from seisstore.campaign import DATES_FILE, STATIONS_FILE, read_dates, read_stations
+from seisstore.layout import Layout, get_layout
+from seisstore.partition import station_pairs, sublists
+
+
+class Job:
+    """``with Job(archive) as job: for key, stream in job.read(): ...``"""
+
+    def __init__(self, archive: str, layout: str | Layout = "sds", argv: Sequence[str] | None = None,
+                 workdir: str | os.PathLike = ".") -> None:
+        args = list(sys.argv[1:] if argv is None else argv)
+        if len(args) not in (4, 5) or not all(a.isdigit() for a in args):
+            raise ValueError("usage: job <n_dates> <idate> <n_stations> <istation> [<jstation>]")
+        self.n_dates, self.idate, self.n_stations, self.istation = map(int, args[:4])
+        self.jstation = int(args[4]) if len(args) == 5 else None
+        work = Path(workdir)
+        self.all_dates = read_dates(work / DATES_FILE)
+        self.all_stations = read_stations(work / STATIONS_FILE)
+        self.dates = sublists(self.all_dates, self.n_dates, self.idate)
+        mine = sublists(self.all_stations, self.n_stations, self.istation)
+        other = sublists(self.all_stations, self.n_stations, self.jstation) if self.jstation is not None else []
+        self.stations = list(dict.fromkeys([*mine, *other]))
+        self.name = os.environ.get("SEISSTORE_JOB_NAME") or "_".join(args)
+        self.archive = archive
+        self.layout = get_layout(layout) if isinstance(layout, str) else layout
+        self.client = None
+        self.catalogue = None
+        self._session = None
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """Station pairs of a correlation line (within one sublist, or across two)."""
+        j = self.istation if self.jstation is None else self.jstation
+        return station_pairs(self.all_stations, self.n_stations, self.istation, j)
+
+    def __enter__(self) -> "Job":
+        from secure_irods import connect
+        from seisstore.catalogue import Catalogue
+        from seisstore.dayfiles import prc_session
+
+        self.client = connect()
+        self._session = prc_session(self.client)
+        self.catalogue = Catalogue(self._session, self.archive, self.layout, stations=self.stations,
+                                   dates=self.dates, cache=False)
+        self._session.cleanup()   # indexed: give the connection back (PRC reconnects if needed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._session is not None:
+            self._session.cleanup()
+        if self.client is not None:
+            self.client.close()
+
+    def read(self, prefetch: int = 2, **select) -> Iterator:
+        """(Key, obspy.Stream) of this line's subset, downloads running ``prefetch`` ahead."""
+        return self.catalogue.read(self.catalogue.select(**select), client=self.client, prefetch=prefetch)
+
+    def put(self, local: str | os.PathLike, remote: str) -> None:
+        """Store a result atomically (checksummed, replaced if a killed earlier run left one)."""
+        self.client.put(local, remote, force=True)
