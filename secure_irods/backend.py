@@ -86,6 +86,30 @@ class RemoteStat:
         return self.kind == "coll"
 
 
+class RawReader:
+    """PRC's raw data-object file, kept with its buffered wrapper (whose collection would close it)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.raw = handle.raw  # type: ignore[attr-defined]
+
+    def seek(self, offset: int) -> int:
+        return self.raw.seek(offset)
+
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` with one DATA_OBJ_READ; 0 at the end of the object."""
+        return self.raw.readinto(buffer)
+
+    def read(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        got = self.raw.readinto(buffer)
+        del buffer[got:]
+        return bytes(buffer)
+
+    def close(self) -> None:
+        self.raw.close()  # closes the replica, releases the connection; the wrapper then is closed too
+
+
 def _split(path: str) -> tuple[str, str]:
     parent, _, name = path.rstrip("/").rpartition("/")
     return parent or "/", name
@@ -209,13 +233,19 @@ class PrcBackend:
 
     # ----------------------------------------------------------------- data
 
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> BinaryIO:
-        """A reader (large reads bypass its buffer) positioned at ``offset``; the caller closes it."""
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "RawReader":
+        """An unbuffered reader positioned at ``offset``; the caller closes it.
+
+        Requests: open, one seek (PRC's buffer asks where it is), one more seek if
+        ``offset``, one DATA_OBJ_READ per ``read``/``readinto``, close.  Reading through
+        PRC's ``BufferedRandom`` would add a seek per read.
+        """
         options = {kw.RESC_NAME_KW: resource} if resource else {}
         handle = self.session.data_objects.open(path, "r", create=False, auto_close=False, **options)
+        reader = RawReader(handle)
         if offset:
-            handle.seek(offset)
-        return handle
+            reader.seek(offset)
+        return reader
 
     def open_write(self, path: str, resource: str | None = None) -> BinaryIO:
         """A writer (large writes bypass its buffer) creating ``path``; the server registers a checksum on close."""

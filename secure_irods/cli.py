@@ -48,7 +48,8 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-R", "resource", help="Resource to read from (get) or write to (put)."),
         click.option("-v", "verbose", count=True, help="One line per file; -vv also logs each retry."),
         click.option("--retries", type=click.IntRange(min=0),
-                     help="Retries after the first attempt [env: SECURE_IRODS_RETRIES, attempts in all, 8]."),
+                     help="Retries after the first attempt that get no answer from the zone "
+                          "[env: SECURE_IRODS_RETRIES, attempts, 8; at most 4x as many in all]."),
         click.option("--deadline", type=click.FloatRange(min=0, min_open=True),
                      help="Seconds after which no new attempt starts; the whole command shares it [600]."),
         click.option("--max-connections", type=click.IntRange(min=0),

@@ -34,8 +34,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import InvalidInputError, ZoneBusyError, classify
+from .errors import InvalidInputError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
+from .policy import Progress as RetryProgress
 from .throttle import Cooldown, Throttle
 from .transfer import TransferResult, _get_object, _put_object
 
@@ -46,6 +47,7 @@ logger = logging.getLogger("secure_irods.client")
 T = TypeVar("T")
 
 DEFAULT_IO_TIMEOUT = 60.0  # longest wait for one socket read/write: the stall guard
+DEFAULT_STREAMS = 2  # connections a get of >= 32 MiB may use, extra ones only from free throttle slots
 ENV_IO_TIMEOUT = "SECURE_IRODS_IO_TIMEOUT"
 ENV_COOLDOWN = "SECURE_IRODS_COOLDOWN"
 Progress = Callable[[int], None]
@@ -115,7 +117,11 @@ class Client:
         throttle: Throttle | None = None,
         cooldown: Cooldown | None = None,
         io_timeout: float = DEFAULT_IO_TIMEOUT,
+        streams: int = DEFAULT_STREAMS,
     ) -> None:
+        if streams < 1:
+            raise InvalidInputError(f"streams must be >= 1, got {streams}")
+        self.streams = streams
         self._opener = opener
         self.environment = environment
         self.policy = policy or RetryPolicy.from_env()
@@ -179,15 +185,54 @@ class Client:
         self._backend, self._slot, self._state = backend, slot, _State.OPEN
         return backend
 
+    @contextlib.contextmanager
+    def _spares(self, wanted: int, deadline: Deadline) -> Iterator[list[Any]]:
+        """Up to ``wanted`` extra connections for a parallel get, each in a free throttle slot.
+
+        Never waits: no spare during a cool-down, none beyond the slots free right now,
+        and a spare that cannot connect is simply not lent (a refusal starts the
+        cool-down).  Each is closed, and its slot freed, when the ``with`` ends.
+        """
+        with contextlib.ExitStack() as lent:
+            spares: list[Any] = []
+            if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
+                for _ in range(wanted):
+                    slot = contextlib.ExitStack()
+                    try:
+                        if self.throttle is not None:
+                            slot.enter_context(self.throttle.acquire(Deadline(0)))
+                        self.connections_opened += 1
+                        backend = self._opener(deadline.socket_timeout(self.io_timeout))
+                    except Exception as exc:
+                        slot.close()
+                        err = classify(exc)
+                        if isinstance(err, ZoneBusyError) and self.cooldown is not None:
+                            self.cooldown.refused()
+                        if not isinstance(err, TransientError) or "throttle" not in err.message:
+                            logger.info("no spare connection: %s: %s", type(err).__name__, err.message)
+                        break
+                    lent.callback(slot.close)
+                    lent.callback(backend.close)
+                    spares.append(backend)
+            yield spares
+
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
-        """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection."""
+        """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
+
+        Every answered request (a log-in, a backend call that returned) is progress for
+        the policy's attempt budget (see :mod:`secure_irods.policy`).
+        """
         deadline = deadline or self.policy.start_deadline()
+        progress = RetryProgress()
 
         def attempt() -> T:
+            opened = self.connections_opened
             backend = self._connected(deadline)
+            if self.connections_opened != opened:
+                progress.note()  # the zone accepted and logged us in
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
-                return fn(backend, deadline)
+                return fn(_Answered(backend, progress), deadline)
             except Exception as exc:
                 err = classify(exc)
                 if err.transient:
@@ -196,7 +241,7 @@ class Client:
                         self.cooldown.refused()
                 raise
 
-        return self.policy.call_within(deadline, attempt)
+        return self.policy.call_within(deadline, attempt, progress=progress)
 
     # ------------------------------------------------------------ paths
 
@@ -260,7 +305,9 @@ class Client:
         remote = self.resolve(remote)
         target = _local_target(remote, local)
         return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=force,
-                                                   resource=resource, progress=progress), deadline)
+                                                   resource=resource, progress=progress,
+                                                   spares=lambda n: self._spares(n, d), streams=self.streams),
+                          deadline)
 
     def put(self, local: str | os.PathLike, remote: str | None = None, *, force: bool = False,
             resource: str | None = None, progress: Progress | None = None,
@@ -286,6 +333,7 @@ class Client:
             remote = self.resolve(src[2:])
             target = _local_target(remote, dst)
             return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=True, sync=True,
+                                                       spares=lambda n: self._spares(n, d), streams=self.streams,
                                                        **options), deadline)
         local = Path(src)
         target = self._remote_target(local, dst[2:], None)
@@ -307,7 +355,8 @@ class Client:
             target = _local_target(path, local)
             results.append(self._call(
                 lambda b, d, path=path, target=target: _get_object(
-                    b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress),
+                    b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress,
+                    spares=lambda n, d=d: self._spares(n, d), streams=self.streams),
                 deadline))
         return results
 
@@ -340,6 +389,26 @@ class Client:
         return f"<secure_irods.Client {self.environment.home} {self._state.value}>"
 
 
+class _Answered:
+    """A backend whose calls note :class:`~secure_irods.policy.Progress` when they return (the zone answered)."""
+
+    def __init__(self, backend: Any, progress: RetryProgress) -> None:
+        self._backend = backend
+        self._progress = progress
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._backend, name)
+        if not callable(value):
+            return value
+
+        def answered(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            self._progress.note()
+            return result
+
+        return answered
+
+
 def _local_target(remote: str, local: str | os.PathLike | None) -> Path:
     name = remote.rstrip("/").rsplit("/", 1)[1]
     if local is None:
@@ -359,6 +428,7 @@ def connect(
     cooldown: Cooldown | bool | None = None,
     io_timeout: float | None = None,
     opener: Callable[[float], Any] | None = None,
+    streams: int = DEFAULT_STREAMS,
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
@@ -368,6 +438,8 @@ def connect(
     none); ``io_timeout`` (the stall guard: longest silence of a socket) to
     ``$SECURE_IRODS_IO_TIMEOUT`` or 60 s.  The password is read only by
     python-irodsclient; the backend registers it for redaction from every message.
+    ``streams``: connections a get of 32 MiB or more may read with (the extra ones only
+    from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
     """
     environment = IrodsEnvironment(env_file, auth_file)
     if throttle is None or throttle is True:
@@ -381,7 +453,7 @@ def connect(
     if opener is None:
         opener = _prc_opener(environment)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout)
+                  io_timeout=io_timeout, streams=streams)
 
 
 def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:

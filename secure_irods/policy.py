@@ -8,6 +8,16 @@ policy is one tenacity composition::
     retry = retry_if_exception(lambda e: classify(e).transient)
     wait  = full_jitter(wait_incrementing(initial, increment, max_wait))
 
+With a :class:`Progress` (the client passes one per call), ``stop_after_attempt`` becomes
+``stop_after_attempts_without_progress(attempts, progress) | stop_after_attempt(max_attempts)``:
+one call of ours is many requests to the zone (a get is a query, an open, a seek, reads
+and a close, plus the log-in after a reconnection), each of which a lossy zone may drop.
+An attempt in which the zone answered at least one request (log-in included), or which
+verified more bytes of a resumable transfer, is progress and does not consume the
+``attempts`` budget; an attempt that got nothing from the zone (refused, dropped before
+any answer) does.  ``max_attempts`` (default ``4 * attempts``) and the deadline still bound
+the whole call, so a zone that logs us in and then always drops us is not retried forever.
+
 ``stop_before_deadline`` is tenacity's ``stop_before_delay`` against a shared
 :class:`Deadline` instead of the ``Retrying`` object's own start time, so the throttle
 wait, the cool-down and socket time-outs all spend one budget, and tests can fake the
@@ -16,7 +26,8 @@ clock.  ``sleep`` is injected, as tenacity intends ("may be mocked out").
 Environment (read by :meth:`RetryPolicy.from_env`):
 
 ``SECURE_IRODS_RETRIES``
-    total attempts, including the first (default 8).
+    attempts without progress, including the first (default 8); at most 4 times as
+    many attempts in all.
 ``SECURE_IRODS_DEADLINE``
     seconds from the first attempt after which no new attempt starts (default 600).
 ``SECURE_IRODS_MAX_WAIT``
@@ -41,7 +52,8 @@ from tenacity.wait import wait_base
 
 from .errors import InvalidInputError, SecureIrodsError, TransientError, classify
 
-__all__ = ["Deadline", "RetryPolicy", "full_jitter", "is_transient", "stop_before_deadline"]
+__all__ = ["Deadline", "Progress", "RetryPolicy", "full_jitter", "is_transient", "stop_before_deadline",
+           "stop_after_attempts_without_progress"]
 
 logger = logging.getLogger("secure_irods.retry")
 
@@ -101,6 +113,35 @@ class stop_before_deadline(stop_base):
         return retry_state.upcoming_sleep >= self.deadline.remaining()
 
 
+class Progress:
+    """A monotone counter an operation bumps whenever the zone answers it (see module docstring)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def note(self, amount: int = 1) -> None:
+        self.count += amount
+
+    def __repr__(self) -> str:
+        return f"Progress(count={self.count})"
+
+
+class stop_after_attempts_without_progress(stop_base):
+    """Stop once ``attempts`` attempts have failed without :class:`Progress` advancing."""
+
+    def __init__(self, attempts: int, progress: Progress) -> None:
+        self.attempts = attempts
+        self.progress = progress
+        self._seen = progress.count
+        self.barren = 0
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.progress.count == self._seen:
+            self.barren += 1
+        self._seen = self.progress.count
+        return self.barren >= self.attempts
+
+
 class full_jitter(wait_base):
     """Uniform in ``[0, inner]``: spreads a crowd of clients over the whole window."""
 
@@ -127,6 +168,7 @@ class RetryPolicy:
 
     attempts: int = 8
     deadline: float = 600.0
+    max_attempts: int | None = None  # with a Progress: attempts in all (default 4 * attempts)
     initial: float = 1.0
     increment: float = 2.0
     max_wait: float = 60.0
@@ -137,6 +179,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise InvalidInputError(f"retry attempts must be >= 1, got {self.attempts}")
+        if self.max_attempts is not None and self.max_attempts < self.attempts:
+            raise InvalidInputError(f"max_attempts ({self.max_attempts}) must be >= attempts ({self.attempts})")
         if not self.deadline > 0:
             raise InvalidInputError(f"retry deadline must be > 0 seconds, got {self.deadline}")
         if min(self.initial, self.increment, self.max_wait) < 0:
@@ -174,11 +218,25 @@ class RetryPolicy:
             self.uniform,
         )
 
-    def retrying(self, deadline: Deadline | None = None) -> tenacity.Retrying:
-        """The tenacity ``Retrying`` for one operation; re-raises the last original error."""
+    @property
+    def attempt_cap(self) -> int:
+        """Attempts in all when progress is tracked."""
+        return self.max_attempts if self.max_attempts is not None else 4 * self.attempts
+
+    def retrying(self, deadline: Deadline | None = None, progress: Progress | None = None) -> tenacity.Retrying:
+        """The tenacity ``Retrying`` for one operation; re-raises the last original error.
+
+        Without ``progress`` every failed attempt counts against ``attempts``; with it only
+        attempts that made none do, up to :attr:`attempt_cap` in all.
+        """
         deadline = deadline or self.start_deadline()
+        if progress is None:
+            budget: stop_base = stop_after_attempt(self.attempts)
+        else:
+            budget = stop_after_attempts_without_progress(self.attempts, progress) | stop_after_attempt(
+                self.attempt_cap)
         return tenacity.Retrying(
-            stop=stop_after_attempt(self.attempts) | stop_before_deadline(deadline),
+            stop=budget | stop_before_deadline(deadline),
             wait=self.wait_strategy(),
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
@@ -190,14 +248,15 @@ class RetryPolicy:
         """Run ``fn(*args, **kwargs)`` under a fresh deadline; see :meth:`call_within`."""
         return self.call_within(self.start_deadline(), fn, *args, **kwargs)
 
-    def call_within(self, deadline: Deadline, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def call_within(self, deadline: Deadline, fn: Callable[..., T], /, *args: Any,
+                    progress: Progress | None = None, **kwargs: Any) -> T:
         """Run ``fn``, retrying transient failures; on giving up raise our classified error.
 
         Never raises ``tenacity.RetryError``: the caller gets a :class:`SecureIrodsError`
         whose message is the last reason, with ``attempts`` set and the original as
-        ``__cause__``.
+        ``__cause__``.  ``progress``: see :meth:`retrying`.
         """
-        retrying = self.retrying(deadline)
+        retrying = self.retrying(deadline, progress)
         try:
             return retrying(fn, *args, **kwargs)
         except Exception as exc:

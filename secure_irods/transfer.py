@@ -20,6 +20,10 @@ deterministic, a retry or a re-run after SIGKILL finds the same temporary file a
 from its end: the bytes already there are re-hashed locally (no network) and the read
 seeks past them.  The final check covers the resumed prefix too; if it fails after a
 resume, the temporary file is discarded and the object fetched once more from zero.
+From :data:`PIPELINE_MIN` bytes on, a get reads with up to ``streams`` connections (extra
+ones only from free throttle slots), hashes the chunks in order in a thread of its own
+while they arrive, and fdatasyncs behind them; a dropped get keeps exactly the prefix it
+hashed (:func:`_get_pipelined`).
 
 **sync** (``sync=True``) skips a transfer whose destination has the same size and checksum.
 
@@ -33,11 +37,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import contextlib
+import logging
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Protocol
+from typing import BinaryIO, Callable, ContextManager, Protocol
 
 from .errors import (
     ChecksumMismatchError,
@@ -49,9 +56,14 @@ from .errors import (
 )
 from .policy import Deadline
 
-__all__ = ["Backend", "RemoteStatLike", "TransferResult", "CHUNK", "sha2_of_file", "split_remote"]
+__all__ = ["Backend", "RemoteStatLike", "TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file",
+           "split_remote"]
+
+logger = logging.getLogger("secure_irods.transfer")
 
 CHUNK = 8 * 1024 * 1024  # bytes per DATA_OBJ_READ/WRITE call
+PIPELINE_MIN = 32 * 1024 * 1024  # gets from this size on: hashing in its own thread, parallel streams (like PRC)
+FLUSH_EVERY = 64 * 1024 * 1024  # a pipelined get fdatasyncs in the background every this many bytes
 
 Progress = Callable[[int], None]
 
@@ -71,11 +83,23 @@ class Backend(Protocol):
 
     def stat(self, path: str) -> RemoteStatLike | None: ...
     def checksum(self, path: str) -> str: ...
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> BinaryIO: ...
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "Reader": ...
     def open_write(self, path: str, resource: str | None = None) -> BinaryIO: ...
     def rename(self, source: str, target: str) -> None: ...
     def unlink(self, path: str) -> None: ...
     def leftovers(self, collection: str, pattern: str) -> list[str]: ...
+
+
+class Reader(Protocol):
+    """An open data object: ``readinto`` fills at most ``len(buffer)`` bytes (0 at the end)."""
+
+    def seek(self, offset: int) -> int: ...
+    def readinto(self, buffer) -> int: ...
+    def read(self, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+Spares = Callable[[int], ContextManager[list]]  # spares(n): up to n more connected backends, for a while
 
 
 @dataclass(frozen=True)
@@ -187,8 +211,15 @@ def _get_object(
     resource: str | None = None,
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    spares: Spares | None = None,
+    streams: int = 2,
 ) -> TransferResult:
-    """Fetch one data object to ``local`` atomically; see the module docstring."""
+    """Fetch one data object to ``local`` atomically; see the module docstring.
+
+    From :data:`PIPELINE_MIN` bytes on, the bytes are read by up to ``streams``
+    connections (``backend`` plus what ``spares`` lends) and hashed in order in a thread
+    of their own: see :func:`_get_pipelined`.
+    """
     stat = backend.stat(remote)
     if stat is None:
         raise NotFoundError(f"no such data object: {remote}")
@@ -218,7 +249,10 @@ def _get_object(
             out.truncate(offset)
             out.seek(offset)
             position = offset
-            if position < stat.size:
+            if stat.size - position >= PIPELINE_MIN:
+                _get_pipelined(backend, remote, out.fileno(), position, stat.size, hasher, deadline=deadline,
+                               resource=resource, chunk=chunk, progress=progress, spares=spares, streams=streams)
+            elif position < stat.size:
                 reader = backend.open_read(remote, position, resource)
                 ok = False
                 try:
@@ -250,6 +284,189 @@ def _get_object(
         if stale != temp:
             stale.unlink(missing_ok=True)  # older versions of the object, killed runs
     return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
+
+
+class _Pipeline:
+    """Chunks of ``[start, end)`` handed to readers, written at their offset, hashed in order.
+
+    Readers ``take`` an offset (a chunk not yet read, or one given back by a reader that
+    failed), read it, ``pwrite`` it and ``give`` it; one thread hashes the given chunks in
+    order, another fdatasyncs the file every :data:`FLUSH_EVERY` hashed bytes.  Readers run
+    at most ``window`` bytes ahead of the hash, which bounds the memory held.  ``hashed``
+    is always a prefix whose bytes are in the file and in the hash: the resume point.
+    """
+
+    def __init__(self, fd: int, start: int, end: int, chunk: int, hasher, window: int,
+                 progress: Progress | None, flush_every: int) -> None:
+        self.fd, self.end, self.chunk, self.hasher, self.window = fd, end, chunk, hasher, window
+        self.progress, self.flush_every = progress, flush_every
+        self.cv = threading.Condition()
+        self.next = start
+        self.given_back: list[int] = []
+        self.in_flight = 0
+        self.ready: dict[int, bytearray] = {}
+        self.hashed = start
+        self.error: BaseException | None = None
+
+    def take(self) -> int | None:
+        """The next chunk to read, or None when every chunk is read (or the transfer failed)."""
+        with self.cv:
+            while True:
+                if self.error is not None:
+                    return None
+                if self.given_back:
+                    offset = self.given_back.pop()
+                elif self.next < self.end and self.next - self.hashed < self.window:
+                    offset, self.next = self.next, self.next + self.chunk
+                elif self.next >= self.end and not self.in_flight:
+                    return None
+                else:
+                    self.cv.wait()
+                    continue
+                self.in_flight += 1
+                return offset
+
+    def give(self, offset: int, data: bytearray) -> None:
+        with self.cv:
+            self.in_flight -= 1
+            self.ready[offset] = data
+            self.cv.notify_all()
+
+    def give_back(self, offset: int) -> None:
+        with self.cv:
+            self.in_flight -= 1
+            self.given_back.append(offset)
+            self.cv.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cv:
+            if self.error is None:
+                self.error = exc
+            self.cv.notify_all()
+
+    def read_with(self, reader: Reader, remote: str, deadline: Deadline, primary: bool) -> None:
+        """Read chunks until none is left.  A spare reader that fails gives its chunk back and retires."""
+        position = -1
+        offset = None
+        try:
+            while (offset := self.take()) is not None:
+                _check_deadline(deadline, f"get of {remote}")
+                size = min(self.chunk, self.end - offset)
+                if position != offset:
+                    reader.seek(offset)
+                data = bytearray(size)
+                view = memoryview(data)
+                got = 0
+                while got < size:
+                    n = reader.readinto(view[got:])
+                    if not n:
+                        raise TransientError(f"{remote}: stream ended at byte {offset + got} of {self.end}")
+                    got += n
+                written = 0
+                while written < size:
+                    written += os.pwrite(self.fd, view[written:], offset + written)
+                view.release()
+                position = offset + size
+                self.give(offset, data)
+                offset = None
+        except BaseException as exc:
+            if primary:
+                self.fail(exc)
+            else:
+                logger.info("parallel stream of %s stopped (%s: %s); the others go on",
+                            remote, type(exc).__name__, exc)
+            if offset is not None:
+                self.give_back(offset)
+
+    def hash_in_order(self) -> None:
+        try:
+            while True:
+                with self.cv:
+                    while self.hashed not in self.ready and self.error is None and self.hashed < self.end:
+                        self.cv.wait()
+                    if self.error is not None or self.hashed >= self.end:
+                        return
+                    data = self.ready.pop(self.hashed)
+                self.hasher.update(data)  # releases the GIL: overlaps the reads
+                with self.cv:
+                    self.hashed += len(data)
+                    self.cv.notify_all()
+                if self.progress:
+                    self.progress(len(data))
+        except BaseException as exc:
+            self.fail(exc)
+
+    def flush_behind(self) -> None:
+        """fdatasync every ``flush_every`` hashed bytes, so the final fsync has little left."""
+        flushed = self.hashed
+        try:
+            while True:
+                with self.cv:
+                    while (self.error is None and self.hashed < self.end
+                           and self.hashed - flushed < self.flush_every):
+                        self.cv.wait()
+                    if self.error is not None or self.hashed >= self.end:
+                        return
+                    target = self.hashed
+                os.fdatasync(self.fd)
+                flushed = target
+        except BaseException as exc:
+            self.fail(exc)
+
+
+def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int, hasher, *, deadline: Deadline,
+                   resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
+                   streams: int, flush_every: int | None = None) -> None:
+    """Receive ``[start, end)`` of ``remote`` into ``fd``, hashing in order as it arrives.
+
+    ``backend``'s own reader is the primary stream: its failure fails the transfer.  Up
+    to ``streams - 1`` spare connections (only if ``spares`` lends them: free throttle
+    slots, no cool-down) read other chunks in parallel, as PRC's parallel get does; a
+    spare that fails retires and the others re-read its chunk.  On failure the file is
+    truncated to the hashed prefix (the bytes a retry resumes from) and the error raised.
+    """
+    flush_every = FLUSH_EVERY if flush_every is None else flush_every
+    pipe = _Pipeline(fd, start, end, chunk, hasher, (max(1, streams) + 2) * chunk, progress,
+                     flush_every or end)
+    primary = backend.open_read(remote, start, resource)
+    readers: list[Reader] = []
+    threads: list[threading.Thread] = []
+    ok = False
+    try:
+        with contextlib.ExitStack() as lent:
+            if spares is not None and streams > 1:
+                for spare in lent.enter_context(spares(streams - 1)):
+                    try:
+                        readers.append(spare.open_read(remote, start, resource))
+                    except Exception as exc:
+                        logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
+            workers = [threading.Thread(target=pipe.hash_in_order, name="secure-irods-hash", daemon=True)]
+            if flush_every:
+                workers.append(threading.Thread(target=pipe.flush_behind, name="secure-irods-flush", daemon=True))
+            workers += [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),
+                                         name="secure-irods-read", daemon=True) for r in readers]
+            threads = workers
+            for t in threads:
+                t.start()
+            pipe.read_with(primary, remote, deadline, True)
+            for t in threads:
+                t.join()
+            for r in readers:
+                _close_quietly(r)
+        if pipe.error is not None:
+            raise pipe.error
+        if pipe.hashed != end:  # cannot happen unless a stage misbehaves: refuse rather than guess
+            raise TransientError(f"{remote}: pipeline ended at byte {pipe.hashed} of {end}")
+        ok = True
+    finally:
+        if ok:
+            primary.close()
+        else:
+            pipe.fail(pipe.error or TransientError("aborted"))
+            for t in threads:
+                t.join()
+            _close_quietly(primary)
+            os.ftruncate(fd, pipe.hashed)  # keep only the verified-in-order prefix: the resume point
 
 
 def glob_escape(name: str) -> str:

@@ -61,7 +61,7 @@ def test_round_trip_large_is_byte_identical(grid, coll, tmp_path):
         up = client.put(src, f"{coll}/big.bin")
         down = client.get(f"{coll}/big.bin", tmp_path / "back.bin")
         assert client.listdir(coll) == ["big.bin"]  # no temporary left behind
-        assert client.connections_opened == 1
+        assert client.connections_opened == 2  # its own, and a spare for the parallel get (no throttle)
     assert up.checksum == down.checksum == sha2_of_file(src)
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.bin", "big.bin"]
@@ -101,6 +101,45 @@ def test_get_resumes_from_kept_prefix_and_restarts_on_a_bad_one(grid, coll, tmp_
         again = client.get(f"{coll}/r.bin", target)
         assert not again.skipped and target.read_bytes() == src.read_bytes()
     assert not temp.exists()
+
+
+def test_parallel_get_takes_only_free_throttle_slots(grid, coll, tmp_path):
+    from secure_irods import Throttle
+
+    src = make_file(tmp_path / "p.bin", 40 * MiB, seed=5)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/p.bin")
+    for slots, opened in ((3, 2), (2, 1)):  # 3 streams wanted; another holder has one slot
+        throttle = Throttle(slots, tmp_path / "throttle")
+        with connect(grid.env_file, grid.auth_file, throttle=throttle, cooldown=False, streams=3,
+                     policy=RetryPolicy(max_wait=0.2)) as client, throttle.acquire(0):
+            got = client.get(f"{coll}/p.bin", tmp_path / f"p{slots}.bin")
+            assert client.connections_opened == opened
+            assert throttle.held == 2  # the other holder's and the client's own: spares were freed
+        assert got.checksum == sha2_of_file(src) and (tmp_path / f"p{slots}.bin").read_bytes() == src.read_bytes()
+
+
+def test_gets_under_steady_drops_do_not_run_out_of_attempts(grid, coll, session, tmp_path):
+    """Regression (contention benchmark: 4 of 640 gets gave up after 8 attempts at 10 % drops).
+
+    Each get is several requests and a reconnection two more; attempts in which the zone
+    answered something no longer spend the budget, so 4 attempts suffice here (seeded drops).
+    """
+    src = make_file(tmp_path / "s.bin", MiB, seed=9)
+    with client_for(grid, tmp_path) as client:
+        client.put(src, f"{coll}/s.bin")
+    session.cleanup()
+    grid.control.reset_stats()
+    grid.set_faults(drop_rate=0.10, seed=4)
+    try:
+        with client_for(grid, tmp_path, attempts=4, initial=0.0, increment=0.0) as client:
+            for i in range(30):
+                client.get(f"{coll}/s.bin", tmp_path / f"s{i}.bin")
+        stats = grid.control.stats()
+    finally:
+        grid.clear_faults()
+    assert stats["drops"] >= 10
+    assert all((tmp_path / f"s{i}.bin").read_bytes() == src.read_bytes() for i in range(30))
 
 
 def test_stall_guard_raises_on_a_connection_closed_mid_reply():
@@ -180,7 +219,7 @@ def test_refusing_zone_exits_2_at_the_deadline(grid, coll, session, tmp_path):
 
 @pytest.mark.faults
 def test_get_with_dropped_connections_completes_and_never_hangs(grid, coll, session, tmp_path):
-    src = make_file(tmp_path / "d.bin", 24 * MiB)
+    src = make_file(tmp_path / "d.bin", 40 * MiB)  # above PIPELINE_MIN: parallel streams, resumed prefix
     with client_for(grid, tmp_path) as client:
         client.put(src, f"{coll}/d.bin")
     session.cleanup()
