@@ -9,7 +9,9 @@ stale: a dropped upload never leaves a replica marked good with partial bytes.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -93,6 +95,7 @@ class Agent:
             615: self.api_unlink, 629: self.api_chksum, 695: self.api_repl, 632: self.api_trim,
             702: self.api_genquery, 706: self.api_mod_avu, 707: self.api_mod_acl,
             701: self.api_general_admin, 714: self.api_user_admin, 633: self.api_obj_stat,
+            20002: self.api_atomic_metadata, 20007: self.api_touch, 696: self.api_copy, 652: self.api_truncate, 802: self.api_replica_truncate,
         }
 
     # ================================================================ session ====
@@ -153,7 +156,7 @@ class Agent:
             self.sock.sendall(p.frame("RODS_API_REPLY", int_info, body))
         except IrodsError as err:
             faults.delay()
-            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, b"", p.pack_error(err.code, err.message)))
+            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, err.body, p.pack_error(err.code, err.message)))
         except p.ProtocolError as err:
             # a malformed request inside a well-framed message: answer, do not die
             self.sock.sendall(p.frame("RODS_API_REPLY", -14000, b"", p.pack_error(-14000, str(err))))
@@ -670,6 +673,195 @@ class Agent:
             f.unlink(missing_ok=True)
         return 0, b""
 
+    def api_touch(self, msg):
+        """TOUCH_APN (itouch): set a replica's or a collection's mtime; create an empty object if missing."""
+        req = p.json_request(msg.xml())
+        path = req.get("logical_path")
+        if not isinstance(path, str) or not path:
+            raise fail("INPUT_ARG_NOT_WELL_FORMED_ERR", "[logical_path] is a required argument.")
+        path = normalize(path)
+        opts = req.get("options", {})
+        if not isinstance(opts, dict):
+            raise fail("INPUT_ARG_NOT_WELL_FORMED_ERR", "[options] must be a JSON object.")
+        if "replica_number" in opts and "leaf_resource_name" in opts:
+            raise fail("USER_INCOMPATIBLE_PARAMS", "[replica_number] and [leaf_resource_name] cannot be used together.")
+        if "reference" in opts and "seconds_since_epoch" in opts:
+            raise fail("USER_INCOMPATIBLE_PARAMS", "[reference] and [seconds_since_epoch] cannot be used together.")
+        for key, kind in (("no_create", bool), ("replica_number", int), ("leaf_resource_name", str),
+                          ("reference", str), ("seconds_since_epoch", int)):
+            if key in opts and (not isinstance(opts[key], kind) or (kind is int and isinstance(opts[key], bool))):
+                raise fail("SYS_INVALID_INPUT_PARAM", f"Incorrect value for [{key}].")
+            if key in opts and kind is not bool and (opts[key] == "" or (kind is int and opts[key] < 0)):
+                raise fail("INPUT_ARG_NOT_WELL_FORMED_ERR", f"[{key}] cannot be empty or less than zero.")
+        with self.cat.transaction():
+            kind = self.cat.kind(path)
+            if kind is None:
+                if opts.get("no_create"):
+                    return 0, b""
+                if "replica_number" in opts:
+                    raise fail("OBJ_PATH_DOES_NOT_EXIST", "Replica numbers cannot be used when creating new data objects.")
+                kv = {}
+                if "leaf_resource_name" in opts:
+                    leaf = self.cat.resource(opts["leaf_resource_name"])
+                    if leaf is None or leaf["resc_type_name"] in COORDINATING_TYPES:
+                        raise fail("USER_INVALID_RESC_INPUT", f"[{opts['leaf_resource_name']}] is not a leaf resource.")
+                    kv["rescHier"] = self.cat.hierarchy(leaf["resc_id"])
+                desc = self._create_replica(path, kv)
+                try:
+                    self._set_status(desc, GOOD, "")
+                finally:
+                    os.close(desc.fd)
+                return 0, b""
+            if "reference" in opts:
+                ref = normalize(opts["reference"])
+                ref_coll = self.cat.coll(ref)
+                ref_reps = self.cat.replicas(ref) if ref_coll is None else []
+                if ref_coll is None and not ref_reps:
+                    raise fail("OBJ_PATH_DOES_NOT_EXIST", f"reference {ref} does not exist")
+                mtime = ref_coll["modify_ts"] if ref_coll is not None else max(r["modify_ts"] for r in ref_reps)
+            elif "seconds_since_epoch" in opts:
+                mtime = "%011d" % opts["seconds_since_epoch"]
+            else:
+                mtime = now()
+            if kind == "coll":
+                if "replica_number" in opts or "leaf_resource_name" in opts:
+                    raise fail("USER_INCOMPATIBLE_PARAMS",
+                               "[replica_number] and [leaf_resource_name] cannot be used for collections.")
+                coll = self.cat.coll(path)
+                self.require(coll["coll_id"], 1120, path)
+                self.cat.db.execute("UPDATE r_coll_main SET modify_ts=? WHERE coll_id=?", (mtime, coll["coll_id"]))
+                return 0, b""
+            reps = self.cat.replicas(path)
+            self.require(reps[0]["data_id"], 1120, path)
+            if "replica_number" in opts:
+                target = next((r for r in reps if r["data_repl_num"] == opts["replica_number"]), None)
+            elif "leaf_resource_name" in opts:
+                target = next((r for r in reps if r["resc_name"] == opts["leaf_resource_name"]), None)
+            else:
+                good = [r for r in reps if r["data_is_dirty"] == GOOD]
+                if not good:
+                    raise fail("SYS_NO_GOOD_REPLICA", "No good replicas found.")
+                target = max(good, key=lambda r: r["modify_ts"])
+            if target is None:
+                raise fail("SYS_REPLICA_DOES_NOT_EXIST", "Replica does not exist.")
+            self.cat.db.execute("UPDATE r_data_main SET modify_ts=? WHERE data_id=? AND data_repl_num=?",
+                                (mtime, target["data_id"], target["data_repl_num"]))
+        return 0, b""
+
+    def api_copy(self, msg):
+        """DATA_OBJ_COPY (icp): a new object, or a forced overwrite, from a good replica of the source."""
+        parts = msg.xml().findall("DataObjInp_PI")
+        if len(parts) != 2:
+            raise p.ProtocolError("copy needs source and destination")
+        src, dst = normalize(p.text(parts[0], "objPath")), normalize(p.text(parts[1], "objPath"))
+        kv = p.keyvals(parts[1])
+        src_reps = self.cat.replicas(src)
+        if not src_reps:
+            raise fail("USER_INPUT_PATH_ERR", f"source {src} is not a data object")
+        dst_reps = self.cat.replicas(dst)
+        if dst_reps:
+            if "forceFlag" not in kv:
+                raise fail("OVERWRITE_WITHOUT_FORCE_FLAG", dst)
+            if kv.get("destRescName"):
+                under = self.res.under(kv["destRescName"])
+                if not any(r["resc_id"] in under for r in dst_reps):
+                    raise fail("HIERARCHY_ERROR", f"cannot overwrite {dst} on {kv['destRescName']}: no replica there")
+        if src == dst:
+            raise fail("USER_INPUT_PATH_ERR", "same source and destination")
+        self.require(src_reps[0]["data_id"], 1050, src)
+        source = self.res.readable(src_reps, p.keyvals(parts[0]).get("rescName"))
+        if source["data_checksum"]:
+            kv.setdefault("regChksum", "")
+        inx, _ = self._open(dst, O_RDWR | O_CREAT | O_TRUNC, {**kv, "forceFlag": ""}, create_api=True)
+        desc = self.descriptors[inx]
+        try:
+            with open(source["data_path"], "rb") as f:
+                while chunk := f.read(8 * 1024 * 1024):
+                    os.write(desc.fd, chunk)
+                    if desc.hasher is not None:
+                        desc.hasher.update(chunk)
+                        desc.hashed += len(chunk)
+            desc.written = True
+            with self.cat.transaction():
+                self.cat.db.execute("UPDATE r_data_main SET data_type_name=? WHERE data_id=?",
+                                    (source["data_type_name"], desc.data_id))
+        except BaseException:
+            self.release(inx, aborted=True)
+            raise
+        self.release(inx, finalize=True)
+        return 0, p.pack("TransferStat_PI", [("numThreads", 0), ("bytesWritten", source["data_size"])])
+
+    def _truncate_replica(self, r, size: int) -> None:
+        os.truncate(r["data_path"], size)
+        self.cat.db.execute("UPDATE r_data_main SET data_size=?, data_checksum='', modify_ts=?"
+                            " WHERE data_id=? AND data_repl_num=?", (size, now(), r["data_id"], r["data_repl_num"]))
+
+    def api_truncate(self, msg):
+        """DATA_OBJ_TRUNCATE: every good replica cut (or zero-extended) to dataSize, checksums cleared."""
+        body, path, kv = self._open_request(msg)
+        size = p.integer(body, "dataSize", -1)
+        if size < 0:
+            raise fail("SYS_INVALID_INPUT_PARAM", "dataSize must be given")
+        with self.cat.transaction():
+            reps = self.cat.replicas(path)
+            if not reps:
+                raise fail("OBJ_PATH_DOES_NOT_EXIST", path)
+            self.require(reps[0]["data_id"], 1120, path)
+            for r in reps:
+                if r["data_is_dirty"] == GOOD and r["data_size"] != size and self.res.leaf_is_up(r["resc_id"]):
+                    self._truncate_replica(r, size)
+        return 0, b""
+
+    def api_replica_truncate(self, msg):
+        """REPLICA_TRUNCATE (4.3.3): one replica cut to dataSize, the others stale; JSON in a STR_PI either way."""
+        body, path, kv = self._open_request(msg)
+        size = p.integer(body, "dataSize", -1)
+
+        def out(message: str, r=None) -> bytes:
+            return p.pack_str(json.dumps({"message": message,
+                                          "resource_hierarchy": self.cat.hierarchy(r["resc_id"]) if r else None,
+                                          "replica_number": r["data_repl_num"] if r else None}))
+
+        def error(name: str, message: str, r=None):
+            return fail(name, message, out(message, r))
+
+        if "destRescName" in kv or "destRescHier" in kv:
+            raise error("SYS_INVALID_INPUT_PARAM", "rs_replica_truncate: destination keywords not supported.")
+        if "rescName" in kv and "replNum" in kv:
+            raise error("SYS_INVALID_INPUT_PARAM", "rs_replica_truncate: [rescName] and [replNum] cannot be used together.")
+        if "irodsAdmin" in kv and not self.is_admin():
+            raise error("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "rs_replica_truncate: admin keyword used by non-admin.")
+        with self.cat.transaction():
+            reps = self.cat.replicas(path)
+            if not reps:
+                raise error("OBJ_PATH_DOES_NOT_EXIST", f"rs_replica_truncate: no data object [{path}].")
+            if "irodsAdmin" not in kv:
+                self.require(reps[0]["data_id"], 1120, path)
+            if any(r["data_is_dirty"] == INTERMEDIATE for r in reps):
+                raise error("LOCKED_DATA_OBJECT_ACCESS", f"rs_replica_truncate: [{path}] is locked.")
+            if "replNum" in kv:
+                target = next((r for r in reps if str(r["data_repl_num"]) == kv["replNum"]), None)
+            elif kv.get("rescName") or kv.get("rescHier"):
+                under = self.res.under(kv.get("rescName") or kv["rescHier"].split(";")[-1])
+                target = next((r for r in reps if r["resc_id"] in under), None)
+            else:
+                target = self._write_target(reps, kv)
+            if target is None:
+                raise error("SYS_REPLICA_INACCESSIBLE" if "rescName" in kv else "SYS_REPLICA_DOES_NOT_EXIST",
+                            f"rs_replica_truncate: [{path}] has no such replica.")
+            if size < 0:    # what truncate(2) says, as the unixfilesystem plugin reports it
+                err = error("UNIX_FILE_TRUNCATE_ERR", "rs_replica_truncate: negative size.", target)
+                err.code -= errno.EINVAL
+                raise err
+            if not self.res.leaf_is_up(target["resc_id"]):
+                raise error("SYS_RESC_IS_DOWN", f"rs_replica_truncate: resource {target['resc_name']} is down.", target)
+            if target["data_size"] == size:
+                return 0, out(f"rs_replica_truncate: Replica of [{path}] already has size [{size}].", target)
+            self._truncate_replica(target, size)
+            self.cat.db.execute("UPDATE r_data_main SET data_is_dirty = CASE WHEN data_repl_num=? THEN ? ELSE ? END"
+                                " WHERE data_id=?", (target["data_repl_num"], GOOD, STALE, target["data_id"]))
+        return 0, out("", target)
+
     def api_chksum(self, msg):
         body, path, kv = self._open_request(msg)
         reps = self.cat.replicas(path)
@@ -680,6 +872,9 @@ class Agent:
             targets = [r for r in reps if str(r["data_repl_num"]) == kv["replNum"]]
         elif "ChksumAll" in kv:
             targets = [r for r in reps if r["data_is_dirty"] == GOOD]
+        elif kv.get("rescName"):   # the replica there, even a stale one (its checksum is its own)
+            under = self.res.under(kv["rescName"])
+            targets = sorted((r for r in reps if r["resc_id"] in under), key=lambda r: r["data_is_dirty"] != GOOD)[:1]
         else:
             targets = [self.res.readable(reps, kv.get("rescName"))]
         if not targets:
@@ -832,6 +1027,8 @@ class Agent:
         body = msg.xml()
         args = [p.text(body, f"arg{i}") for i in range(10)]
         op, kind, name, attr, value, unit = args[:6]
+        if op == "cp":
+            return self._copy_avus(*args[1:5])
         with self.cat.transaction():
             obj = self.cat.avu_targets(kind, name, self.zone)
             if kind in ("-d", "-C"):
@@ -860,6 +1057,66 @@ class Agent:
             else:
                 raise fail("CAT_INVALID_ARGUMENT", f"unknown metadata operation {op!r}")
         return 0, b""
+
+    def _copy_avus(self, from_kind: str, to_kind: str, from_name: str, to_name: str):
+        with self.cat.transaction():
+            source = self.cat.avu_targets(from_kind, from_name, self.zone)
+            target = self.cat.avu_targets(to_kind, to_name, self.zone)
+            if from_kind in ("-d", "-C"):
+                self.require(source, 1040, from_name)
+            if to_kind in ("-d", "-C"):
+                self.require(target, 1070, to_name)
+            elif not self.is_admin():
+                raise fail("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "needs rodsadmin")
+            self.cat.copy_avus(source, target)
+        return 0, b""
+
+    _ENTITY_KINDS = {"data_object": "-d", "collection": "-C", "resource": "-R", "user": "-u"}
+
+    def api_atomic_metadata(self, msg):
+        """ATOMIC_APPLY_METADATA_OPERATIONS_APN: all operations in one transaction, or none.
+
+        As rs_atomic_apply_metadata_operations: adding an AVU the object already has and
+        removing one it lacks are no-ops; a failing operation rolls everything back and the
+        reply carries {"operation", "operation_index", "error_message"}.
+        """
+        req = p.json_request(msg.xml())
+
+        def error(name: str, text: str, op=None, index: int = 0):
+            return fail(name, text, p.pack_json({"operation": op or {}, "operation_index": index,
+                                                "error_message": text}))
+
+        kind = self._ENTITY_KINDS.get(req.get("entity_type"))
+        name = req.get("entity_name")
+        if kind is None or not isinstance(name, str):
+            raise error("SYS_INVALID_INPUT_PARAM", "Invalid entity type or name")
+        operations = req.get("operations")
+        if not isinstance(operations, list):
+            raise error("SYS_INTERNAL_ERR", "operations must be a list")
+        with self.cat.transaction():
+            try:
+                obj = self.cat.avu_targets(kind, name, self.zone)
+            except IrodsError:
+                raise error("SYS_INVALID_INPUT_PARAM", f"Entity does not exist [entity_name={name}]") from None
+            allowed = self.is_admin() or (kind in ("-d", "-C") and self.cat.access_level(obj, self.groups) >= 1070)
+            if not allowed:
+                raise error("CAT_NO_ACCESS_PERMISSION", "User not allowed to modify metadata")
+            for index, op in enumerate(operations):
+                if not isinstance(op, dict) or not all(isinstance(op.get(k), str) for k in ("operation", "attribute",
+                                                                                            "value")):
+                    raise error("JSON_VALIDATION_ERROR", "operation lacks operation, attribute or value", op, index)
+                attr, value, units = op["attribute"], op["value"], op.get("units", "")
+                if not isinstance(units, str):
+                    raise error("JSON_VALIDATION_ERROR", "units must be a string", op, index)
+                if not attr or not value:
+                    raise error("SYS_INVALID_INPUT_PARAM", "Empty metadata attribute name or value", op, index)
+                if op["operation"] == "add":
+                    self.cat.add_avu(obj, attr, value, units, exist_ok=True)
+                elif op["operation"] == "remove":
+                    self.cat.remove_avu(obj, attr, value, units)
+                else:
+                    raise error("INVALID_OPERATION", "Invalid metadata operation.", op, index)
+        return 0, p.pack_json({})
 
     def api_mod_acl(self, msg):
         body = msg.xml()
@@ -917,11 +1174,16 @@ class Agent:
                        ("rm", "resource"): self._rm_resource, ("add", "childtoresc"): self._add_child,
                        ("rm", "childfromresc"): self._rm_child, ("modify", "resource"): self._modify_resource,
                        ("modify", "group"): self._modify_group, ("add", "group"): self._add_user,
-                       ("rm", "group"): self._rm_user}.get((a[0], a[1]))
+                       ("rm", "group"): self._rm_user, ("rm", "unusedAVUs"): self._rm_unused_avus,
+                       }.get((a[0], a[1]))
             if handler is None:
                 raise fail("SYS_INVALID_INPUT_PARAM", f"admin operation {a[0]} {a[1]} not supported by the local grid")
             handler(a)
         return 0, b""
+
+    def _rm_unused_avus(self, a):
+        """iadmin rum: drop AVUs no object refers to any more (chlDelUnusedAVUs)."""
+        self.cat.db.execute("DELETE FROM r_meta_main WHERE meta_id NOT IN (SELECT meta_id FROM r_objt_metamap)")
 
     def _add_user(self, a):
         name, utype, zone, auth = a[2], a[3] or "rodsuser", a[4] or self.zone, a[5]
@@ -942,14 +1204,26 @@ class Agent:
                     self.cat.grant(cid, self.user_id, "own")
 
     def _rm_user(self, a):
+        """iadmin rmuser/rmgroup; as acDeleteUser, a user's empty home and trash go too."""
         row = self.cat.user(a[2].split("#")[0], a[3] or self.zone)
         if row is None:
             raise fail("CAT_INVALID_USER", a[2])
+        if row["user_type_name"] != "rodsgroup" and row["zone_name"] == self.zone:
+            for path in (f"/{self.zone}/home/{row['user_name']}", f"/{self.zone}/trash/home/{row['user_name']}"):
+                coll = self.cat.coll(path)
+                if coll is None:
+                    continue
+                if self.cat.one("SELECT 1 FROM r_coll_main WHERE parent_coll_name=?", path) or \
+                        self.cat.one("SELECT 1 FROM r_data_main WHERE coll_id=?", coll["coll_id"]):
+                    raise fail("CAT_COLLECTION_NOT_EMPTY", path)
+                self.cat.db.execute("DELETE FROM r_coll_main WHERE coll_id=?", (coll["coll_id"],))
+                self.cat.drop_object(coll["coll_id"])
         self.cat.db.execute("DELETE FROM r_user_main WHERE user_id=?", (row["user_id"],))
         self.cat.db.execute("DELETE FROM r_user_password WHERE user_id=?", (row["user_id"],))
         self.cat.db.execute("DELETE FROM r_user_group WHERE user_id=? OR group_user_id=?",
                             (row["user_id"], row["user_id"]))
         self.cat.db.execute("DELETE FROM r_objt_access WHERE user_id=?", (row["user_id"],))
+        self.cat.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (row["user_id"],))
 
     def _modify_user(self, a):
         name, option, value = a[2].split("#")[0], a[3], a[4]
@@ -973,7 +1247,7 @@ class Agent:
         key = (self._admin_password()[:90] + self.signature[:100]).ljust(100, "\0")
         hashed = hashlib.md5(key.encode()).hexdigest()
         plain = unscramble(scrambled, key=hashed, scramble_prefix="", block_chaining=True)
-        return _strip_padding(plain[10:])
+        return _strip_padding(plain[len("A.ObfV2"):])   # a random character, then ".ObfV2"
 
     def _modify_group(self, a):
         group = self.cat.user(a[2], self.zone)

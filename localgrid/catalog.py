@@ -71,8 +71,11 @@ CREATE TABLE IF NOT EXISTS r_objt_access (
 """
 
 # Access levels of the 4.3 catalogue (R_TOKN_MAIN, namespace access_type).
-ACCESS = {"null": 1000, "read_metadata": 1040, "read_object": 1050, "modify_metadata": 1070,
-          "modify_object": 1120, "own": 1200}
+ACCESS = {"null": 1000, "execute": 1010, "read_annotation": 1020, "read_system_metadata": 1030,
+          "read_metadata": 1040, "read_object": 1050, "write_annotation": 1060, "create_metadata": 1070,
+          "modify_metadata": 1080, "delete_metadata": 1090, "administer_object": 1100, "create_object": 1110,
+          "modify_object": 1120, "delete_object": 1130, "create_token": 1140, "delete_token": 1150,
+          "curate": 1160, "own": 1200}
 ACCESS_ALIASES = {"read": "read_object", "write": "modify_object", "read object": "read_object",
                   "modify object": "modify_object"}
 
@@ -147,12 +150,12 @@ class Catalog:
             for stmt in SCHEMA.strip().split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            for name, tid in ACCESS.items():    # also brings a grid made by an older version up to date
+                db.execute("INSERT OR REPLACE INTO r_tokn_main VALUES ('access_type', ?, ?)", (tid, name))
             if db.execute("SELECT 1 FROM r_zone_main").fetchone():
                 return False
             db.execute("INSERT INTO r_objectid (id) VALUES (9999)")
             ts = now()
-            for name, tid in ACCESS.items():
-                db.execute("INSERT INTO r_tokn_main VALUES ('access_type', ?, ?)", (tid, name))
             db.execute("INSERT INTO r_zone_main (zone_id, zone_name, zone_type_name, create_ts, modify_ts)"
                        " VALUES (?, ?, 'local', ?, ?)", (self.new_id(), zone, ts, ts))
             admin_id = self.add_user(admin, "rodsadmin", zone, password)
@@ -296,7 +299,7 @@ class Catalog:
             return row["user_id"]
         raise fail("CAT_INVALID_ARGUMENT", f"bad object type {kind!r}")
 
-    def add_avu(self, object_id: int, attr: str, value: str, unit: str) -> None:
+    def add_avu(self, object_id: int, attr: str, value: str, unit: str, exist_ok: bool = False) -> None:
         row = self.one("SELECT meta_id FROM r_meta_main WHERE meta_attr_name=? AND meta_attr_value=?"
                        " AND meta_attr_unit=?", attr, value, unit)
         ts = now()
@@ -307,6 +310,8 @@ class Catalog:
         else:
             meta_id = row[0]
         if self.one("SELECT 1 FROM r_objt_metamap WHERE object_id=? AND meta_id=?", object_id, meta_id):
+            if exist_ok:
+                return
             raise fail("CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME",
                        f"AVU ({attr}, {value}, {unit}) already on the object")
         self.db.execute("INSERT INTO r_objt_metamap VALUES (?, ?, ?, ?)", (object_id, meta_id, ts, ts))
@@ -323,11 +328,33 @@ class Catalog:
         return len(ids)
 
     def set_avu(self, object_id: int, attr: str, value: str, unit: str) -> None:
-        """imeta set: the attribute ends with exactly this one value."""
+        """imeta set: the attribute ends with exactly this one value (chlSetAVUMetadata).
+
+        When the object has one AVU of that name and no other object shares it, the AVU is
+        updated in place (its create_ts kept, modify_ts new), as the server does; otherwise
+        the AVUs of that name are detached and the new one added.
+        """
+        uses = self.all("SELECT meta_id FROM r_objt_metamap WHERE meta_id IN (SELECT m.meta_id FROM r_meta_main m"
+                        " JOIN r_objt_metamap mm ON mm.meta_id = m.meta_id WHERE mm.object_id=? AND"
+                        " m.meta_attr_name=?) LIMIT 3", object_id, attr)
+        if len(uses) == 1:
+            meta_id = uses[0][0]
+            other = self.one("SELECT meta_id FROM r_meta_main WHERE meta_attr_name=? AND meta_attr_value=?"
+                             " AND meta_attr_unit=? AND meta_id<>?", attr, value, unit, meta_id)
+            if other is None:
+                self.db.execute("UPDATE r_meta_main SET meta_attr_value=?, meta_attr_unit=?, modify_ts=?"
+                                " WHERE meta_id=?", (value, unit, now(), meta_id))
+                return
         for row in self.all("SELECT m.meta_id FROM r_meta_main m JOIN r_objt_metamap mm ON mm.meta_id=m.meta_id"
                             " WHERE mm.object_id=? AND m.meta_attr_name=?", object_id, attr):
             self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=? AND meta_id=?", (object_id, row[0]))
         self.add_avu(object_id, attr, value, unit)
+
+    def copy_avus(self, from_id: int, to_id: int) -> None:
+        """imeta cp: every AVU of one object onto another (ones it already has are kept once)."""
+        ts = now()
+        self.db.execute("INSERT OR IGNORE INTO r_objt_metamap SELECT ?, meta_id, ?, ? FROM r_objt_metamap"
+                        " WHERE object_id=?", (to_id, ts, ts, from_id))
 
     def drop_object(self, object_id: int) -> None:
         self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (object_id,))

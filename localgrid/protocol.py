@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import struct
 import xml.etree.ElementTree as ET
@@ -40,10 +41,35 @@ class Message:
     def xml(self) -> ET.Element:
         if not self.body:
             raise ProtocolError("message has no body")
+        return parse_xml(self.body.rstrip(b"\0"))
+
+
+# Characters XML 1.0 forbids (or normalizes, as \r) but the server's packStruct parser passes
+# through verbatim: PRC's QUASI_XML mode sends them raw inside names and AVUs.
+_ODD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\r\ufffe\uffff]")
+_STANDIN = 0x10_0000          # a plane-16 private-use code point stands in while parsing
+
+
+def parse_xml(raw: bytes) -> ET.Element:
+    """Parse a packed body as the server does: strict XML first, then tolerating odd characters."""
+    try:
+        return ET.fromstring(raw)
+    except ET.ParseError as first:
         try:
-            return ET.fromstring(self.body.rstrip(b"\0"))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"unparsable body: {first}") from first
+        if not _ODD_CHARS.search(text):
+            raise ProtocolError(f"unparsable body: {first}") from first
+        try:
+            root = ET.fromstring(_ODD_CHARS.sub(lambda m: chr(_STANDIN + ord(m.group())), text))
         except ET.ParseError as exc:
             raise ProtocolError(f"unparsable body: {exc}") from exc
+        back = re.compile("[\U00100000-\U0010FFFF]")
+        for el in root.iter():
+            if el.text:
+                el.text = back.sub(lambda m: chr(ord(m.group()) - _STANDIN), el.text)
+        return root
 
 
 def recv_exact(sock: socket.socket, size: int, into: bytearray | None = None) -> bytes | memoryview:
@@ -102,7 +128,9 @@ def frame(mtype: str, int_info: int = 0, body: bytes = b"", error: bytes = b"", 
 # ---------------------------------------------------------------- packing -------
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
 
 
 class Bin(bytes):
@@ -116,6 +144,8 @@ def pack(name: str, fields: Iterable[tuple[str, Any]]) -> bytes:
 
 def _pack_field(tag: str, value: Any) -> bytes:
     if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):   # GenQuery columns: one encode for the lot
+            return "".join([f"<{tag}>{_escape(v)}</{tag}>" for v in value]).encode()
         return b"".join(_pack_field(tag, v) for v in value)
     if isinstance(value, Bin):
         return f"<{tag}>{base64.b64encode(value).decode()}</{tag}>".encode()

@@ -168,6 +168,7 @@ def test_ordinary_user_and_acls(grid, session, coll, tmp_path):
             with pytest.raises(ex.CAT_NO_ACCESS_PERMISSION):
                 alice.data_objects.unlink(f"{coll}/private", force=True)
             alice.collections.create(f"/{grid.zone}/home/{name}/mine")
+            alice.collections.remove(f"/{grid.zone}/home/{name}/mine", force=True)
     finally:
         session.users.remove(name)
 
