@@ -32,6 +32,7 @@ OBJECT_SIZE = 1024 * 1024
 
 def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
     ok = failed = corrupted = 0
+    errors: list[str] = []
     if kind == "ours":
         from secure_irods.client import connect
 
@@ -40,8 +41,11 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
                 target = out / f"{i}.bin"
                 try:
                     client.get(remote, target, force=True)
-                except Exception:
+                except Exception as exc:
                     failed += 1
+                    cause = exc.__cause__
+                    errors.append(f"{type(exc).__name__} after {getattr(exc, 'attempts', '?')} attempt(s): {exc}"
+                                  + (f" <- {type(cause).__name__}: {cause}" if cause is not None else ""))
                     continue
                 if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
                     ok += 1
@@ -51,6 +55,7 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
         import logging
 
         logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
+        import irods.keywords as kw
         from irods.session import iRODSSession
 
         def new_session():
@@ -62,9 +67,11 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
             target = out / f"{i}.bin"
             for attempt in range(5):
                 try:
-                    session.data_objects.get(remote, str(target), force=True)
+                    # PRC's overwrite switch is the forceFlag keyword (force=True is ignored)
+                    session.data_objects.get(remote, str(target), **{kw.FORCE_FLAG_KW: ""})
                     break
-                except Exception:
+                except Exception as exc:
+                    last = f"{type(exc).__name__}: {exc}"
                     try:
                         session.cleanup()
                     except Exception:
@@ -73,6 +80,7 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
                     time.sleep(1.0)
             else:
                 failed += 1
+                errors.append(f"after 5 attempts: {last}")
                 continue
             if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
                 ok += 1
@@ -82,7 +90,7 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
             session.cleanup()
         except Exception:
             pass
-    print(json.dumps({"ok": ok, "failed": failed, "corrupted": corrupted}))
+    print(json.dumps({"ok": ok, "failed": failed, "corrupted": corrupted, "errors": errors}))
 
 
 def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest: str, cap: int,
@@ -97,7 +105,7 @@ def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest
         out.mkdir()
         running.append(subprocess.Popen([sys.executable, __file__, "--worker", kind, remote, str(out), str(gets), digest],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
-    totals = {"ok": 0, "failed": 0, "corrupted": 0, "hung": 0}
+    totals = {"ok": 0, "failed": 0, "corrupted": 0, "hung": 0, "errors": []}
     for proc in running:
         try:
             stdout, _ = proc.communicate(timeout=max(1.0, limit - (time.perf_counter() - start)))
@@ -109,6 +117,7 @@ def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest
             totals["hung"] += 1
         for key in ("ok", "failed", "corrupted"):
             totals[key] += result[key]
+        totals["errors"].extend(result.get("errors", ()))
     totals["lost"] = procs * gets - totals["ok"] - totals["failed"] - totals["corrupted"]
     stats = grid.control.stats()
     totals["seconds"] = time.perf_counter() - start
@@ -126,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--limit", type=float, default=300.0, help="seconds before a phase's processes are killed")
+    parser.add_argument("--only", choices=("ours", "naive"), help="run one side only (diagnosis)")
     args = parser.parse_args()
     procs, gets, cap = (8, 5, 2) if args.small else (32, 20, 8)
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
@@ -142,7 +152,8 @@ def main() -> None:
             grid.control.set(max_connections=cap, drop_rate=0.10)
             digest = hashlib.sha256(data).hexdigest()
             results = {kind: phase(kind, grid, tmp, remote, procs, gets, digest, cap, args.limit)
-                       for kind in ("ours", "naive")}
+                       for kind in ("ours", "naive") if args.only in (None, kind)}
+            results = {kind: results.get(kind, results.get("ours") or results.get("naive")) for kind in ("ours", "naive")}
         finally:
             grid.stop()
     print(f"contention: {procs} processes x {gets} gets of 1 MiB, grid capped at {cap}, 10 % drops")
@@ -155,6 +166,14 @@ def main() -> None:
         print(f"{label:34}{results['ours'][key]:>14{fmt}}{results['naive'][key]:>14{fmt}}")
     per = {k: (r["attempts"] / r["ok"] if r["ok"] else float("inf")) for k, r in results.items()}
     print(f"{'connection attempts per success':34}{per['ours']:>14.2f}{per['naive']:>14.2f}  (goal <= 1.5)")
+    for kind in ("ours", "naive"):
+        if args.only in (None, kind):
+            counts: dict[str, int] = {}
+            for line in results[kind]["errors"]:
+                counts[line] = counts.get(line, 0) + 1
+            print(f"failures of {kind}: {len(results[kind]['errors'])}")
+            for line, n in sorted(counts.items(), key=lambda kv: -kv[1])[:10]:
+                print(f"  {n:4d} x {line[:300]}")
 
 
 if __name__ == "__main__":
