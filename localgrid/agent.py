@@ -426,11 +426,15 @@ class Agent:
                     raise fail("OBJ_PATH_DOES_NOT_EXIST", path)
                 desc = self._create_replica(path, kv)
             elif writing:
-                if create_api and "forceFlag" not in kv:
-                    raise fail("OVERWRITE_WITHOUT_FORCE_FLAG", path)
+                # 4.3's create over an existing object truncates it, as PRC's create(force=True)
+                # expects (its own tests: test_create_and_put_forcing_based_on_truth_table__issue_132)
                 self.require(replicas[0]["data_id"], 1120, path)
                 target = self._write_target(replicas, kv)
-                desc = self._open_replica(path, target, writing=True, truncate=bool(flags & O_TRUNC), kv=kv)
+                truncate = bool(flags & O_TRUNC)
+                if isinstance(target, str):   # a named resource without a replica: a new one there
+                    desc = self._add_replica(path, replicas, target, truncate, kv)
+                else:
+                    desc = self._open_replica(path, target, writing=True, truncate=truncate, kv=kv)
             else:
                 self.require(replicas[0]["data_id"], 1050, path)
                 target = self.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[0])
@@ -454,20 +458,57 @@ class Agent:
         desc = self._open_replica(path, target, writing=writing, truncate=False, kv=kv, token=token, status=False)
         return self._register(desc)
 
+    def _named_root(self, kv: dict) -> str | None:
+        """The resource a write names; 4.3 refuses a child of a hierarchy (DIRECT_CHILD_ACCESS)."""
+        name = kv.get("rescName") or kv.get("destRescName")
+        if not name:
+            return None
+        row = self.res.root(name)
+        if row["resc_parent"]:
+            raise fail("DIRECT_CHILD_ACCESS", f"{name} is not the root of its hierarchy")
+        return name
+
     def _write_target(self, replicas, kv):
-        want = kv.get("rescHier", "").split(";")[-1] or kv.get("rescName") or kv.get("destRescName")
-        if want and self.cat.resource(want) is not None:
-            under = self.res.under(want)
-            chosen = [r for r in replicas if r["resc_id"] in under]
+        """The replica a write goes to, or the name of the resource that gets a new replica.
+
+        As in 4.3, naming a resource that holds no replica of the object creates one there
+        (the others become stale when the write completes)."""
+        if kv.get("rescHier"):
+            leaf = self.res.root(kv["rescHier"].split(";")[-1])
+            chosen = [r for r in replicas if r["resc_id"] == leaf["resc_id"]]
             if chosen:
                 return chosen[0]
+        want = self._named_root(kv)
+        if want:
+            under = self.res.under(want)
+            chosen = [r for r in replicas if r["resc_id"] in under]
+            return sorted(chosen, key=lambda r: r["data_is_dirty"] != GOOD)[0] if chosen else want
         good = [r for r in replicas if r["data_is_dirty"] == GOOD] or replicas
         return good[0]
+
+    def _add_replica(self, path: str, replicas, resc_name: str, truncate: bool, kv: dict) -> Descriptor:
+        leaf = self.res.pick_leaf(resc_name, exclude={r["resc_id"] for r in replicas})
+        repl_num = max(r["data_repl_num"] for r in replicas) + 1
+        phys = physical_path(leaf["resc_def_path"], path)
+        phys.parent.mkdir(parents=True, exist_ok=True)
+        if not truncate:      # "a" or "r+": the new replica starts as a copy of a good one
+            shutil.copyfile(self.res.readable(replicas)["data_path"], phys)
+        src = replicas[0]
+        ts = now()
+        self.cat.db.execute(
+            "INSERT INTO r_data_main (data_id, coll_id, data_name, data_repl_num, data_type_name, data_size, resc_id,"
+            " data_path, data_owner_name, data_owner_zone, data_is_dirty, create_ts, modify_ts, data_mode)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (src["data_id"], src["coll_id"], src["data_name"], repl_num, src["data_type_name"], leaf["resc_id"],
+             str(phys), src["data_owner_name"], src["data_owner_zone"], INTERMEDIATE, ts, ts, src["data_mode"]))
+        row = self.cat.one("SELECT d.*, r.resc_name FROM r_data_main d JOIN r_resc_main r ON r.resc_id = d.resc_id"
+                           " WHERE d.data_id=? AND d.data_repl_num=?", src["data_id"], repl_num)
+        return self._open_replica(path, row, writing=True, truncate=truncate, kv=kv, status=False)
 
     def _create_replica(self, path: str, kv: dict) -> Descriptor:
         parent = self.coll_or_fail(split(path)[0])
         self.require(parent["coll_id"], 1120, parent["coll_name"])
-        root = kv.get("rescName") or kv.get("destRescName") or self.server.default_resource
+        root = self._named_root(kv) or self.server.default_resource
         if kv.get("rescHier"):
             leaf = self.res.root(kv["rescHier"].split(";")[-1])
         else:

@@ -95,7 +95,7 @@ def split(path: str) -> tuple[str, str]:
 def normalize(path: str) -> str:
     """Logical paths as the server keeps them: absolute, no trailing or doubled slashes."""
     if not path or not path.startswith("/"):
-        raise fail("USER_INPUT_PATH_ERR", f"not an absolute path: {path!r}")
+        raise fail("SYS_INVALID_FILE_PATH", f"not an absolute path: {path!r}")
     parts = [p for p in path.split("/") if p]
     if any(p in (".", "..") for p in parts):
         raise fail("USER_INPUT_PATH_ERR", f"relative component in {path!r}")

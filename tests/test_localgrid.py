@@ -394,3 +394,21 @@ def test_dropped_parallel_uploads_leave_no_good_partial_replica(grid, coll, tmp_
             if row[DataObject.replica_status] == "1":
                 with s.data_objects.open(f"{coll}/{row[DataObject.name]}", "r") as f:
                     assert f.read() == data
+
+
+def test_writing_through_another_resource_adds_a_replica_and_stales_the_rest(grid, session, coll, tmp_path):
+    tag = f"nw{os.getpid()}"
+    children = _make_random_group(session, tag)
+    put_bytes(session, f"{coll}/w", b"random dater", tmp_path, **{kw.DEST_RESC_NAME_KW: "demoResc"})
+    with session.data_objects.open(f"{coll}/w", "a", **{kw.DEST_RESC_NAME_KW: tag}) as f:
+        f.seek(0, os.SEEK_END)
+        f.write(b"z")
+    obj = session.data_objects.get(f"{coll}/w")
+    status = {r.resource_name: r.status for r in obj.replicas}
+    assert status.pop("demoResc") == "0" and list(status.values()) == ["1"] and set(status) <= set(children)
+    with session.data_objects.open(f"{coll}/w", "r") as f:
+        assert f.read() == b"random daterz"
+    with pytest.raises(ex.DIRECT_CHILD_ACCESS):          # a leaf inside a hierarchy is not addressable
+        session.data_objects.open(f"{coll}/x", "w", **{kw.RESC_NAME_KW: children[0]})
+    with pytest.raises(ex.SYS_INVALID_FILE_PATH):
+        session.data_objects.create("relative-name")
