@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import _grid  # noqa: E402
+from localgrid.spawn import spawn  # noqa: E402
 
 OBJECT_SIZE = 1024 * 1024
 
@@ -140,7 +140,7 @@ def main() -> None:
     procs, gets, cap = (8, 5, 2) if args.small else (32, 20, 8)
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
         tmp = Path(tmp)
-        grid = _grid.start(tmp / "grid", "--seed", "11")
+        grid = spawn(tmp / "grid", "--seed", "11")
         try:
             data = os.urandom(OBJECT_SIZE)
             (tmp / "obj.bin").write_bytes(data)

@@ -11,7 +11,6 @@ over 32 MiB, as PRC chooses) and PRC get.  Prints MiB/s and ratios to `cp` (best
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -20,16 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def start_grid(root: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(root), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
-    line = proc.stdout.readline().split()
-    if not line or line[0] != "ready":
-        proc.kill()
-        sys.exit("grid did not start")
-    return proc, root / "irods_environment.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from localgrid.spawn import spawn  # noqa: E402
 
 
 def best(fn, repeat: int) -> float:
@@ -48,11 +39,10 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="Where the file and the grid live (one disk).")
     args = ap.parse_args()
 
-    from irods.session import iRODSSession
     import irods.keywords as kw
 
     work = Path(tempfile.mkdtemp(prefix="gridbench-", dir=args.dir))
-    proc = None
+    grid = None
     try:
         src = work / "src.bin"
         block = os.urandom(1024 * 1024)
@@ -60,10 +50,9 @@ def main() -> None:
             for _ in range(args.size_mib):
                 f.write(block)
         size = src.stat().st_size
-        proc, env_file = start_grid(work / "grid")
-        env = json.loads(env_file.read_text())
-        sess = iRODSSession(irods_env_file=str(env_file), irods_authentication_file=str(work / "grid" / ".irodsA"))
-        target = f"{env['irods_home']}/bench.bin"
+        grid = spawn(work / "grid")
+        sess = grid.session()
+        target = f"{grid.home}/bench.bin"
 
         def cp():
             subprocess.run(["cp", str(src), str(work / "copy.bin")], check=True)
@@ -92,9 +81,8 @@ def main() -> None:
         print(f"goal ratio >= 0.25 each way: {'met' if ok else 'NOT met'}")
         sess.cleanup()
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait()
+        if grid:
+            grid.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -19,7 +19,6 @@ import datetime
 import json
 import math
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,23 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from localgrid import GridControl  # noqa: E402
+from localgrid.spawn import spawn  # noqa: E402
 from seisstore.catalogue import Catalogue  # noqa: E402
 from seisstore.layout import Key, SDSLayout  # noqa: E402
 
 CHANNELS = ("HHZ", "HHN", "HHE")
 DAYS = 365
 FIRST_DAY = datetime.date(2021, 1, 1)
-
-
-def start_grid(directory: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localgrid", "serve", "--root", str(directory), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-    line = proc.stdout.readline().split()
-    if len(line) != 3 or line[0] != "ready":
-        proc.kill()
-        raise SystemExit(f"grid did not start: {line}")
-    return proc
 
 
 def session_for(directory: Path):
@@ -94,7 +83,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="seisstore-bench-") as tmp:
         gdir = Path(tmp) / "grid"
-        proc = start_grid(gdir)
+        grid = spawn(gdir)
         try:
             control = GridControl(gdir)
             env = json.loads((gdir / "irods_environment.json").read_text())
@@ -125,8 +114,7 @@ def main(argv=None) -> int:
                 api_sample = control.stats()["api_calls"] - a0
                 assert found == len(sample)
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            grid.stop()
 
     n = len(keys)
     t_loop = t_sample / len(sample) * n

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import _grid  # noqa: E402
+from localgrid.spawn import spawn  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -38,7 +38,7 @@ def main() -> None:
     sample = n if args.loop_all else min(n, args.sample or (40 if args.small else 200))
     with tempfile.TemporaryDirectory(prefix="bench-many-") as tmp:
         tmp = Path(tmp)
-        grid = _grid.start(tmp / "grid")
+        grid = spawn(tmp / "grid")
         env = grid.environ(SECURE_IRODS_THROTTLE_DIR=str(tmp / "throttle"))
         os.environ.update(env)
         try:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import _grid  # noqa: E402
+from localgrid.spawn import spawn  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     size = (64 if args.small else 1024) * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="bench-secure-") as tmp:
         tmp = Path(tmp)
-        grid = _grid.start(tmp / "grid")
+        grid = spawn(tmp / "grid")
         try:
             src = tmp / "src.bin"
             with open(src, "wb") as f:

@@ -19,9 +19,8 @@ import select
 import shutil
 import socket
 import struct
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -58,7 +57,7 @@ class Descriptor:
     offset: int = 0
     written: bool = False
     truncated: bool = False
-    hasher: "hashlib._Hash | None" = field(default_factory=hashlib.sha256)
+    hasher: "hashlib._Hash | None" = None   # sha256 of a sequential write, when a checksum is asked
     hashed: int = 0
 
 
@@ -529,7 +528,8 @@ class Agent:
             self.cat.inherit(parent["coll_id"], data_id)
         phys.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(phys, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        return Descriptor(path, data_id, 0, leaf["resc_id"], phys, fd, True, uuid.uuid4().hex, kv, truncated=True)
+        return Descriptor(path, data_id, 0, leaf["resc_id"], phys, fd, True, uuid.uuid4().hex, kv, truncated=True,
+                          hasher=hashlib.sha256() if _wants_checksum(kv) else None)
 
     def _open_replica(self, path, row, writing, truncate, kv, token="", status=True) -> Descriptor:
         if not self.res.leaf_is_up(row["resc_id"]):
@@ -548,7 +548,7 @@ class Agent:
                 raise fail("SYS_REPLICA_INACCESSIBLE", f"replica file missing for {path}") from None
         return Descriptor(path, row["data_id"], row["data_repl_num"], row["resc_id"], phys, fd, writing,
                           token or uuid.uuid4().hex, kv, truncated=truncate,
-                          hasher=hashlib.sha256() if truncate else None)
+                          hasher=hashlib.sha256() if truncate and _wants_checksum(kv) else None)
 
     def _desc(self, body) -> tuple[int, Descriptor]:
         inx = p.integer(body, "l1descInx")
@@ -673,7 +673,7 @@ class Agent:
         expected = desc.options.get("dataSize")
         broken = poisoned or (expected not in (None, "", "-1") and desc.written and int(expected) != size)
         checksum = ""
-        wants_sum = any(k in desc.options for k in ("regChksum", "verifyChksum"))
+        wants_sum = _wants_checksum(desc.options)
         if wants_sum and not broken:
             if desc.hasher is not None and desc.hashed == size:
                 checksum = "sha2:" + base64.b64encode(desc.hasher.digest()).decode()
@@ -1376,6 +1376,11 @@ class Agent:
             row = self.cat.user(a[1], self.zone)
             self.cat.db.execute("INSERT OR REPLACE INTO r_user_password VALUES (?, ?)", (row["user_id"], password))
         return 0, b""
+
+
+def _wants_checksum(kv: dict) -> bool:
+    """iput -k / -K: the server computes (and for -K compares) the checksum at close."""
+    return "regChksum" in kv or "verifyChksum" in kv
 
 
 _PADDING = "1gCBizHWbwIYyWLoysGzTe6SyzqFKMniZX05faZHWAwQKXf6Fs"

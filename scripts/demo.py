@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import date, timedelta
@@ -36,17 +35,13 @@ STATIONS = ["STA1", "STA2", "STA3", "STA4"]
 FIRST_DAY, N_DAYS, RATE = date(2011, 3, 8), 6, 10.0
 
 
-def start_grid() -> tuple[subprocess.Popen, dict]:
+def start_grid():
+    from localgrid.spawn import spawn
+
     shutil.rmtree(GRID, ignore_errors=True)
-    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(GRID / "zone"), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    line = proc.stdout.readline().split()
-    if not line or line[0] != "ready":
-        proc.kill()
-        raise SystemExit("demo: the local grid did not start")
-    console.print(f"[bold]1.[/] local iRODS grid ready on {line[1]}:{line[2]} ({GRID / 'zone'})")
-    env = json.loads((GRID / "zone" / "irods_environment.json").read_text())
-    return proc, env
+    grid = spawn(GRID / "zone")
+    console.print(f"[bold]1.[/] local iRODS grid ready on {grid.host}:{grid.port} ({grid.root})")
+    return grid
 
 
 def site_environment(env: dict) -> Path:
@@ -95,7 +90,8 @@ def main() -> None:
     from seisstore.layout import SDSLayout
     from seisstore.runlocal import LocalRunner
 
-    proc, env = start_grid()
+    grid = start_grid()
+    env = grid.env
     try:
         site_environment(env)
         make_site_group()
@@ -157,15 +153,12 @@ def main() -> None:
                 seed_id = f"XX.{sta}.00.HHZ"
                 table.add_row(seed_id, *(rms.get((seed_id, d.isoformat()), "-") for d in days))
             console.print(table)
-        from localgrid import GridControl
-
-        stats = GridControl(GRID / "zone").stats()
+        stats = grid.control.stats()
         console.print(f"grid: {stats['accepted']} connections, {stats['api_calls']} API calls, at most"
                       f" {stats['max_active']} at once")
         console.print("[green]demo finished[/]")
     finally:
-        proc.terminate()
-        proc.wait()
+        grid.stop()
 
 
 if __name__ == "__main__":

@@ -24,29 +24,20 @@ from pathlib import Path
 
 import irods.test
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from localgrid.spawn import spawn  # noqa: E402
+
 TEST_DIR = Path(irods.test.__file__).parent
 MODULES = ["access_test", "collection_test", "data_obj_test", "meta_test", "query_test", "resource_test",
            "user_group_test"]
-
-
-def start_grid(directory: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(directory), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-    line = proc.stdout.readline().split()
-    if not line or line[0] != "ready":
-        proc.kill()
-        raise SystemExit("prc_conformance: the local grid did not start")
-    return proc
 
 
 def run_module(module: str, timeout: float) -> dict:
     """Counts of one module against a fresh grid: passed, failed (incl. errors), skipped, causes."""
     with tempfile.TemporaryDirectory(prefix="prc-conformance-") as tmp:
         grid_dir, report = Path(tmp) / "grid", Path(tmp) / "report.xml"
-        proc = start_grid(grid_dir)
-        env = dict(os.environ, IRODS_ENVIRONMENT_FILE=str(grid_dir / "irods_environment.json"),
-                   IRODS_AUTHENTICATION_FILE=str(grid_dir / ".irodsA"))
+        grid = spawn(grid_dir)
+        env = grid.environ()
         started = time.monotonic()
         try:
             subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", os.devnull, "-p", "no:cacheprovider",
@@ -56,8 +47,7 @@ def run_module(module: str, timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             pass
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            grid.stop()
         elapsed = time.monotonic() - started
         if not report.exists():
             return {"passed": 0, "failed": 0, "skipped": 0, "seconds": elapsed, "causes": ["no report (timeout?)"]}
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--causes", action="store_true", help="list the most frequent failure messages")
     args = parser.parse_args(argv)
     print(f"python-irodsclient {_prc_version()} tests against the local grid")
-    print(f"| module | passed | failed | skipped | seconds |\n|---|---:|---:|---:|---:|")
+    print("| module | passed | failed | skipped | seconds |\n|---|---:|---:|---:|---:|")
     totals = collections.Counter()
     all_causes = collections.Counter()
     for module in args.modules:

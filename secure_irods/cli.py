@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from .errors import InvalidInputError, NotFoundError, SecureIrodsError, classify
-from .policy import Deadline, RetryPolicy
+from .policy import RetryPolicy
 from .throttle import Throttle
 
 __all__ = ["iget_main", "iput_main", "iget", "iput"]

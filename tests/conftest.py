@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -86,15 +84,11 @@ class Grid:
 
 
 def start_grid(root: Path, *args: str) -> Grid:
-    """Start `secure-irods-grid serve` and wait for its `ready HOST PORT` line."""
-    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(root), "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    line = proc.stdout.readline().split()
-    if len(line) != 3 or line[0] != "ready":
-        proc.kill()
-        raise RuntimeError(f"grid did not start: {line} {proc.stderr.read()}")
-    env_file = root / "irods_environment.json"
-    return Grid(env_file, root / ".irodsA", root, proc, line[1], int(line[2]), json.loads(env_file.read_text()))
+    """Start `secure-irods-grid serve` on port 0 (extra args: faults) and wait until it is ready."""
+    from localgrid.spawn import spawn
+
+    g = spawn(root, *args)
+    return Grid(g.env_file, g.auth_file, g.root, g.process, g.host, g.port, g.env)
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +123,17 @@ def coll(grid, session):
         session.collections.remove(path, recurse=True, force=True)
     except Exception:
         pass
+
+
+@pytest.fixture
+def client(grid, monkeypatch, tmp_path):
+    """A secure_irods Client on the grid, reaching it through the standard IRODS_* variables."""
+    from secure_irods.client import connect
+
+    for name, value in grid.environ().items():
+        if name.startswith("IRODS_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SECURE_IRODS_THROTTLE_DIR", str(tmp_path / "throttle"))
+    monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", "16")
+    with connect() as c:
+        yield c

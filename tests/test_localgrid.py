@@ -8,7 +8,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections import Counter
 
 import irods.exception as ex

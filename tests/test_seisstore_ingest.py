@@ -5,7 +5,6 @@ import datetime
 
 import numpy as np
 import obspy
-import pytest
 from click.testing import CliRunner
 from obspy import Stream, Trace, UTCDateTime
 
@@ -23,19 +22,6 @@ def synthetic(sta="OGDI", loc="00", cha="HHZ", rate=1.0, start=START, seconds=3 
     data = np.random.default_rng(seed).integers(-2**20, 2**20, int(seconds * rate), dtype=np.int32)
     return Trace(data=data, header={"network": "FR", "station": sta, "location": loc, "channel": cha,
                                     "sampling_rate": rate, "starttime": start})
-
-
-@pytest.fixture
-def client(grid, monkeypatch, tmp_path):
-    from secure_irods.client import connect
-
-    for name, value in grid.environ().items():
-        if name.startswith("IRODS_"):
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SECURE_IRODS_THROTTLE_DIR", str(tmp_path / "throttle"))
-    monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", "16")
-    with connect() as c:
-        yield c
 
 
 def test_split_days_is_exact_and_cuts_at_midnight():

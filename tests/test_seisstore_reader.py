@@ -14,7 +14,7 @@ from seisstore.catalogue import Catalogue
 from seisstore.cli import main
 from seisstore.layout import Key, SDSLayout
 
-from test_seisstore_ingest import client, synthetic  # noqa: F401  (fixture)
+from test_seisstore_ingest import synthetic
 
 DAY0 = UTCDateTime("2021-03-01T00:00:00")
 
