@@ -134,10 +134,13 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true")
-    parser.add_argument("--limit", type=float, default=300.0, help="seconds before a phase's processes are killed")
+    parser.add_argument("--limit", type=float, default=None,
+                        help="seconds before a phase's processes are killed (300; 60 with --small)")
     parser.add_argument("--only", choices=("ours", "naive"), help="run one side only (diagnosis)")
     args = parser.parse_args()
     procs, gets, cap = (8, 5, 2) if args.small else (32, 20, 8)
+    if args.limit is None:
+        args.limit = 60.0 if args.small else 300.0
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
         tmp = Path(tmp)
         grid = spawn(tmp / "grid", "--seed", "11")
@@ -153,7 +156,6 @@ def main() -> None:
             digest = hashlib.sha256(data).hexdigest()
             results = {kind: phase(kind, grid, tmp, remote, procs, gets, digest, cap, args.limit)
                        for kind in ("ours", "naive") if args.only in (None, kind)}
-            results = {kind: results.get(kind, results.get("ours") or results.get("naive")) for kind in ("ours", "naive")}
         finally:
             grid.stop()
     print(f"contention: {procs} processes x {gets} gets of 1 MiB, grid capped at {cap}, 10 % drops")
@@ -162,10 +164,14 @@ def main() -> None:
             ("corrupted transfers (goal 0)", "corrupted", "d"), ("hung processes (killed)", "hung", "d"),
             ("transfers lost with hung procs", "lost", "d"), ("connections refused", "refused", "d"),
             ("server max active connections", "max_active", "d"), ("wall time (s)", "seconds", ".1f")]
+    def cell(kind: str, value) -> str:
+        return f"{'-':>14}" if kind not in results else f"{value(results[kind]):>14}"
+
     for label, key, fmt in rows:
-        print(f"{label:34}{results['ours'][key]:>14{fmt}}{results['naive'][key]:>14{fmt}}")
-    per = {k: (r["attempts"] / r["ok"] if r["ok"] else float("inf")) for k, r in results.items()}
-    print(f"{'connection attempts per success':34}{per['ours']:>14.2f}{per['naive']:>14.2f}  (goal <= 1.5)")
+        print(f"{label:34}" + "".join(cell(k, lambda r: format(r[key], fmt)) for k in ("ours", "naive")))
+    per = lambda r: format(r["attempts"] / r["ok"] if r["ok"] else float("inf"), ".2f")  # noqa: E731
+    print(f"{'connection attempts per success':34}" + "".join(cell(k, per) for k in ("ours", "naive"))
+          + "  (goal <= 1.5)")
     for kind in ("ours", "naive"):
         if args.only in (None, kind):
             counts: dict[str, int] = {}
