@@ -197,6 +197,9 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
     """
     _setup_logging(verbose)
     sources, dest = (paths[:-1], paths[-1]) if len(paths) > 1 else (paths, None)
+    for source in sources:      # before any connection: a typo costs the zone nothing
+        if not Path(source).exists():
+            raise NotFoundError(f"no such local file or directory: {source}")
     job = _Job("secure-iput", verbose, retries, deadline, max_connections)
     with job.client as client:
         dest_path = client.resolve(dest if dest is not None else ".")
@@ -208,8 +211,6 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
         total = 0
         for source in sources:
             local = Path(source)
-            if not local.exists():
-                raise NotFoundError(f"no such local file or directory: {local}")
             target = f"{dest_path.rstrip('/')}/{local.resolve().name}" if dest_is_coll else dest_path
             if local.is_file():
                 items.append((local, target))

@@ -304,3 +304,12 @@ def test_sigkill_never_leaves_a_partial_file_at_a_final_name(grid, coll, session
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
     assert remote_state(session, remote) == [("1", sha2_of_file(src), src.stat().st_size)]
     assert not [p for p in tmp_path.iterdir() if ".part-" in p.name]  # the re-run cleaned up
+
+
+def test_iput_of_a_missing_local_file_fails_before_touching_the_zone(monkeypatch, capsys):
+    from secure_irods.cli import _run, iput
+
+    monkeypatch.setenv("IRODS_ENVIRONMENT_FILE", "/nonexistent/irods_environment.json")
+    assert _run(iput, "secure-iput", ["/nonexistent/file", "/tempZone/home/rods/"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such local file" in err and "Traceback" not in err
