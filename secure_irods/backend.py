@@ -263,9 +263,15 @@ class PrcBackend:
         self.session.data_objects.unlink(path, force=True)
 
     def leftovers(self, collection: str, pattern: str) -> list[str]:
-        """Data objects of ``collection`` whose name is LIKE ``pattern`` (temporary names)."""
-        rows = (self.session.query(DataObject.name).filter(Collection.name == collection)
-                .filter(Like(DataObject.name, pattern)))
+        """Abandoned temporary objects of ``collection`` (name LIKE ``pattern``).
+
+        Only objects with no replica still open for writing count: the server marks the
+        replica of an upload whose connection died stale, while one still being written
+        (another job's put of the same name) is intermediate and must be left alone.
+        """
+        rows = list(self.session.query(DataObject.name, DataObject.replica_status)
+                    .filter(Collection.name == collection).filter(Like(DataObject.name, pattern)))
+        busy = {r[DataObject.name] for r in rows if str(r[DataObject.replica_status]) == "2"}
         prefix = collection.rstrip("/") + "/"
-        return sorted({prefix + r[DataObject.name] for r in rows})
+        return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 

@@ -10,7 +10,8 @@ computed while reading, and only then renames the temporary object to ``<name>``
 ``force`` an existing ``<name>`` is first unlinked and then the temporary renamed: between
 those two catalogue calls (a few milliseconds) ``<name>`` does not exist, but it never
 holds partial bytes.  A temporary left by a killed or dropped upload is a stale replica
-under a dot-name; the next successful put of the same name removes it.
+under a dot-name; the next successful put of the same name removes it (but not one whose
+replica is still being written: that is another job's upload in progress).
 
 **get** streams into ``<dir>/.<name>.part-<key>`` where ``key`` is derived from the object
 path and its checksum (``sha256(path + NUL + checksum)[:16]``), fsyncs it, checks the whole

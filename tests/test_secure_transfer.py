@@ -313,3 +313,17 @@ def test_iput_of_a_missing_local_file_fails_before_touching_the_zone(monkeypatch
     assert _run(iput, "secure-iput", ["/nonexistent/file", "/tempZone/home/rods/"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such local file" in err and "Traceback" not in err
+
+
+def test_a_put_leaves_another_puts_temporary_alone(grid, session, coll, client, tmp_path):
+    """Leftover temporaries are removed only when no replica is still being written."""
+    busy = session.data_objects.open(f"{coll}/.r.part-busy", "w")     # another job, mid-upload
+    busy.write(b"partial")
+    busy.flush()
+    session.data_objects.create(f"{coll}/.r.part-dead")               # a finished leftover
+    local = tmp_path / "r"
+    local.write_bytes(b"result")
+    client.put(local, f"{coll}/r")
+    names = {o.name for o in session.collections.get(coll).data_objects}
+    busy.close()
+    assert "r" in names and ".r.part-busy" in names and ".r.part-dead" not in names
