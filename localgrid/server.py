@@ -98,6 +98,10 @@ class GridServer:
                 return fresh_password
             zone = cat.one("SELECT zone_name FROM r_zone_main WHERE zone_type_name='local'")[0]
             self.zone = zone
+            with cat.transaction() as db:
+                # replicas that were open for writing when the server stopped never finished:
+                # nothing holds them any more, so they are stale, not locked forever
+                db.execute("UPDATE r_data_main SET data_is_dirty=0 WHERE data_is_dirty=2")
             row = cat.user(ADMIN, zone)
             if password:   # an explicit password on restart resets the admin's
                 with cat.transaction() as db:

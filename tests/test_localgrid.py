@@ -340,6 +340,10 @@ def test_restart_keeps_everything(tmp_path):
             s.data_objects.get(f"{first.home}/kept/deep/f").metadata.add("k", "v")
             s.resources.create("extraResc", "unixfilesystem", host="localhost", path="/x")
             s.data_objects.replicate(f"{first.home}/kept/deep/f", resource="extraResc")
+            unfinished = s.data_objects.open(f"{first.home}/kept/unfinished", "w")
+            unfinished.write(b"half")
+            unfinished.flush()            # still open when the server stops
+            first.stop()
     finally:
         first.stop()
     second = start_grid(root)
@@ -352,6 +356,7 @@ def test_restart_keeps_everything(tmp_path):
             with s.data_objects.open(obj.path, "r") as f:
                 assert f.read() == b"persistent bytes"
             assert s.resources.get("extraResc").type == "unixfilesystem"
+            assert [r.status for r in s.data_objects.get(f"{second.home}/kept/unfinished").replicas] == ["0"]
     finally:
         second.stop()
 
