@@ -139,8 +139,13 @@ def test_ls_and_coverage_cli(grid, filled, monkeypatch):
 def test_ls_unreachable_zone_is_one_line(grid, tmp_path, monkeypatch):
     import json
 
+    import socket
+
+    with socket.socket() as probe:          # a port nothing listens on: bound, then released
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
     env = json.loads(grid.env_file.read_text())
-    env["irods_port"] = 1   # nothing listens there
+    env["irods_port"] = free_port
     bad = tmp_path / "env.json"
     bad.write_text(json.dumps(env))
     monkeypatch.setenv("IRODS_ENVIRONMENT_FILE", str(bad))
