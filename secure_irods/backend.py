@@ -247,12 +247,24 @@ class PrcBackend:
             reader.seek(offset)
         return reader
 
-    def open_write(self, path: str, resource: str | None = None) -> BinaryIO:
-        """A writer (large writes bypass its buffer) creating ``path``; the server registers a checksum on close."""
+    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> BinaryIO:
+        """A writer (large writes bypass its buffer) creating ``path``, or continuing it at its end
+        with ``append``; the server registers a checksum on close."""
         options = {kw.REG_CHKSUM_KW: ""}
         if resource:
             options[kw.DEST_RESC_NAME_KW] = resource
-        return self.session.data_objects.open(path, "w", auto_close=False, **options)
+        return self.session.data_objects.open(path, "a" if append else "w", auto_close=False, **options)
+
+    def partial(self, path: str) -> tuple[int, bool] | None:
+        """Bytes held by the largest replica of ``path``, and whether a replica is still being
+        written (intermediate); None if there is no such data object.  One GenQuery."""
+        parent, name = _split(path)
+        rows = list(self.session.query(DataObject.size, DataObject.replica_status)
+                    .filter(Collection.name == parent).filter(DataObject.name == name))
+        if not rows:
+            return None
+        return (max(int(r[DataObject.size]) for r in rows),
+                any(str(r[DataObject.replica_status]) == "2" for r in rows))
 
     def rename(self, source: str, target: str) -> None:
         """Rename a data object (``target`` must not exist)."""

@@ -4,9 +4,12 @@ One private transfer per direction moves bytes (:func:`_get_object`, :func:`_put
 the client's ``get``, ``put``, ``sync``, ``get_many`` and ``put_many`` loop over them,
 each call under the retry policy.  Guarantees, whatever is killed when:
 
-**put** streams the file to ``<collection>/.<name>.part-<uuid4>`` with ``regChksum`` (the
-server registers a sha2 checksum on close), compares that checksum with the sha256 we
-computed while reading, and only then renames the temporary object to ``<name>``.  With
+**put** streams the file to ``<collection>/.<name>.part-<key>`` with ``regChksum`` (the
+server registers a sha2 checksum on close), compares that checksum with the sha256 of the
+whole local file, and only then renames the temporary object to ``<name>``.  ``key``
+derives from the local file (path, size, mtime): a retry after a dropped or killed upload
+finds the temporary and appends after the bytes the server kept (the whole-object checksum
+verifies them; on a mismatch the upload is redone from zero).  With
 ``force`` an existing ``<name>`` is first unlinked and then the temporary renamed: between
 those two catalogue calls (a few milliseconds) ``<name>`` does not exist, but it never
 holds partial bytes.  A temporary left by a killed or dropped upload is a stale replica
@@ -85,7 +88,8 @@ class Backend(Protocol):
     def stat(self, path: str) -> RemoteStatLike | None: ...
     def checksum(self, path: str) -> str: ...
     def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "Reader": ...
-    def open_write(self, path: str, resource: str | None = None) -> BinaryIO: ...
+    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> BinaryIO: ...
+    def partial(self, path: str) -> tuple[int, bool] | None: ...
     def rename(self, source: str, target: str) -> None: ...
     def unlink(self, path: str) -> None: ...
     def leftovers(self, collection: str, pattern: str) -> list[str]: ...
@@ -488,6 +492,7 @@ def _put_object(
     resource: str | None = None,
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    resume: bool = True,
 ) -> TransferResult:
     """Upload one file to ``remote`` atomically; see the module docstring."""
     if local.is_dir():
@@ -503,12 +508,19 @@ def _put_object(
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
 
     parent, name = split_remote(remote)
-    temp = f"{parent}/.{name}.part-{uuid.uuid4().hex}"
-    hasher = hashlib.sha256()
-    writer = backend.open_write(temp, resource)
+    temp, offset = _put_temp(backend, local, parent, name) if resume else (_fresh_temp(parent, name), 0)
+    hasher = _hash_file(local, hashlib.sha256(), upto=offset) if offset else hashlib.sha256()
+    if offset:
+        logger.info("put of %s resumes at byte %d of %d", local, offset, size)
+        if progress:
+            progress(offset)
+    writer = backend.open_write(temp, resource, append=bool(offset))
     ok = False
     try:
+        if offset:
+            writer.seek(offset)   # after the bytes the catalogue counts, whatever the file holds
         with open(local, "rb", buffering=0) as src:
+            src.seek(offset)
             while True:
                 _check_deadline(deadline, f"put of {local}")
                 data = src.read(chunk)
@@ -530,6 +542,10 @@ def _put_object(
         _hash_file(local, _hasher_for(server_sum)))
     if server_sum != local_sum:
         _quietly(backend.unlink, temp)
+        if offset:   # the kept prefix was not what we sent: start again, from zero this time
+            logger.warning("put of %s: resumed upload failed verification; uploading it whole", local)
+            return _put_object(backend, local, remote, deadline=deadline, force=force, sync=sync,
+                               resource=resource, chunk=chunk, progress=None, resume=False)
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
@@ -537,7 +553,34 @@ def _put_object(
     for stale in backend.leftovers(parent, f".{name}.part-%"):
         if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
             _quietly(backend.unlink, stale)
-    return TransferResult(str(local), remote, size, server_sum)
+    return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
+
+
+def _fresh_temp(parent: str, name: str) -> str:
+    return f"{parent}/.{name}.part-{uuid.uuid4().hex}"
+
+
+def _put_temp(backend: Backend, local: Path, parent: str, name: str) -> tuple[str, int]:
+    """The temporary of a put, and how many of its bytes the server already holds.
+
+    The name is the same for the same local file (path, size, mtime), so a retry after a
+    dropped upload appends to the bytes the server kept instead of sending them again; the
+    checksum of the whole object, compared once the upload ends, verifies the kept part
+    too.  A temporary still being written is another job's upload: a fresh name then.
+    """
+    st = local.stat()
+    key = hashlib.sha256(f"{local.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    temp = f"{parent}/.{name}.part-{key}"
+    prior = backend.partial(temp)
+    if prior is None:
+        return temp, 0
+    held, busy = prior
+    if busy:
+        return _fresh_temp(parent, name), 0
+    if held > st.st_size:
+        _quietly(backend.unlink, temp)
+        return temp, 0
+    return temp, held
 
 
 def _quietly(fn: Callable[..., object], *args: object) -> None:

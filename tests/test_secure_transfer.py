@@ -327,3 +327,40 @@ def test_a_put_leaves_another_puts_temporary_alone(grid, session, coll, client, 
     names = {o.name for o in session.collections.get(coll).data_objects}
     busy.close()
     assert "r" in names and ".r.part-busy" in names and ".r.part-dead" not in names
+
+
+def test_put_resumes_after_a_drop_and_restarts_on_a_bad_prefix(grid, coll, session, tmp_path):
+    """A put killed mid-way leaves its temporary; the next put appends to it (verified whole)."""
+    from secure_irods.backend import PrcBackend
+    from secure_irods.transfer import _put_temp
+
+    src = make_file(tmp_path / "p.bin", 5 * MiB, seed=3)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two_mib(n, seen=[0]):
+        seen[0] += n
+        if seen[0] >= 2 * MiB:
+            raise Killed
+
+    with client_for(grid, tmp_path, attempts=1) as client:
+        with pytest.raises(Exception):
+            client.put(src, f"{coll}/p.bin", progress=kill_after_two_mib)
+        assert not session.data_objects.exists(f"{coll}/p.bin")      # never a partial final name
+        resumed = client.put(src, f"{coll}/p.bin")
+        assert resumed.resumed_from >= 2 * MiB
+        with session.data_objects.open(f"{coll}/p.bin", "r") as f:
+            assert f.read() == src.read_bytes()
+        # a kept prefix that is not what we sent: the whole-object checksum catches it
+        probe = PrcBackend.connect(grid.env_file, grid.auth_file)
+        temp, _ = _put_temp(probe, src, coll, "q.bin")          # the name a put of src would use
+        probe.session.cleanup()
+        with session.data_objects.open(temp, "w") as f:
+            f.write(b"\0" * MiB)
+        redone = client.put(src, f"{coll}/q.bin")
+        assert redone.resumed_from == 0
+        with session.data_objects.open(f"{coll}/q.bin", "r") as f:
+            assert f.read() == src.read_bytes()
+    names = {o.name for o in session.collections.get(coll).data_objects}
+    assert names == {"p.bin", "q.bin"}
