@@ -257,6 +257,14 @@ class Agent:
         if self.cat.access_level(object_id, self.groups) < level:
             raise fail("CAT_NO_ACCESS_PERMISSION", f"no permission on {what}")
 
+    def replicas_or_fail(self, path: str, level: int, missing: str = "CAT_UNKNOWN_FILE") -> list:
+        """The replicas of a data object the user may act on at ``level``; the error a zone gives if none."""
+        reps = self.cat.replicas(path)
+        if not reps:
+            raise fail(missing, path)
+        self.require(reps[0]["data_id"], level, path)
+        return reps
+
     def coll_or_fail(self, path: str):
         row = self.cat.coll(path)
         if row is None:
@@ -696,10 +704,7 @@ class Agent:
         body, path, kv = self._open_request(msg)
         files = []
         with self.cat.transaction():
-            reps = self.cat.replicas(path)
-            if not reps:
-                raise fail("CAT_UNKNOWN_FILE", path)
-            self.require(reps[0]["data_id"], 1120, path)
+            reps = self.replicas_or_fail(path, 1120)
             if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
                 files = [Path(r["data_path"]) for r in reps]
                 self.cat.db.execute("DELETE FROM r_data_main WHERE data_id=?", (reps[0]["data_id"],))
@@ -844,10 +849,7 @@ class Agent:
         if size < 0:
             raise fail("SYS_INVALID_INPUT_PARAM", "dataSize must be given")
         with self.cat.transaction():
-            reps = self.cat.replicas(path)
-            if not reps:
-                raise fail("OBJ_PATH_DOES_NOT_EXIST", path)
-            self.require(reps[0]["data_id"], 1120, path)
+            reps = self.replicas_or_fail(path, 1120, "OBJ_PATH_DOES_NOT_EXIST")
             for r in reps:
                 if r["data_is_dirty"] == GOOD and r["data_size"] != size and self.res.leaf_is_up(r["resc_id"]):
                     self._truncate_replica(r, size)
@@ -905,10 +907,7 @@ class Agent:
 
     def api_chksum(self, msg):
         body, path, kv = self._open_request(msg)
-        reps = self.cat.replicas(path)
-        if not reps:
-            raise fail("CAT_UNKNOWN_FILE", path)
-        self.require(reps[0]["data_id"], 1050, path)
+        reps = self.replicas_or_fail(path, 1050)
         if "replNum" in kv:
             targets = [r for r in reps if str(r["data_repl_num"]) == kv["replNum"]]
         elif "ChksumAll" in kv:
@@ -937,10 +936,7 @@ class Agent:
 
     def api_repl(self, msg):
         body, path, kv = self._open_request(msg)
-        reps = self.cat.replicas(path)
-        if not reps:
-            raise fail("CAT_UNKNOWN_FILE", path)
-        self.require(reps[0]["data_id"], 1050, path)
+        reps = self.replicas_or_fail(path, 1050)
         source = self.res.readable(reps, kv.get("rescName"))
         if "updateRepl" in kv or "all" in kv:
             targets = [r for r in reps if r["data_is_dirty"] == STALE and self.res.leaf_is_up(r["resc_id"])]
@@ -988,10 +984,7 @@ class Agent:
         body, path, kv = self._open_request(msg)
         files = []
         with self.cat.transaction():
-            reps = self.cat.replicas(path)
-            if not reps:
-                raise fail("CAT_UNKNOWN_FILE", path)
-            self.require(reps[0]["data_id"], 1120, path)
+            reps = self.replicas_or_fail(path, 1120)
             try:
                 min_copies = int(kv.get("copies", 2) or 2)   # DEF_MIN_COPY_CNT
             except ValueError:
