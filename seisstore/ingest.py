@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dayfiles import iter_files, prc_session, split_days, store_days
+from .dayfiles import day_avus, iter_files, prc_session, set_avus, split_days, store_days
 from .layout import Key, Layout
 
 __all__ = ["IngestReport", "ingest"]
@@ -40,10 +40,12 @@ class IngestReport:
     stored: list[str] = field(default_factory=list)
     skipped: list[Key] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)   # already there, AVUs completed
 
     def summary(self) -> str:
         return (f"{self.files_read} files read ({len(self.unreadable)} unreadable), "
                 f"{len(self.stored)} day files stored, {len(self.skipped)} already there"
+                + (f" ({len(self.repaired)} given their missing AVUs)" if self.repaired else "")
                 + (f", {len(self.rejected)} traces with invalid codes" if self.rejected else ""))
 
 
@@ -126,6 +128,7 @@ def ingest(
                 report.skipped.append(key)
             else:
                 new[key] = day
+        report.repaired = _complete_avus(session, root, cat, {k: days[k] for k in report.skipped})
         if progress is None:
             progress = sys.stderr.isatty()
         with _progress_bar(progress, console, len(new)) as advance:
@@ -135,6 +138,31 @@ def ingest(
             session.cleanup()
     log.info("ingest %s -> %s: %s", directory, collection, report.summary())
     return report
+
+
+def _complete_avus(session, root: str, cat, present: dict) -> list[str]:
+    """Set the AVUs of day files a killed run stored but did not label; returns their paths.
+
+    The AVUs go on after the atomic put, so a run killed in between leaves an object
+    without them that a re-run would otherwise skip.  ``npts`` is set last, so objects
+    carrying it are complete: one bulk query (one call per 500 objects) finds them.
+    """
+    from irods.column import Like
+    from irods.models import Collection, DataObject, DataObjectMeta
+
+    if not present:
+        return []
+    labelled = set()
+    for where in (Collection.name == root, Like(Collection.name, f"{root}/%")):
+        rows = session.query(Collection.name, DataObject.name).filter(where, DataObjectMeta.name == "npts")
+        labelled |= {f"{r[Collection.name]}/{r[DataObject.name]}" for r in rows}
+    repaired = []
+    for key, day in present.items():
+        path = cat.get(key).path
+        if path not in labelled:
+            set_avus(session, path, day_avus(key, day))
+            repaired.append(path)
+    return repaired
 
 
 class _progress_bar:

@@ -83,7 +83,14 @@ def test_ingest_multiday_miniseed(grid, session, coll, client, tmp_path):
 
     # re-running stores nothing new and skips what is there
     again = ingest(client, local, coll, layout, session=session, progress=False)
-    assert again.stored == [] and len(again.skipped) == 12
+    assert again.stored == [] and len(again.skipped) == 12 and again.repaired == []
+
+    # a run killed between the put and the AVUs: the next run labels what it skips
+    for meta in session.data_objects.get(middle).metadata.items():
+        session.data_objects.get(middle).metadata.remove(meta)
+    third = ingest(client, local, coll, layout, session=session, progress=False)
+    assert third.stored == [] and third.repaired == [middle]
+    assert {m.name: m.value for m in session.data_objects.get(middle).metadata.items()} == avus
 
 
 def test_ingest_cli_whisper_layout(grid, session, coll, client, tmp_path, monkeypatch):
