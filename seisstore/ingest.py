@@ -1,7 +1,9 @@
 """``seisstore ingest``: local seismic files of any ObsPy format -> day files in a catalogue.
 
-:func:`ingest` reads every file under a directory with ``obspy.read`` (files
-ObsPy cannot read are skipped with a warning and counted), merges the traces
+:func:`ingest` reads the headers of every file under a directory with ``obspy.read``
+(files ObsPy cannot read are skipped with a warning and counted), then one station at a
+time (memory holds one station's recordings, not the directory's) reads its files, merges
+the traces
 (``Stream.merge(method=-1)``: only contiguous or identical overlapping pieces
 are joined, so no sample is invented or dropped), cuts them at UTC midnight
 (:func:`seisstore.dayfiles.split_days`), and stores each channel-day as one
@@ -12,7 +14,8 @@ Re-running skips channel-days already in the collection: one
 :class:`~seisstore.catalogue.Catalogue` refresh (a few bulk GenQueries) says
 what is there, never one existence test per file. Costs on the zone: that
 refresh, one ``mkdir`` per new collection, one put per new day file and
-8 metadata calls per new day file.
+8 metadata calls per new day file; if some day files were already there, one bulk query
+for those lacking their AVUs (a run killed between put and labels), which get them.
 """
 from __future__ import annotations
 
@@ -49,19 +52,32 @@ class IngestReport:
                 + (f", {len(self.rejected)} traces with invalid codes" if self.rejected else ""))
 
 
-def _read_local(directory: Path, report: IngestReport):
+def _stations_of(directory: Path, report: IngestReport) -> dict[tuple[str, str], list[Path]]:
+    """(network, station) -> the files holding it, from headers only: memory stays small."""
     import obspy
 
-    stream = obspy.Stream()
+    files: dict[tuple[str, str], list[Path]] = {}
     for path in iter_files(directory):
         try:
-            st = obspy.read(str(path))
+            st = obspy.read(str(path), headonly=True)
         except Exception as exc:  # ObsPy raises many types for foreign files
             log.warning("skipping %s: not readable by ObsPy (%s)", path, str(exc).splitlines()[0]
                         if str(exc) else type(exc).__name__)
             report.unreadable.append(str(path))
             continue
         report.files_read += 1
+        for station in {(tr.stats.network, tr.stats.station) for tr in st}:
+            files.setdefault(station, []).append(path)
+    return files
+
+
+def _read_station(station: tuple[str, str], paths: list[Path], report: IngestReport):
+    """Every trace of one station, from the files that hold it."""
+    import obspy
+
+    stream = obspy.Stream()
+    for path in paths:
+        st = obspy.read(str(path)).select(network=station[0], station=station[1])
         report.traces += len(st)
         stream += st
     return stream
@@ -111,10 +127,7 @@ def ingest(
     if not directory.is_dir():
         raise NotADirectoryError(f"not a directory: {directory}")
     report = IngestReport()
-    stream = _valid(_read_local(directory, report), report)
-    stream.merge(method=-1)
-    stream.sort()
-    days = split_days(stream, typ)
+    stations = _stations_of(directory, report)
     own = session is None
     if own:
         session = prc_session(client)
@@ -122,17 +135,23 @@ def ingest(
         root = client.resolve(collection)
         client.mkdir(root)
         cat = Catalogue(session, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
-        new = {}
-        for key, day in days.items():
-            if key in cat:
-                report.skipped.append(key)
-            else:
-                new[key] = day
-        report.repaired = _complete_avus(session, root, cat, {k: days[k] for k in report.skipped})
         if progress is None:
             progress = sys.stderr.isatty()
-        with _progress_bar(progress, console, len(new)) as advance:
-            report.stored = store_days(client, session, root, layout, new, advance=advance)
+        labelled = None
+        with _progress_bar(progress, console, len(stations)) as advance:
+            for station in sorted(stations):   # one station in memory at a time
+                stream = _valid(_read_station(station, stations[station], report), report)
+                stream.merge(method=-1)
+                stream.sort()
+                days = split_days(stream, typ)
+                present = {k: d for k, d in days.items() if k in cat}
+                report.skipped += list(present)
+                if present:
+                    labelled = _labelled(session, root) if labelled is None else labelled
+                    report.repaired += _complete_avus(session, cat, present, labelled)
+                new = {k: d for k, d in days.items() if k not in cat}
+                report.stored += store_days(client, session, root, layout, new)
+                advance(1)
     finally:
         if own:
             session.cleanup()
@@ -140,22 +159,26 @@ def ingest(
     return report
 
 
-def _complete_avus(session, root: str, cat, present: dict) -> list[str]:
-    """Set the AVUs of day files a killed run stored but did not label; returns their paths.
+def _labelled(session, root: str) -> set[str]:
+    """Paths under ``root`` that carry ``npts``, the AVU set last: their labels are complete.
 
-    The AVUs go on after the atomic put, so a run killed in between leaves an object
-    without them that a re-run would otherwise skip.  ``npts`` is set last, so objects
-    carrying it are complete: one bulk query (one call per 500 objects) finds them.
-    """
+    One bulk query (a call per 500 objects), made once per ingest and only if some day
+    files were already there."""
     from irods.column import Like
     from irods.models import Collection, DataObject, DataObjectMeta
 
-    if not present:
-        return []
     labelled = set()
     for where in (Collection.name == root, Like(Collection.name, f"{root}/%")):
         rows = session.query(Collection.name, DataObject.name).filter(where, DataObjectMeta.name == "npts")
         labelled |= {f"{r[Collection.name]}/{r[DataObject.name]}" for r in rows}
+    return labelled
+
+
+def _complete_avus(session, cat, present: dict, labelled: set[str]) -> list[str]:
+    """Set the AVUs of day files a killed run stored but did not label; returns their paths.
+
+    The AVUs go on after the atomic put, so a run killed in between leaves an object
+    without them that a re-run would otherwise skip."""
     repaired = []
     for key, day in present.items():
         path = cat.get(key).path
@@ -182,7 +205,7 @@ class _progress_bar:
                                   MofNCompleteColumn(), TimeRemainingColumn(),
                                   console=self.console or Console(stderr=True))
         self._progress.__enter__()
-        task = self._progress.add_task("day files", total=self.total)
+        task = self._progress.add_task("stations", total=self.total)
         return lambda n: self._progress.advance(task, n)
 
     def __exit__(self, *exc) -> None:
