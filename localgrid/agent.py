@@ -699,6 +699,27 @@ class Agent:
             if desc.written or desc.truncated:
                 self.cat.db.execute("UPDATE r_data_main SET data_is_dirty=? WHERE data_id=? AND data_repl_num<>?",
                                     (STALE, desc.data_id, desc.repl_num))
+        self._replicate_within(desc)
+
+    def _replicate_within(self, desc: Descriptor) -> None:
+        """Under a ``replication`` resource, bring every other up leaf to the new content."""
+        root = self.res.replicating_ancestor(desc.resc_id)
+        if root is None:
+            return
+        reps = self.cat.replicas(desc.path)
+        source = next(r for r in reps if r["data_repl_num"] == desc.repl_num)
+        have = {r["resc_id"]: r for r in reps}
+        next_num = max(r["data_repl_num"] for r in reps) + 1
+        for leaf in self.res.leaves(root):
+            if leaf["resc_id"] == desc.resc_id or not self.res.leaf_is_up(leaf["resc_id"]):
+                continue
+            if leaf["resc_id"] not in have:
+                self._copy_replica(source, leaf["resc_id"], next_num,
+                                   physical_path(leaf["resc_def_path"], desc.path), new=True)
+                next_num += 1
+            elif have[leaf["resc_id"]]["data_is_dirty"] != GOOD:
+                r = have[leaf["resc_id"]]
+                self._copy_replica(source, r["resc_id"], r["data_repl_num"], Path(r["data_path"]))
 
     def api_unlink(self, msg):
         body, path, kv = self._open_request(msg)

@@ -2,7 +2,9 @@
 
 iRODS 4 replaced the resource groups of iRODS 3 (the seed paper's per-site groups) by
 coordinating resources: ``random`` sends each new replica to a random child, ``passthru``
-to its only child; ``unixfilesystem`` leaves hold the bytes in a vault directory.
+to its only child, ``replication`` writes to one child and copies the replica to every
+other child when the write completes; ``unixfilesystem`` leaves hold the bytes in a vault
+directory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .catalog import GOOD, Catalog
 from .errors import fail
 
 LEAF_TYPES = {"unixfilesystem"}
-COORDINATING_TYPES = {"random", "passthru"}
+COORDINATING_TYPES = {"random", "passthru", "replication"}
 TYPES = LEAF_TYPES | COORDINATING_TYPES
 
 
@@ -69,6 +71,15 @@ class Resources:
         if not self.leaf_is_up(row["resc_id"]):
             raise fail("SYS_RESC_IS_DOWN", f"resource {row['resc_name']} is down")
         return row
+
+    def replicating_ancestor(self, resc_id: int) -> sqlite3.Row | None:
+        """The nearest ``replication`` resource above a leaf: a write there must reach all its leaves."""
+        row = self.cat.resource_by_id(resc_id)
+        while row is not None and row["resc_parent"]:
+            row = self.cat.resource_by_id(int(row["resc_parent"]))
+            if row is not None and row["resc_type_name"] == "replication":
+                return row
+        return None
 
     def under(self, name: str) -> set[int]:
         """Leaf ids below a resource name (the name itself when it is a leaf)."""

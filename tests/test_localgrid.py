@@ -416,3 +416,27 @@ def test_writing_through_another_resource_adds_a_replica_and_stales_the_rest(gri
         session.data_objects.open(f"{coll}/x", "w", **{kw.RESC_NAME_KW: children[0]})
     with pytest.raises(ex.SYS_INVALID_FILE_PATH):
         session.data_objects.create("relative-name")
+
+
+def test_replication_resource_keeps_every_child_current(grid, session, coll, tmp_path):
+    """A write to a `replication` resource ends with one good replica on each up child."""
+    tag = f"rp{os.getpid()}"
+    session.resources.create(tag, "replication")
+    children = [f"{tag}_c{i}" for i in range(2)]
+    for child in children:
+        session.resources.create(child, "unixfilesystem", host="localhost", path=f"/{child}")
+        session.resources.add_child(tag, child)
+    first, second = os.urandom(5000), os.urandom(7000)
+    put_bytes(session, f"{coll}/r", first, tmp_path, **{kw.DEST_RESC_NAME_KW: tag, kw.REG_CHKSUM_KW: ""})
+    obj = session.data_objects.get(f"{coll}/r")
+    assert sorted((r.resource_name, r.status, r.checksum) for r in obj.replicas) == \
+        [(c, "1", sha2(first)) for c in children]
+    put_bytes(session, f"{coll}/r", second, tmp_path, **{kw.DEST_RESC_NAME_KW: tag, kw.REG_CHKSUM_KW: ""})
+    obj = session.data_objects.get(f"{coll}/r")
+    assert sorted((r.resource_name, r.status, r.size) for r in obj.replicas) == [(c, "1", 7000) for c in children]
+    grid.set_faults(down=[children[0]])
+    try:
+        with session.data_objects.open(f"{coll}/r", "r") as f:      # served by the other child
+            assert f.read() == second
+    finally:
+        grid.clear_faults()
