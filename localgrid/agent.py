@@ -1065,7 +1065,8 @@ class Agent:
         kv = p.keyvals(body)
         if kv.get("zone", self.zone) not in (self.zone, ""):
             raise fail("CAT_INVALID_ARGUMENT", f"unknown zone {kv.get('zone')}")
-        rows, columns, next_inx, total = self.queries.run(selects, conditions, max_rows, cont, options, offset)
+        rows, columns, next_inx, total = self.queries.run(selects, conditions, max_rows, cont, options, offset,
+                                                          None if self.is_admin() else self.groups)
         results = []
         for i, col in enumerate(columns):
             values = ["" if r[i] is None else str(r[i]) for r in rows]

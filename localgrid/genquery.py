@@ -220,7 +220,20 @@ def _path(seen: set[str], target: str) -> list[tuple[str, str]]:
     return [(None, target)]   # disconnected: a cross join, as SQL would give
 
 
-def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]], options: int) -> tuple[str, list]:
+# The least access that makes an object visible to GenQuery (4.3's read_metadata).
+VISIBLE_LEVEL = 1040
+_VISIBLE = {"data": "d.data_id", "coll": "c.coll_id"}
+
+
+def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]], options: int,
+              visible_to: list[int] | None = None) -> tuple[str, list]:
+    """SQL and arguments of one GenQuery.
+
+    ``visible_to``: the user's and groups' ids of an ordinary user; rows of data objects
+    (or, in a query without data-object columns, of collections) they may not at least read
+    the metadata of are left out, as the iCAT's GenQuery access control does (an admin sees
+    everything: ``None``).
+    """
     if not selects:
         raise fail("CAT_INVALID_ARGUMENT", "no columns selected")
     for col, _ in selects + [(c, 0) for c, _ in conditions]:
@@ -257,6 +270,12 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         clause, values = parse_condition(f"upper({expr})" if upper else expr, text)
         where.append(clause)
         args.extend(values)
+    guarded = next((key for group, key in _VISIBLE.items() if any(g == group for g, _ in plan)), None)
+    if visible_to is not None and guarded:   # data objects when queried, else collections
+        marks = ",".join("?" * len(visible_to))
+        where.append(f"EXISTS (SELECT 1 FROM r_objt_access acl WHERE acl.object_id = {guarded}"
+                     f" AND acl.user_id IN ({marks}) AND acl.access_type_id >= {VISIBLE_LEVEL})")
+        args.extend(visible_to)
     distinct = "" if options & NO_DISTINCT or aggregated else "DISTINCT "
     sql = f"SELECT {distinct}{', '.join(exprs)} FROM {' '.join(from_sql)}"
     if where:
@@ -282,7 +301,8 @@ class QueryEngine:
             st.cursor.close()
         self.statements.clear()
 
-    def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0):
+    def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
+            visible_to: list[int] | None = None):
         """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
         if continue_inx:
             st = self.statements.get(continue_inx)
@@ -295,7 +315,7 @@ class QueryEngine:
         else:
             if max_rows <= 0:
                 raise fail("CAT_NO_ROWS_FOUND", "nothing asked")
-            sql, args = build_sql(selects, conditions, options)
+            sql, args = build_sql(selects, conditions, options, visible_to)
             try:
                 cursor = self.db.execute(sql, args)
             except sqlite3.Error as exc:

@@ -157,11 +157,16 @@ def test_ordinary_user_and_acls(grid, session, coll, tmp_path):
     try:
         put_bytes(session, f"{coll}/private", b"secret bytes", tmp_path)
         with grid.session(user=name, password="alice-secret") as alice:
+            seen = lambda: [r[DataObject.name] for r in alice.query(DataObject.name).filter(  # noqa: E731
+                Collection.name == coll)]
+            assert seen() == []                    # GenQuery hides what she may not read
+            assert not alice.collections.exists(coll)
             with pytest.raises(ex.CAT_NO_ACCESS_PERMISSION):
                 with alice.data_objects.open(f"{coll}/private", "r") as f:
                     f.read()
             from irods.access import iRODSAccess
             session.acls.set(iRODSAccess("read", f"{coll}/private", name))
+            assert seen() == ["private"]
             with alice.data_objects.open(f"{coll}/private", "r") as f:
                 assert f.read() == b"secret bytes"
             with pytest.raises(ex.CAT_NO_ACCESS_PERMISSION):
