@@ -290,7 +290,10 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
 
 
 class QueryEngine:
-    """The statements of one agent (one client connection), as in the server's icss table."""
+    """The statements of one agent (one client connection), as in the server's icss table.
+
+    It owns its SQLite connection: open cursors hold a read snapshot while a client pages,
+    which must not mix with the agent's write transactions."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -300,6 +303,7 @@ class QueryEngine:
         for st in self.statements.values():
             st.cursor.close()
         self.statements.clear()
+        self.db.close()
 
     def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
             visible_to: list[int] | None = None):
