@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from .errors import InvalidInputError, NotFoundError, SecureIrodsError, classify
+from .errors import InvalidInputError, NotFoundError
+from .exitcodes import run
 from .policy import RetryPolicy
 from .throttle import Throttle
 
@@ -79,8 +80,8 @@ class _Job:
             throttle = False
         elif max_connections is not None:
             throttle = Throttle(max_connections)
-        self.client = connect(policy=self.policy, throttle=throttle)
-        self.deadline = self.policy.start_deadline()
+        self.deadline = self.policy.start_deadline()   # one for the whole command, listings included
+        self.client = connect(policy=self.policy, throttle=throttle, deadline=self.deadline)
 
     @contextlib.contextmanager
     def progress(self, total: int) -> Iterator[Callable[[int], None]]:
@@ -99,30 +100,6 @@ class _Job:
             for r in results:
                 state = "skipped (identical)" if r.skipped else f"{r.size} bytes"
                 click.echo(f"   {r.destination}  {state}")
-
-
-def _run(command: click.Command, prog: str, args: list[str] | None = None) -> int:
-    """Run ``command`` and turn every failure into one stderr line and our exit code."""
-    try:
-        command.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Exit as exc:  # --help
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: interrupted", err=True)
-        return 130
-    except click.ClickException as exc:  # bad usage: iget's 1
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
-        return 1
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
-        return 130
-    except Exception as exc:  # ours, or anything unforeseen: classified, never a traceback
-        err = exc if isinstance(exc, SecureIrodsError) else classify(exc)
-        message = " ".join(err.message.split())
-        click.echo(f"{prog}: {type(err).__name__}: {message}", err=True)
-        logger.debug("failure", exc_info=exc)
-        return err.exit_code
-    return 0
 
 
 def _setup_logging(verbose: int) -> None:
@@ -179,7 +156,7 @@ def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
 
 def iget_main(args: list[str] | None = None) -> None:
     """Console script ``secure-iget``."""
-    sys.exit(_run(iget, "secure-iget", args))
+    sys.exit(run(iget, "secure-iget", args))
 
 
 # ------------------------------------------------------------------------------ put
@@ -234,4 +211,4 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
 
 def iput_main(args: list[str] | None = None) -> None:
     """Console script ``secure-iput``."""
-    sys.exit(_run(iput, "secure-iput", args))
+    sys.exit(run(iput, "secure-iput", args))

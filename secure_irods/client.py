@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from .errors import InvalidInputError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
+from .query import Query
 from .throttle import Cooldown, Throttle
 from .transfer import TransferResult, _get_object, _put_object
 
@@ -118,6 +119,7 @@ class Client:
         cooldown: Cooldown | None = None,
         io_timeout: float = DEFAULT_IO_TIMEOUT,
         streams: int = DEFAULT_STREAMS,
+        deadline: Deadline | None = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -132,6 +134,8 @@ class Client:
         self._slot: contextlib.ExitStack | None = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
+        self.deadline = deadline
+        self.queries = 0  # GenQuery round trips (batches) answered, retries included
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +155,10 @@ class Client:
         """Disconnect and free the throttle slot; the client cannot be used again."""
         self._drop()
         self._state = _State.CLOSED
+
+    def disconnect(self) -> None:
+        """Close the connection and free the throttle slot now; the next call reconnects."""
+        self._drop()
 
     def _drop(self) -> None:
         backend, self._backend = self._backend, None
@@ -222,7 +230,7 @@ class Client:
         Every answered request (a log-in, a backend call that returned) is progress for
         the policy's attempt budget (see :mod:`secure_irods.policy`).
         """
-        deadline = deadline or self.policy.start_deadline()
+        deadline = deadline or self.deadline or self.policy.start_deadline()
         progress = RetryProgress()
 
         def attempt() -> T:
@@ -295,6 +303,45 @@ class Client:
         """Create a collection and its parents."""
         path = self.resolve(path)
         self._call(lambda b, d: b.mkdir(path))
+
+    def query(self, query: Query, *, on_batch: Callable[[], None] | None = None,
+              deadline: Deadline | None = None) -> list[tuple[str, ...]]:
+        """All rows of a GenQuery (tuples of strings), one round trip per 500 rows.
+
+        A transient failure restarts the query on a new connection (the server's cursor
+        died with the old one) and the rows of the failed attempt are dropped, so rows
+        are never lost or doubled.  Each answered batch is progress for the retry budget;
+        ``on_batch()`` is called after each.
+        """
+        def batch() -> None:
+            self.queries += 1
+            if on_batch is not None:
+                on_batch()
+
+        return self._call(lambda b, d: list(b.genquery(query, on_batch=lambda: (b.note(), batch()))), deadline)
+
+    def avus(self, path: str) -> dict[str, list[str]]:
+        """Attribute -> values of a data object (one GenQuery)."""
+        path = self.resolve(path)
+        found: dict[str, list[str]] = {}
+        for name, value, _ in self._call(lambda b, d: b.avus(path)):
+            found.setdefault(name, []).append(value)
+        return found
+
+    def set_avus(self, path: str, avus: dict[str, str]) -> int:
+        """Set each attribute of a data object to its one value (like ``imeta set``), atomically.
+
+        One GenQuery and one atomic metadata call (API 20002) per object whatever the
+        number of AVUs; a retry after a drop sends only what is still missing.  Returns
+        the AVU operations sent by the last attempt.
+        """
+        path = self.resolve(path)
+        return self._call(lambda b, d: b.set_avus(path, avus))
+
+    def add_resource(self, name: str, kind: str, *, host: str = "", vault: str = "", parent: str = "") -> None:
+        """Create a resource (admins only): a storage resource with ``host`` and ``vault``, or a
+        coordinating one (``random``, ``replication``, ...); ``parent`` adds it as a child."""
+        self._call(lambda b, d: b.add_resource(name, kind, host, vault, parent))
 
     # ------------------------------------------------------------ transfers
 
@@ -396,6 +443,10 @@ class _Answered:
         self._backend = backend
         self._progress = progress
 
+    def note(self) -> None:
+        """The zone answered part of a longer call (a GenQuery batch): progress."""
+        self._progress.note()
+
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._backend, name)
         if not callable(value):
@@ -429,6 +480,7 @@ def connect(
     io_timeout: float | None = None,
     opener: Callable[[float], Any] | None = None,
     streams: int = DEFAULT_STREAMS,
+    deadline: Deadline | None = None,
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
@@ -440,6 +492,8 @@ def connect(
     python-irodsclient; the backend registers it for redaction from every message.
     ``streams``: connections a get of 32 MiB or more may read with (the extra ones only
     from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
+    ``deadline``: one :class:`Deadline` shared by every call of this client (a command's
+    or a job's whole run); by default each call starts its own from the policy.
     """
     environment = IrodsEnvironment(env_file, auth_file)
     if throttle is None or throttle is True:
@@ -453,15 +507,15 @@ def connect(
     if opener is None:
         opener = _prc_opener(environment)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout, streams=streams)
+                  io_timeout=io_timeout, streams=streams, deadline=deadline)
 
 
 def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:
     def open_backend(io_timeout: float) -> Any:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
-        auth = environment.auth_file if environment.auth_file.exists() else None
-        return PrcBackend.connect(environment.env_file, auth, io_timeout)
+        anonymous = environment.settings.get("irods_user_name") == "anonymous"
+        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout)
 
     return open_backend
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .layout import Key, Layout
 
-__all__ = ["AVU_ATTRIBUTES", "EMPTY_LOCATION", "day_avus", "prc_session", "split_days", "store_days"]
+__all__ = ["AVU_ATTRIBUTES", "EMPTY_LOCATION", "day_avus", "split_days", "store_days"]
 
 log = logging.getLogger(__name__)
 
@@ -91,32 +91,8 @@ def day_avus(key: Key, stream) -> dict[str, str]:
     }
 
 
-def prc_session(client):
-    """A python-irodsclient session for ``client``'s zone and user (the caller cleans it up).
-
-    ``secure_irods.Client`` exposes no session, so this opens a second one
-    from the same environment and authentication files, through the same
-    backend code (same stall guard, same password handling).
-    """
-    from secure_irods.backend import PrcBackend
-
-    env = client.environment
-    auth = env.auth_file if env.auth_file.exists() else None
-    return PrcBackend.connect(env.env_file, auth, client.io_timeout).session
-
-
-def set_avus(session, path: str, avus: dict[str, str]) -> None:
-    """Set each attribute of ``path`` to its one value (``imeta set``: replaces old values)."""
-    from irods.meta import iRODSMeta
-    from irods.models import DataObject
-
-    for name, value in avus.items():
-        session.metadata.set(DataObject, path, iRODSMeta(name, value))
-
-
 def store_days(
     client,
-    session,
     collection: str,
     layout: Layout,
     days: dict[Key, object],
@@ -129,7 +105,7 @@ def store_days(
 
     Day files are written as miniSEED ``batch`` at a time into a private temporary
     directory (removed afterwards), uploaded with one ``put_many`` per batch, then
-    given their AVUs. Parent collections are created once each. ``advance(n)``
+    given their AVUs (one atomic metadata call each, through the client). Parent collections are created once each. ``advance(n)``
     is called after each batch. Returns the object paths, in key order.
     """
     root = collection.rstrip("/")
@@ -148,7 +124,7 @@ def store_days(
             for i, (local, _) in zip(range(lo, lo + len(items)), items):
                 with contextlib.suppress(OSError):
                     os.unlink(local)
-                set_avus(session, paths[i], day_avus(keys[i], days[keys[i]]))
+                client.set_avus(paths[i], day_avus(keys[i], days[keys[i]]))
             if advance is not None:
                 advance(len(items))
     return paths

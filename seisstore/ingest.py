@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dayfiles import day_avus, iter_files, prc_session, set_avus, split_days, store_days
+from secure_irods.query import Query
+
+from .dayfiles import day_avus, iter_files, split_days, store_days
 from .layout import Key, Layout
 
 __all__ = ["IngestReport", "ingest"]
@@ -108,7 +110,6 @@ def ingest(
     collection: str,
     layout: Layout,
     *,
-    session=None,
     progress: bool | None = None,
     console=None,
     typ: str = "D",
@@ -116,10 +117,9 @@ def ingest(
 ) -> IngestReport:
     """Store every file ObsPy reads under ``local_dir`` as day files in ``collection``.
 
-    ``client`` is a :class:`secure_irods.Client`; ``session`` a python-irodsclient
-    session for the catalogue query and the AVUs (default: one opened from the
-    client's environment, closed at the end). ``progress``: a rich progress bar
-    on stderr (default: only when stderr is a terminal).
+    ``client`` is a :class:`secure_irods.Client`: every zone call (catalogue queries,
+    uploads, AVUs) goes through it. ``progress``: a rich progress bar on stderr
+    (default: only when stderr is a terminal).
     """
     from .catalogue import Catalogue
 
@@ -128,53 +128,41 @@ def ingest(
         raise NotADirectoryError(f"not a directory: {directory}")
     report = IngestReport()
     stations = _stations_of(directory, report)
-    own = session is None
-    if own:
-        session = prc_session(client)
-    try:
-        root = client.resolve(collection)
-        client.mkdir(root)
-        cat = Catalogue(session, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
-        if progress is None:
-            progress = sys.stderr.isatty()
-        labelled = None
-        with _progress_bar(progress, console, len(stations)) as advance:
-            for station in sorted(stations):   # one station in memory at a time
-                stream = _valid(_read_station(station, stations[station], report), report)
-                stream.merge(method=-1)
-                stream.sort()
-                days = split_days(stream, typ)
-                present = {k: d for k, d in days.items() if k in cat}
-                report.skipped += list(present)
-                if present:
-                    labelled = _labelled(session, root) if labelled is None else labelled
-                    report.repaired += _complete_avus(session, cat, present, labelled)
-                new = {k: d for k, d in days.items() if k not in cat}
-                report.stored += store_days(client, session, root, layout, new)
-                advance(1)
-    finally:
-        if own:
-            session.cleanup()
+    root = client.resolve(collection)
+    client.mkdir(root)
+    cat = Catalogue(client, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    labelled = None
+    with _progress_bar(progress, console, len(stations)) as advance:
+        for station in sorted(stations):   # one station in memory at a time
+            stream = _valid(_read_station(station, stations[station], report), report)
+            stream.merge(method=-1)
+            stream.sort()
+            days = split_days(stream, typ)
+            present = {k: d for k, d in days.items() if k in cat}
+            report.skipped += list(present)
+            if present:
+                labelled = _labelled(client, root) if labelled is None else labelled
+                report.repaired += _complete_avus(client, cat, present, labelled)
+            new = {k: d for k, d in days.items() if k not in cat}
+            report.stored += store_days(client, root, layout, new)
+            advance(1)
     log.info("ingest %s -> %s: %s", directory, collection, report.summary())
     return report
 
 
-def _labelled(session, root: str) -> set[str]:
+def _labelled(client, root: str) -> set[str]:
     """Paths under ``root`` that carry ``npts``, the AVU set last: their labels are complete.
 
     One bulk query (a call per 500 objects), made once per ingest and only if some day
     files were already there."""
-    from irods.column import Like
-    from irods.models import Collection, DataObject, DataObjectMeta
-
-    labelled = set()
-    for where in (Collection.name == root, Like(Collection.name, f"{root}/%")):
-        rows = session.query(Collection.name, DataObject.name).filter(where, DataObjectMeta.name == "npts")
-        labelled |= {f"{r[Collection.name]}/{r[DataObject.name]}" for r in rows}
-    return labelled
+    q = (Query("COLL_NAME", "DATA_NAME").where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+         .where("META_DATA_ATTR_NAME", "=", "npts"))
+    return {f"{coll}/{name}" for coll, name in client.query(q)}
 
 
-def _complete_avus(session, cat, present: dict, labelled: set[str]) -> list[str]:
+def _complete_avus(client, cat, present: dict, labelled: set[str]) -> list[str]:
     """Set the AVUs of day files a killed run stored but did not label; returns their paths.
 
     The AVUs go on after the atomic put, so a run killed in between leaves an object
@@ -183,7 +171,7 @@ def _complete_avus(session, cat, present: dict, labelled: set[str]) -> list[str]
     for key, day in present.items():
         path = cat.get(key).path
         if path not in labelled:
-            set_avus(session, path, day_avus(key, day))
+            client.set_avus(path, day_avus(key, day))
             repaired.append(path)
     return repaired
 

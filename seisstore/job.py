@@ -41,7 +41,6 @@ class Job:
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.client = None
         self.catalogue = None
-        self._session = None
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Station pairs of a correlation line (within one sublist, or across two)."""
@@ -51,18 +50,16 @@ class Job:
     def __enter__(self) -> "Job":
         from secure_irods import connect
         from seisstore.catalogue import Catalogue
-        from seisstore.dayfiles import prc_session
 
         self.client = connect()
-        self._session = prc_session(self.client)
-        self.catalogue = Catalogue(self._session, self.archive, self.layout, stations=self.stations,
-                                   dates=self.dates, cache=False)
-        self._session.cleanup()   # indexed: give the connection back (PRC reconnects if needed)
+        try:
+            self.catalogue = Catalogue(self.client, self.archive, self.layout, stations=self.stations,
+                                       dates=self.dates, cache=False)
+        finally:
+            self.client.disconnect()   # indexed: free the node's slot while the job computes
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._session is not None:
-            self._session.cleanup()
         if self.client is not None:
             self.client.close()
 

@@ -45,8 +45,8 @@ def start_bash(
 
     ``inputs`` are file names in ``irods_collection`` fetched into the work
     directory (``job_script`` is added if missing); ``setup`` are trusted
-    one-line commands such as ``module load python``. Exit codes: 64 for a
-    wrong argument count, 65 for an unsafe argument, else the job's own.
+    one-line commands such as ``module load python``. Exit codes: 1 (bad options) for a
+    wrong argument count or an unsafe argument, else the job's own.
     """
     check_name(name, "campaign name")
     coll = check_collection(irods_collection)
@@ -70,18 +70,18 @@ def start_bash(
         'if [ "$#" -lt 5 ] || [ "$#" -gt 6 ]; then',
         '    echo "usage: $0 <job name> <n_dates> <idate> <n_stations> <istation>'
         ' [<jstation>]" >&2',
-        "    exit 64",
+        "    exit 1",
         "fi",
         'job_name="$1"',
         "shift",
         'if [[ ! "$job_name" =~ ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$ ]]; then',
         '    echo "start.bash: unsafe job name: ${job_name}" >&2',
-        "    exit 65",
+        "    exit 1",
         "fi",
         'for arg in "$@"; do',
         '    if [[ ! "$arg" =~ ^[0-9]+$ ]]; then',
         '        echo "start.bash: job parameter is not a non-negative integer: ${arg}" >&2',
-        "        exit 65",
+        "        exit 1",
         "    fi",
         "done",
         "",
@@ -191,7 +191,7 @@ def slurm_script(
         f'line="$(sed -n "$((SLURM_ARRAY_TASK_ID+1))p" {shlex.quote(param_file)})"',
         'if [ -z "$line" ]; then',
         f'    echo "no line $((SLURM_ARRAY_TASK_ID+1)) in {param_file}" >&2',
-        "    exit 65",
+        "    exit 1",
         "fi",
         'read -r -a args <<< "$line"',
         f'exec bash ./{shlex.quote(exec_name)} "${{args[@]}}"',

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from secure_irods import RetryPolicy
-from secure_irods.backend import _recv_message_into_guarded
+from secure_irods._prc import _recv_message_into_guarded
 from secure_irods.client import connect
 from secure_irods.transfer import get_temp_name, sha2_of_file
 
@@ -307,7 +307,8 @@ def test_sigkill_never_leaves_a_partial_file_at_a_final_name(grid, coll, session
 
 
 def test_iput_of_a_missing_local_file_fails_before_touching_the_zone(monkeypatch, capsys):
-    from secure_irods.cli import _run, iput
+    from secure_irods.cli import iput
+    from secure_irods.exitcodes import run as _run
 
     monkeypatch.setenv("IRODS_ENVIRONMENT_FILE", "/nonexistent/irods_environment.json")
     assert _run(iput, "secure-iput", ["/nonexistent/file", "/tempZone/home/rods/"]) == 3
