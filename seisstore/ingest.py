@@ -28,6 +28,7 @@ from pathlib import Path
 from secure_irods.query import Query
 
 from .dayfiles import day_avus, iter_files, split_days, store_days
+from .encodings import planned_encoding, source_encoding
 from .layout import Key, Layout
 
 __all__ = ["IngestReport", "ingest"]
@@ -171,7 +172,8 @@ def _complete_avus(client, cat, present: dict, labelled: set[str]) -> list[str]:
     for key, day in present.items():
         path = cat.get(key).path
         if path not in labelled:
-            client.set_avus(path, day_avus(key, day))
+            client.set_avus(path, day_avus(key, day, encoding=planned_encoding(day),
+                                           sources=[source_encoding(tr) for tr in day]))
             repaired.append(path)
     return repaired
 

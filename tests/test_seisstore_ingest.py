@@ -75,7 +75,8 @@ def test_ingest_multiday_miniseed(grid, session, coll, client, tmp_path):
     avus = {m.name: m.value for m in session.data_objects.get(first).metadata.items()}
     assert avus == {"network": "FR", "station": "OGDI", "location": EMPTY_LOCATION, "channel": "HHN",
                     "start": "2021-01-01T12:00:00.000000Z", "end": "2021-01-01T23:59:59.000000Z",
-                    "sampling_rate": "1.0", "npts": str(12 * 3600)}
+                    "sampling_rate": "1.0", "npts": str(12 * 3600),
+                    "encoding": "STEIM2", "source_encoding": "STEIM2"}
     middle = cat[Key("FR", "OGDI", "00", "HHZ", DAYS[1])].path
     avus = {m.name: m.value for m in session.data_objects.get(middle).metadata.items()}
     assert avus["npts"] == "86400" and avus["location"] == "00"
