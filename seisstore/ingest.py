@@ -159,7 +159,21 @@ def _read(path: Path, headonly: bool = False):
     damage = [str(w.message) for w in caught if DAMAGE.search(str(w.message))]
     if damage:
         raise DamagedFile(f"damaged: {damage[0].splitlines()[0]}")
+    _check_mseed_length(path, stream)
     return stream
+
+
+def _check_mseed_length(path: Path, stream) -> None:
+    """A miniSEED file of one record length that does not end on a record: its tail was lost.
+
+    ObsPy drops a partial last record, silently when it is longer than a header."""
+    lengths = {tr.stats.mseed.get("record_length") for tr in stream
+               if tr.stats.get("_format") == "MSEED" and "mseed" in tr.stats}
+    if len(lengths) == 1 and len(stream) and all(tr.stats.get("_format") == "MSEED" for tr in stream):
+        (reclen,) = lengths
+        excess = path.stat().st_size % reclen if reclen else 0
+        if excess:
+            raise DamagedFile(f"damaged: truncated, {excess} bytes after the last whole {reclen}-byte record")
 
 
 def _scan(directory: Path, codes: CodeMap, report: IngestReport, advance: Callable) -> dict:
