@@ -143,7 +143,8 @@ def upload_days(client, files: list[DayFile], *, made: set[str] | None = None) -
     for force in (False, True):
         group = [f for f in files if f.force is force]
         if group:
-            client.put_many([(f.local, f.remote) for f in group], force=force)
+            # sync: an identical object already there (a batch retried one by one) is not an error
+            client.put_many([(f.local, f.remote) for f in group], force=force, sync=True)
     for f in files:
         with contextlib.suppress(OSError):
             os.unlink(f.local)
