@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import InvalidInputError, TransientError, ZoneBusyError, classify
+from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
 from .query import Query
@@ -431,9 +431,9 @@ class Client:
         if remote is None:
             return self.resolve(local.name)
         path = self.resolve(remote)
-        if remote.endswith("/"):
-            return f"{path.rstrip('/')}/{local.name}"
         stat = self._call(lambda b, d: b.stat(path), deadline)
+        if remote.endswith("/") and (stat is None or not stat.is_collection):
+            raise NotFoundError(f"no such collection: {path} (a target ending in / must exist)")
         if stat is not None and stat.is_collection:
             return f"{path.rstrip('/')}/{local.name}"
         return path

@@ -267,7 +267,7 @@ class RetryPolicy:
             attempts = int(retrying.statistics.get("attempt_number", 1))
             err = classify(exc)
             if err.transient:
-                logger.warning(
+                logger.info(
                     "zone %s: giving up after %d attempt(s) in %.1fs: %s: %s",
                     self.zone or "?", attempts, deadline.elapsed(), type(err).__name__, err.message,
                 )

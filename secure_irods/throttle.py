@@ -341,7 +341,7 @@ class Cooldown:
         except OSError as exc:  # cannot share it; still tell our caller how long to back off
             logger.warning("cooldown file %s unwritable: %s", self.path, exc)
             return self.length(1)
-        logger.warning("zone %s refused a connection (%d in a row): node cools down for %.1fs",
+        logger.info("zone %s refused a connection (%d in a row): node cools down for %.1fs",
                        self.zone or "?", refusals, length)
         return length
 
@@ -375,7 +375,7 @@ class Cooldown:
                     " past the deadline"
                 )
             if not slept:
-                logger.warning("zone %s: node cooling down after refusals, waiting %.1fs", self.zone or "?", left)
+                logger.info("zone %s: node cooling down after refusals, waiting %.1fs", self.zone or "?", left)
             pause = min(deadline.remaining(), left + self._uniform(0.0, self.spread))
             self._sleep(pause)
             slept += pause

@@ -94,8 +94,8 @@ def main(verbose: int) -> None:
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # PRC logs every dropped connection at CRITICAL (they are retried) and, at debug, its
-    # login exchange: keep it quiet unless asked with -vvv.
-    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.DEBUG)
+    # login exchange, which no verbosity may print (-vvv shows its warnings).
+    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
 
 
 @main.group()
@@ -121,8 +121,11 @@ def campaign() -> None:
 @click.option("--interpreter", default="python3", show_default=True, help="Runs the job script.")
 @click.option("--force", is_flag=True, help="Replace files in a non-empty directory.")
 @click.option("--upload", is_flag=True, help="Put the campaign's files into --collection (secure_irods).")
+@click.option("--parents", is_flag=True, help="With --upload: create --collection and its parents if missing.")
+@click.option("--archive", default=None, help="Collection the jobs read (exported as SEISSTORE_ARCHIVE).")
+@click.option("--results", default=None, help="Collection the jobs write to (exported as SEISSTORE_RESULTS).")
 def campaign_new(name, dates, stations, n_dates, n_stations, job_script, collection, kind, prefix, clusters, out,
-                 interpreter, force, upload) -> None:
+                 interpreter, force, upload, parents, archive, results) -> None:
     """Write param.txt, start.bash, the CiGri JDL and OAR/Slurm array scripts for NAME."""
     from seisstore.campaign import Campaign, write_campaign
 
@@ -130,22 +133,30 @@ def campaign_new(name, dates, stations, n_dates, n_stations, job_script, collect
     try:
         camp = Campaign(name=name, dates=parse_dates(dates), stations=parse_stations(stations), n_dates=n_dates,
                         n_stations=n_stations, job_script=job_script, irods_collection=collection,
-                        clusters=cluster_map, kind=kind, prefix=prefix, interpreter=tuple(interpreter.split()))
+                        clusters=cluster_map, kind=kind, prefix=prefix, interpreter=tuple(interpreter.split()),
+                        environment={k: v for k, v in (("SEISSTORE_ARCHIVE", archive),
+                                                       ("SEISSTORE_RESULTS", results)) if v})
         written = write_campaign(camp, out or Path(name), overwrite=force)
     except (ValueError, FileExistsError) as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     directory = (out or Path(name))
     console.print(f"campaign {name}: {camp.n_jobs} jobs, {len(written)} files in {directory}")
     if upload:
-        _upload(camp, directory)
+        _upload(camp, directory, parents)
 
 
-def _upload(camp, directory: Path) -> None:
+def _upload(camp, directory: Path, parents: bool) -> None:
     from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
+    from secure_irods.errors import NotFoundError, SecureIrodsError
 
     try:
         with connect() as client:
+            client.deadline = client.policy.start_deadline()
+            stat = client.stat(camp.irods_collection)
+            if stat is None and parents:
+                client.mkdir(camp.irods_collection)
+            elif stat is None or not stat.is_collection:
+                raise NotFoundError(f"no such collection: {camp.irods_collection} (--parents creates it)")
             client.put_many([(directory / f, f"{camp.irods_collection}/{f}") for f in camp.uploads], force=True)
     except SecureIrodsError as exc:
         raise Failure(f"upload to {camp.irods_collection} failed: {exc}", exc.exit_code) from None
@@ -175,6 +186,32 @@ def campaign_run_local(directory: Path, jobs: int, attempts: int, preempt: float
     if report.failed:
         raise Failure(f"{len(report.failed)} jobs failed: {', '.join(r.name for r in report.failed[:5])}"
                       f"{' ...' if len(report.failed) > 5 else ''}", ExitCode.PERMANENT)
+
+
+@main.command("mkdir")
+@click.argument("collections", nargs=-1, required=True)
+@click.option("-p", "--parents", is_flag=True, help="Create parents as needed; no error if it exists.")
+def mkdir_cmd(collections: tuple[str, ...], parents: bool) -> None:
+    """Create iRODS collections (like imkdir), through secure_irods."""
+    from secure_irods.client import connect
+    from secure_irods.errors import ExistsError, NotFoundError, SecureIrodsError
+
+    try:
+        with connect() as client:
+            client.deadline = client.policy.start_deadline()
+            for coll in collections:
+                path = client.resolve(coll)
+                parent = path.rsplit("/", 1)[0] or "/"
+                if not parents:
+                    if client.stat(path) is not None:
+                        raise ExistsError(f"{path} exists")
+                    found = client.stat(parent)
+                    if found is None or not found.is_collection:
+                        raise NotFoundError(f"no such collection: {parent} (-p creates parents)")
+                client.mkdir(path)
+                console.print(f"created {path}")
+    except SecureIrodsError as exc:
+        raise Failure(f"mkdir: {exc}", exc.exit_code) from None
 
 
 LAYOUT_HELP = "sds, whisper, or a format string such as '{date}/{net}.{sta}.{loc}.{cha}.mseed'."
