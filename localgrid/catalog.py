@@ -141,6 +141,9 @@ class Catalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
+        # string comparisons are case-sensitive, as on the iCAT's PostgreSQL: `=` already is
+        # (BINARY collation), LIKE must be told (GenQuery's UPPER_CASE_WHERE asks for the other)
+        self.db.execute("PRAGMA case_sensitive_like=ON")
 
     def close(self) -> None:
         self.db.close()

@@ -220,6 +220,41 @@ def _path(seen: set[str], target: str) -> list[tuple[str, str]]:
     return [(None, target)]   # disconnected: a cross join, as SQL would give
 
 
+# Metadata groups whose repeated conditions each get their own alias (icatGeneralQuery.cpp's
+# handleMultiDataAVUConditions and handleMultiCollAVUConditions): group -> (name, value, unit
+# columns, map alias, meta alias, the owner's id).
+MULTI_AVU = {"dmeta": ((600, 601, 602), "dmm", "dm", "d.data_id"),
+             "cmeta": ((610, 611, 612), "cmm", "cm", "c.coll_id")}
+
+
+def _avu_aliases(conditions: list[tuple[int, str]]) -> tuple[list[str], list[str]]:
+    """The SQL expression of each condition, and the joins of the extra metadata aliases.
+
+    With several conditions on a metadata attribute name, the k-th condition on the name, the
+    value or the unit is made on the k-th alias of the metadata tables, so the object must
+    have an AVU matching each (name, value) pair: ``a = x and b = y`` selects objects with
+    both AVUs, not none (one AVU cannot be named both a and b).
+    """
+    exprs = [COLUMNS[col][1] for col, _ in conditions]
+    joins: list[str] = []
+    for (name_col, *other_cols), map_alias, meta_alias, owner in MULTI_AVU.values():
+        wanted = sum(1 for col, _ in conditions if col == name_col)
+        if wanted < 2:
+            continue
+        seen: dict[int, int] = {}
+        for i, (col, _) in enumerate(conditions):
+            if col not in (name_col, *other_cols):
+                continue
+            seen[col] = seen.get(col, 0) + 1
+            k = seen[col]
+            if 2 <= k <= wanted:
+                exprs[i] = exprs[i].replace(f"{meta_alias}.", f"{meta_alias}{k}.", 1)
+        for k in range(2, wanted + 1):
+            joins += [f"JOIN r_objt_metamap {map_alias}{k} ON {map_alias}{k}.object_id = {owner}",
+                      f"JOIN r_meta_main {meta_alias}{k} ON {meta_alias}{k}.meta_id = {map_alias}{k}.meta_id"]
+    return exprs, joins
+
+
 # The least access that makes an object visible to GenQuery (4.3's read_metadata).
 VISIBLE_LEVEL = 1040
 _VISIBLE = {"data": "d.data_id", "coll": "c.coll_id"}
@@ -265,8 +300,9 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
     aggregated = len(group_by) < len(selects)
     where, args = [], []
     upper = bool(options & UPPER_CASE_WHERE)
-    for col, text in conditions:
-        expr = COLUMNS[col][1]
+    aliases, extra_joins = _avu_aliases(conditions)
+    from_sql += extra_joins
+    for (col, text), expr in zip(conditions, aliases):
         clause, values = parse_condition(f"upper({expr})" if upper else expr, text)
         where.append(clause)
         args.extend(values)
