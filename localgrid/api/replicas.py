@@ -249,7 +249,7 @@ class ReplicaApi:
             targets = [r for r in reps if r["data_is_dirty"] == STALE and self.res.leaf_is_up(r["resc_id"])]
             for r in targets:
                 self._copy_replica(source, r["resc_id"], r["data_repl_num"], Path(r["data_path"]))
-            if not ("destRescName" in kv):
+            if "destRescName" not in kv:
                 return 0, b""
         dest = kv.get("destRescName") or kv.get("defRescName") or self.state.default_resource
         have = {r["resc_id"]: r for r in reps}
