@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS r_objt_metamap (
 CREATE INDEX IF NOT EXISTS idx_metamap_meta ON r_objt_metamap (meta_id);
 CREATE TABLE IF NOT EXISTS r_tokn_main (
     token_namespace TEXT, token_id INTEGER, token_name TEXT, PRIMARY KEY (token_namespace, token_id));
+CREATE TABLE IF NOT EXISTS r_specific_query (alias TEXT UNIQUE, sqlstr TEXT NOT NULL, create_ts TEXT);
 CREATE TABLE IF NOT EXISTS r_objt_access (
     object_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type_id INTEGER NOT NULL,
     create_ts TEXT, modify_ts TEXT, PRIMARY KEY (object_id, user_id));
@@ -106,6 +107,34 @@ class ReplicaStatus(IntEnum):
     GOOD = 1
     INTERMEDIATE = 2
 
+
+# The specific queries `irods setup` installs (icatSysInserts.sql and the schema updates).
+STOCK_SPECIFIC_QUERIES = {
+    "ls": "select alias,sqlStr from R_SPECIFIC_QUERY",
+    "lsl": "select alias,sqlStr from R_SPECIFIC_QUERY where sqlStr like ?",
+    "listQueryByAliasLike": "SELECT alias, sqlStr FROM R_SPECIFIC_QUERY WHERE alias LIKE ?",
+    "findQueryByAlias": "SELECT alias, sqlStr FROM R_SPECIFIC_QUERY WHERE alias = ?",
+    # `ils -A` of a large collection, page by page: (parent collection, limit, offset)
+    "ilsLACollections": "SELECT c.parent_coll_name, c.coll_name, c.create_ts, c.modify_ts, c.coll_id,"
+                        " c.coll_owner_name, c.coll_owner_zone, c.coll_type, u.user_name, u.zone_name,"
+                        " a.access_type_id, u.user_id FROM R_COLL_MAIN c"
+                        " JOIN R_OBJT_ACCESS a ON c.coll_id = a.object_id JOIN R_USER_MAIN u ON a.user_id = u.user_id"
+                        " WHERE c.parent_coll_name = ? AND c.coll_name <> '/'"
+                        " ORDER BY c.coll_name, u.user_name, a.access_type_id DESC LIMIT ? OFFSET ?",
+    "ilsLADataObjects": "SELECT s.coll_name, s.data_name, s.create_ts, s.modify_ts, s.data_id, s.data_size,"
+                        " s.data_repl_num, s.data_owner_name, s.data_owner_zone, u.user_name, u.user_id,"
+                        " a.access_type_id, u.user_type_name, u.zone_name FROM"
+                        " (SELECT c.coll_name, d.data_name, d.create_ts, d.modify_ts, d.data_id, d.data_repl_num,"
+                        " d.data_size, d.data_owner_name, d.data_owner_zone FROM R_COLL_MAIN c"
+                        " JOIN R_DATA_MAIN d ON c.coll_id = d.coll_id WHERE c.coll_name = ?"
+                        " ORDER BY d.data_name) s"
+                        " JOIN R_OBJT_ACCESS a ON s.data_id = a.object_id JOIN R_USER_MAIN u ON a.user_id = u.user_id"
+                        " ORDER BY s.coll_name, s.data_name, u.user_name, a.access_type_id DESC LIMIT ? OFFSET ?",
+    "ShowCollAcls": "SELECT DISTINCT u.user_name, u.zone_name, t.token_name, u.user_type_name FROM R_COLL_MAIN c"
+                    " JOIN R_OBJT_ACCESS a ON a.object_id = c.coll_id JOIN R_USER_MAIN u ON u.user_id = a.user_id"
+                    " JOIN R_TOKN_MAIN t ON t.token_id = a.access_type_id AND t.token_namespace = 'access_type'"
+                    " WHERE c.coll_name = ?",
+}
 
 GOOD, STALE, INTERMEDIATE = ReplicaStatus.GOOD, ReplicaStatus.STALE, ReplicaStatus.INTERMEDIATE
 
@@ -183,6 +212,8 @@ class Catalog:
                     db.execute(stmt)
             for name, tid in ACCESS.items():    # also brings a grid made by an older version up to date
                 db.execute("INSERT OR REPLACE INTO r_tokn_main VALUES ('access_type', ?, ?)", (tid, name))
+            for alias, sql in STOCK_SPECIFIC_QUERIES.items():
+                db.execute("INSERT OR IGNORE INTO r_specific_query VALUES (?, ?, '01292940000')", (alias, sql))
             if db.execute("SELECT 1 FROM r_zone_main").fetchone():
                 return False
             db.execute("INSERT INTO r_objectid (id) VALUES (9999)")
@@ -397,6 +428,27 @@ class Catalog:
     def delete_unused_avus(self) -> None:
         """iadmin rum: drop AVUs no object refers to any more (chlDelUnusedAVUs)."""
         self.db.execute("DELETE FROM r_meta_main WHERE meta_id NOT IN (SELECT meta_id FROM r_objt_metamap)")
+
+    # ---------------------------------------------------------------- specific queries --
+    def add_specific_query(self, sql: str, alias: str) -> None:
+        if alias and self.one("SELECT 1 FROM r_specific_query WHERE alias=?", alias):
+            raise fail("CAT_INVALID_ARGUMENT", "Alias is not unique")
+        self.db.execute("INSERT INTO r_specific_query VALUES (?, ?, ?)", (alias or None, sql, now()))
+
+    def remove_specific_query(self, alias_or_sql: str) -> None:
+        """iadmin rsq: by alias, else by its SQL text (chlDelSpecificQuery)."""
+        removed = self.db.execute("DELETE FROM r_specific_query WHERE alias=?", (alias_or_sql,)).rowcount or \
+            self.db.execute("DELETE FROM r_specific_query WHERE sqlstr=?", (alias_or_sql,)).rowcount
+        if not removed:
+            raise fail("CAT_UNKNOWN_SPECIFIC_QUERY", alias_or_sql)
+
+    def specific_query(self, alias_or_sql: str) -> str:
+        """The SQL of a registered query, named by its alias or given verbatim (cmlGetMultiRowStringValues)."""
+        row = self.one("SELECT sqlstr FROM r_specific_query WHERE alias=?", alias_or_sql) or \
+            self.one("SELECT sqlstr FROM r_specific_query WHERE sqlstr=?", alias_or_sql)
+        if row is None:
+            raise fail("CAT_UNKNOWN_SPECIFIC_QUERY", f"no specific query {alias_or_sql!r}")
+        return row[0]
 
     # ---------------------------------------------------------------- zone and restart --
     def local_zone(self) -> str:

@@ -333,6 +333,7 @@ class QueryEngine:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.db.execute("PRAGMA query_only=ON")   # specific queries run client-named SQL: reads only
         self.statements: dict[int, Statement] = {}
 
     def close(self) -> None:
@@ -344,6 +345,19 @@ class QueryEngine:
     def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
             visible_to: list[int] | None = None):
         """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
+        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to)
+        return self._page(build, [c for c, _ in selects], max_rows, continue_inx, options, offset)
+
+    def run_sql(self, sql: str, args: list[str], max_rows: int, continue_inx: int, offset: int = 0):
+        """A specific query: registered SQL with ``?`` bound to the client's arguments, paged as GenQuery.
+
+        Its columns are numbered 0..n-1 in the reply, as the server numbers them."""
+        needed = len(re.findall(r"\?", re.sub(r"'(?:[^']|'')*'", "", sql)))
+        if len(args) < needed:
+            raise fail("CAT_INVALID_ARGUMENT", f"the query takes {needed} arguments, {len(args)} given")
+        return self._page((sql, args[:needed]), None, max_rows, continue_inx, 0, offset)
+
+    def _page(self, build, columns, max_rows: int, continue_inx: int, options: int, offset: int):
         if continue_inx:
             st = self.statements.get(continue_inx)
             if st is None:
@@ -355,15 +369,17 @@ class QueryEngine:
         else:
             if max_rows <= 0:
                 raise fail("CAT_NO_ROWS_FOUND", "nothing asked")
-            sql, args = build_sql(selects, conditions, options, visible_to)
+            sql, args = build
             try:
                 cursor = self.db.execute(sql, args)
             except sqlite3.Error as exc:
                 raise fail("CAT_SQL_ERR", str(exc)) from exc
+            if columns is None:
+                columns = list(range(len(cursor.description or ())))
             total = 0
             if options & RETURN_TOTAL_ROW_COUNT:
                 total = self.db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
-            st = Statement(cursor, [c for c, _ in selects], total=total)
+            st = Statement(cursor, columns, total=total)
             if offset > 0:          # partialStartIndex: skip rows, as the server's OFFSET does
                 cursor.fetchmany(offset)
             if len(self.statements) >= MAX_STATEMENTS:

@@ -99,3 +99,32 @@ def test_no_rows_is_cat_no_rows_found_on_the_wire(session, coll):
     with session.pool.get_connection() as conn:
         conn.send(iRODSMessage("RODS_API_REQ", msg=query._message(), int_info=api_number["GEN_QUERY_AN"]))
         assert conn.recv().int_info == 0
+
+
+def test_specific_queries_stock_registered_and_removed(session, coll):
+    from irods.query import SpecificQuery
+
+    stock = {r[0] for r in SpecificQuery(session, alias="ls")}
+    assert {"ls", "lsl", "ilsLACollections", "ilsLADataObjects", "ShowCollAcls"} <= stock
+    for sub in ("s1", "s2", "s3"):
+        session.collections.create(f"{coll}/{sub}")
+    page = [r[1] for r in SpecificQuery(session, alias="ilsLACollections", args=[coll, "2", "1"])]
+    assert page == [f"{coll}/s2", f"{coll}/s3"]          # LIMIT 2 OFFSET 1, the admin's own ACL rows
+    query = SpecificQuery(session, "select coll_name from R_COLL_MAIN where parent_coll_name = ?", "t_children",
+                          args=[coll])
+    query.register()
+    try:
+        with pytest.raises(ex.CAT_INVALID_ARGUMENT):
+            query.register()
+        assert sorted(r[0] for r in query) == [f"{coll}/s1", f"{coll}/s2", f"{coll}/s3"]
+    finally:
+        query.remove()
+    with pytest.raises(ex.CAT_UNKNOWN_SPECIFIC_QUERY):
+        next(SpecificQuery(session, alias="t_children", args=[coll]).get_results())
+    with pytest.raises(ex.CAT_SQL_ERR):     # registered SQL runs read-only
+        bad = SpecificQuery(session, "delete from R_COLL_MAIN", "t_delete")
+        bad.register()
+        try:
+            next(bad.get_results())
+        finally:
+            bad.remove()

@@ -49,6 +49,8 @@ class AdminApi:
                    ("rm", "childfromresc"): self._rm_child, ("modify", "resource"): self._modify_resource,
                    ("modify", "group"): self._modify_group, ("add", "group"): self._add_group,
                    ("rm", "group"): self._rm_user, ("rm", "unusedAVUs"): self._rm_unused_avus,
+                   ("add", "specificQuery"): self._add_specific_query,
+                   ("rm", "specificQuery"): self._rm_specific_query,
                    }.get((action, kind))
         self.require_admin()
         if handler is None:
@@ -56,6 +58,15 @@ class AdminApi:
         with self.cat.transaction():
             handler(*rest)
         return 0, b""
+
+    def _add_specific_query(self, sql: str, alias: str, *_):
+        """iadmin asq SQL [ALIAS]."""
+        if not sql.strip():
+            raise fail("CAT_INVALID_ARGUMENT", "empty query")
+        self.cat.add_specific_query(sql, alias)
+
+    def _rm_specific_query(self, alias_or_sql: str, *_):
+        self.cat.remove_specific_query(alias_or_sql)
 
     def _rm_unused_avus(self, *_):
         """iadmin rum: drop AVUs no object refers to any more (chlDelUnusedAVUs)."""

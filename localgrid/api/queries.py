@@ -39,3 +39,16 @@ class QueryApi:
         rows, columns, next_inx, total = self.queries.run(selects, conditions, max_rows, cont, options, offset,
                                                           None if self.is_admin() else self.groups)
         return 0, pack_rows(rows, columns, next_inx, total)
+
+    @api(ApiNumber.SPECIFIC_QUERY_AN)
+    def api_specific_query(self, msg):
+        """rsSpecificQuery.cpp: a registered SQL query by alias (or verbatim), its ``?`` bound to arg1..arg10."""
+        body = msg.xml()
+        target = p.text(body, "sql")
+        args = [p.text(body, f"arg{i}") for i in range(1, 11)]
+        while args and not args[-1]:
+            args.pop()
+        max_rows, cont = p.integer(body, "maxRows"), p.integer(body, "continueInx")
+        sql = self.cat.specific_query(target) if not cont else ""
+        rows, columns, next_inx, total = self.queries.run_sql(sql, args, max_rows, cont, p.integer(body, "rowOffset"))
+        return 0, pack_rows(rows, columns, next_inx, total)
