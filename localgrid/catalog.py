@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS r_objt_metamap (
 CREATE INDEX IF NOT EXISTS idx_metamap_meta ON r_objt_metamap (meta_id);
 CREATE TABLE IF NOT EXISTS r_tokn_main (
     token_namespace TEXT, token_id INTEGER, token_name TEXT, PRIMARY KEY (token_namespace, token_id));
+CREATE TABLE IF NOT EXISTS r_user_auth (user_id INTEGER NOT NULL, user_auth_name TEXT NOT NULL, create_ts TEXT,
+    PRIMARY KEY (user_id, user_auth_name));
+CREATE TABLE IF NOT EXISTS r_quota_main (user_id INTEGER NOT NULL, resc_id INTEGER NOT NULL, quota_limit INTEGER,
+    quota_over INTEGER, modify_ts TEXT, PRIMARY KEY (user_id, resc_id));
 CREATE TABLE IF NOT EXISTS r_specific_query (alias TEXT UNIQUE, sqlstr TEXT NOT NULL, create_ts TEXT);
 CREATE TABLE IF NOT EXISTS r_objt_access (
     object_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type_id INTEGER NOT NULL,
@@ -214,6 +218,8 @@ class Catalog:
                 db.execute("INSERT OR REPLACE INTO r_tokn_main VALUES ('access_type', ?, ?)", (tid, name))
             for alias, sql in STOCK_SPECIFIC_QUERIES.items():
                 db.execute("INSERT OR IGNORE INTO r_specific_query VALUES (?, ?, '01292940000')", (alias, sql))
+            # groups made by an older version lacked their own membership row
+            db.execute("INSERT OR IGNORE INTO r_user_group SELECT user_id, user_id FROM r_user_main")
             if db.execute("SELECT 1 FROM r_zone_main").fetchone():
                 return False
             db.execute("INSERT INTO r_objectid (id) VALUES (9999)")
@@ -228,6 +234,8 @@ class Catalog:
             for coll in ("/", f"/{zone}", f"/{zone}/home", f"/{zone}/trash", f"/{zone}/trash/home",
                          f"/{zone}/home/{admin}", f"/{zone}/trash/home/{admin}", f"/{zone}/home/public"):
                 self.insert_coll(coll, admin, zone)
+            # as a stock zone: the group public may write in /zone/home/public
+            self.grant(self.coll(f"/{zone}/home/public")["coll_id"], public_id, "modify_object")
         return True
 
     # ---------------------------------------------------------------- users -----
@@ -243,7 +251,8 @@ class Catalog:
             public = self.one("SELECT user_id FROM r_user_main WHERE user_name='public'")
             if public:
                 self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (public[0], uid))
-            self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (uid, uid))
+        # every user and group is a member of itself (chlRegUserRE), which GenQuery's group columns join on
+        self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (uid, uid))
         return uid
 
     def user(self, name: str, zone: str) -> sqlite3.Row | None:
@@ -480,9 +489,44 @@ class Catalog:
         self.db.execute("DELETE FROM r_user_group WHERE user_id=? OR group_user_id=?", (user_id, user_id))
         self.db.execute("DELETE FROM r_objt_access WHERE user_id=?", (user_id,))
         self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_user_auth WHERE user_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_quota_main WHERE user_id=?", (user_id,))
+
+    def add_auth_name(self, user_id: int, name: str) -> None:
+        """iadmin aua: a distinguished name (GSI DN) the user may log in as."""
+        self.db.execute("INSERT OR IGNORE INTO r_user_auth VALUES (?, ?, ?)", (user_id, name, now()))
+
+    def remove_auth_name(self, user_id: int, name: str) -> None:
+        self.db.execute("DELETE FROM r_user_auth WHERE user_id=? AND user_auth_name=?", (user_id, name))
+
+    def set_quota(self, user_id: int, resc_id: int, limit: int) -> None:
+        """iadmin suq/sgq: a limit in bytes on a resource (0: total); a limit of 0 removes the quota."""
+        if limit == 0:
+            self.db.execute("DELETE FROM r_quota_main WHERE user_id=? AND resc_id=?", (user_id, resc_id))
+            return
+        self.db.execute("INSERT OR REPLACE INTO r_quota_main VALUES (?, ?, ?, ?, ?)",
+                        (user_id, resc_id, limit, -limit, now()))
+
+    def calculate_usage(self) -> None:
+        """iadmin cu (chlCalcUsageAndQuota): each quota's ``over`` is the bytes owned by the user (or by
+        the group's members), on that resource or in total, minus the limit."""
+        for user_id, resc_id, limit in self.db.execute(
+                "SELECT user_id, resc_id, quota_limit FROM r_quota_main").fetchall():
+            owners = "SELECT u.user_name FROM r_user_group g JOIN r_user_main u ON u.user_id = g.user_id" \
+                     " WHERE g.group_user_id = ?"
+            where = f"d.data_owner_name IN ({owners})" + ("" if resc_id == 0 else " AND d.resc_id = ?")
+            used = self.db.execute(f"SELECT coalesce(sum(d.data_size), 0) FROM r_data_main d WHERE {where}",
+                                   (user_id,) if resc_id == 0 else (user_id, resc_id)).fetchone()[0]
+            self.db.execute("UPDATE r_quota_main SET quota_over=?, modify_ts=? WHERE user_id=? AND resc_id=?",
+                            (used - limit, now(), user_id, resc_id))
 
     def add_member(self, group_id: int, user_id: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (group_id, user_id))
+
+    def members(self, group_id: int) -> list[int]:
+        """The users of a group (not the group's own membership row)."""
+        return [r[0] for r in self.db.execute("SELECT user_id FROM r_user_group WHERE group_user_id=? AND user_id<>?",
+                                              (group_id, group_id))]
 
     def remove_member(self, group_id: int, user_id: int) -> None:
         self.db.execute("DELETE FROM r_user_group WHERE group_user_id=? AND user_id=?", (group_id, user_id))

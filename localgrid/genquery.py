@@ -41,6 +41,8 @@ GROUPS: dict[str, list[tuple[str, str, str]]] = {
     "caccess": [("ca", "r_objt_access", ""),
                 ("ct", "r_tokn_main", "ct.token_id = ca.access_type_id AND ct.token_namespace = 'access_type'")],
     "cuser": [("cu", "r_user_main", "")],
+    "uauth": [("ua", "r_user_auth", "")],
+    "quota": [("q", "r_quota_main", "")],
 }
 
 # Links between groups: the condition that joins them (either direction).
@@ -56,6 +58,7 @@ EDGES: dict[frozenset, str] = {
     frozenset(("daccess", "user")): "u.user_id = da.user_id",
     frozenset(("coll", "caccess")): "ca.object_id = c.coll_id",
     frozenset(("caccess", "cuser")): "cu.user_id = ca.user_id",
+    frozenset(("user", "uauth")): "ua.user_id = u.user_id",
 }
 # Groups that only make sense attached to an owner (an AVU of a data object...).
 NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
@@ -113,8 +116,12 @@ COLUMNS: dict[int, tuple[str, str]] = {
     712: ("caccess", "ct.token_namespace"), 713: ("caccess", "ca.user_id"), 714: ("caccess", "ca.object_id"),
     900: ("group", "g.user_id"), 901: ("group", "g.user_name"),
     1300: ("cuser", "cu.user_name"), 1301: ("cuser", "cu.zone_name"),
+    1600: ("uauth", "ua.user_id"), 1601: ("uauth", "ua.user_auth_name"),
+    2000: ("quota", "q.user_id"), 2001: ("quota", "q.resc_id"), 2002: ("quota", "q.quota_limit"),
+    2003: ("quota", "q.quota_over"), 2004: ("quota", "q.modify_ts"),
 }
-NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900}
+NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900, 1600,
+           2000, 2001, 2002, 2003}
 
 _TOKEN = re.compile(r"\s*(?:(?P<q>'(?:[^']|'')*')|(?P<op>not\s+like|not\s+in|like|in|between|<>|!=|<=|>=|=|<|>)"
                     r"|(?P<paren>[(),])|(?P<bool>\|\||&&)|(?P<word>[^\s'(),]+))", re.I)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,12 @@ def run_module(module: str, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="prc-conformance-") as tmp:
         grid_dir, report = Path(tmp) / "grid", Path(tmp) / "report.xml"
         grid = spawn(grid_dir)
-        env = grid.environ()
+        # a client account as `iinit` leaves it: some tests read ~/.irods directly
+        home = Path(tmp) / "home"
+        (home / ".irods").mkdir(parents=True)
+        shutil.copy(grid.env_file, home / ".irods" / "irods_environment.json")
+        shutil.copy(grid.auth_file, home / ".irods" / ".irodsA")
+        env = grid.environ(HOME=str(home))
         started = time.monotonic()
         try:
             subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", os.devnull, "-p", "no:cacheprovider",

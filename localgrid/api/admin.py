@@ -49,6 +49,8 @@ class AdminApi:
                    ("rm", "childfromresc"): self._rm_child, ("modify", "resource"): self._modify_resource,
                    ("modify", "group"): self._modify_group, ("add", "group"): self._add_group,
                    ("rm", "group"): self._rm_user, ("rm", "unusedAVUs"): self._rm_unused_avus,
+                   ("set-quota", "user"): self._set_quota, ("set-quota", "group"): self._set_quota,
+                   ("calculate-usage", ""): self._calculate_usage,
                    ("add", "specificQuery"): self._add_specific_query,
                    ("rm", "specificQuery"): self._rm_specific_query,
                    }.get((action, kind))
@@ -58,6 +60,21 @@ class AdminApi:
         with self.cat.transaction():
             handler(*rest)
         return 0, b""
+
+    def _set_quota(self, name: str, resource: str, amount: str, *_):
+        """iadmin suq/sgq NAME RESOURCE|total BYTES."""
+        row = self.cat.user(name, self.zone)
+        if row is None:
+            raise fail("CAT_INVALID_USER", name)
+        resc_id = 0 if resource in ("", "total") else self.res.root(resource)["resc_id"]
+        try:
+            limit = int(amount)
+        except ValueError:
+            raise fail("SYS_INVALID_INPUT_PARAM", f"quota {amount!r} is not a number") from None
+        self.cat.set_quota(row["user_id"], resc_id, limit)
+
+    def _calculate_usage(self, *_):
+        self.cat.calculate_usage()
 
     def _add_specific_query(self, sql: str, alias: str, *_):
         """iadmin asq SQL [ALIAS]."""
@@ -113,6 +130,10 @@ class AdminApi:
             raise fail("CAT_INVALID_USER", name)
         if option == "password":
             self.cat.set_password(row["user_id"], self._decode_v2(value))
+        elif option == "addAuth":
+            self.cat.add_auth_name(row["user_id"], value)
+        elif option == "rmAuth":
+            self.cat.remove_auth_name(row["user_id"], value)
         elif option in ("type", "info", "comment"):
             if option == "type" and value not in USER_TYPES:
                 raise fail("CAT_INVALID_ARGUMENT", f"bad user type {value}")
@@ -188,14 +209,40 @@ class AdminApi:
             raise fail("SYS_INVALID_INPUT_PARAM", f"cannot modify resource {option}")
         self.cat.set_resource_field(row["resc_id"], option, value)
 
+    def _require_group_admin(self) -> None:
+        if self.user_type not in ("rodsadmin", "groupadmin"):
+            raise fail("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "needs rodsadmin or groupadmin")
+
     @api(ApiNumber.USER_ADMIN_AN)
     def api_user_admin(self, msg):
-        action, target, option, value, *_ = _args(msg)
+        """iRODS's user-level administration: one's own password; a groupadmin's users and groups.
+
+        As chlModGroup, a groupadmin changes the members of a group it belongs to, or of a group
+        with no members yet (so it can add itself to a group it just made)."""
+        args = _args(msg)
+        action, target, option, value, *_ = args
         if action == "mkuser":
-            self.require_admin()
+            self._require_group_admin()
             name, _, zone = target.partition("#")
             with self.cat.transaction():
                 self._add_user(name, "rodsuser", zone or self.zone, option)
+            return 0, b""
+        if action == "mkgroup":
+            self._require_group_admin()
+            with self.cat.transaction():
+                self._add_user(target, "rodsgroup", self.zone, "")
+            return 0, b""
+        if action == "modify" and target == "group":
+            _, _, group_name, operation, user_name, user_zone, *_ = args
+            self._require_group_admin()
+            with self.cat.transaction():
+                group = self.cat.user(group_name, self.zone)
+                if group is None or group["user_type_name"] != "rodsgroup":
+                    raise fail("CAT_INVALID_GROUP", f"no group {group_name}")
+                members = self.cat.members(group["user_id"])
+                if not self.is_admin() and members and self.user_id not in members:
+                    raise fail("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", f"{self.user} is not a member of {group_name}")
+                self._modify_group(group_name, operation, user_name, user_zone)
             return 0, b""
         if action != "userpw" or option != "password":
             raise fail("SYS_INVALID_INPUT_PARAM", f"user admin operation {action} not supported")
