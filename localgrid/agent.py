@@ -62,6 +62,7 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
         self.signature = ""
         self.descriptors: dict[int, Descriptor] = {}
         self.stream = bytearray(8 * 1024 * 1024)
+        self.link = state.link()
 
     # ================================================================ session ====
     def run(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .faults import FaultPolicy, SharedRandom
+from .link import Link, TokenBucket
 
 
 class ReplicaAccessTable:
@@ -105,6 +106,14 @@ class GridState:
     counters: Counters = field(default_factory=Counters)
     default_resource: str = "demoResc"
     idle_timeout: float = 600.0
+    total_bandwidth: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total_bandwidth = TokenBucket(lambda: self.faults.total_bandwidth_mbps)
+
+    def link(self) -> Link:
+        """A new connection's shaped link: its own cap and the grid's total."""
+        return Link(TokenBucket(lambda: self.faults.bandwidth_mbps), self.total_bandwidth)
 
     @property
     def random(self) -> SharedRandom:

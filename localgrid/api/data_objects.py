@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import protocol as p
 from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now, split
 from ..errors import fail
+from ..link import CHUNK
 from ..resources import physical_path
 from . import api
 from .numbers import ApiNumber, ObjType, OpenFlag, Whence
@@ -229,9 +230,13 @@ class DataObjectApi:
         if drop:   # die in the middle of the bytes, as a reset connection does
             self.state.counters.count("drops")
             count = int(count * self.state.faults.fraction())
+        shaped = self.link.shaped
         while sent < count:
+            piece = min(count - sent, CHUNK) if shaped else count - sent
+            if shaped:
+                self.link.consume(piece)
             try:
-                n = os.sendfile(self.sock.fileno(), desc.fd, desc.offset + sent, count - sent)
+                n = os.sendfile(self.sock.fileno(), desc.fd, desc.offset + sent, piece)
             except BlockingIOError:   # the socket has a timeout, hence is non-blocking underneath
                 if not select.select([], [self.sock], [], self.state.idle_timeout)[1]:
                     raise Dropped("client stopped reading") from None
@@ -239,6 +244,7 @@ class DataObjectApi:
             if n == 0:
                 break
             sent += n
+        self.state.counters.count("bytes_sent", sent)
         if drop:
             raise Dropped("fault injection mid-read")
         desc.offset += sent
@@ -251,6 +257,8 @@ class DataObjectApi:
         if not desc.writing:
             raise fail("SYS_NOT_ALLOWED", "descriptor is open for reading")
         data = msg.bs if isinstance(msg.bs, (bytes, memoryview)) else b""
+        self.state.counters.count("bytes_received", len(data))
+        self.link.consume(len(data))     # the next chunk waits for this one's reply: the link's pace
         if drop:   # write part of the chunk, then die
             self.state.counters.count("drops")
             part = int(len(data) * self.state.faults.fraction())
