@@ -75,3 +75,16 @@ def test_user_distinguished_names(admin):
         assert user.dn == ["/C=FR/CN=two"]
     finally:
         user.remove()
+
+
+def test_mod_data_obj_meta_sets_comment_and_expiry(session, coll):
+    from irods.models import DataObject
+
+    obj = session.data_objects.create(f"{coll}/commented")
+    session.data_objects.modDataObjMeta({"objPath": obj.path}, {"dataComments": "day file, 100 Hz",
+                                                                "dataExpiry": "4102444800"})
+    row = session.query(DataObject.comments, DataObject.expiry).filter(DataObject.id == obj.id).one()
+    assert row[DataObject.comments] == "day file, 100 Hz"
+    assert row[DataObject.expiry] == "04102444800"
+    with pytest.raises(ex.OBJ_PATH_DOES_NOT_EXIST):
+        session.data_objects.modDataObjMeta({"objPath": f"{coll}/missing"}, {"dataComments": "x"})

@@ -146,3 +146,53 @@ class MetadataApi:
             for t in targets:
                 self.cat.grant(t, row["user_id"], level)
         return 0, b""
+
+    # Keywords of MOD_DATA_OBJ_META's regParam and the replica columns they set (rsModDataObjMeta.cpp).
+    DATA_OBJ_META_KEYWORDS = {"dataComments": "r_comment", "dataExpiry": "data_expiry", "dataType": "data_type_name",
+                              "dataSize": "data_size", "dataModify": "modify_ts", "dataCreate": "create_ts",
+                              "chksum": "data_checksum", "dataMode": "data_mode", "version": "data_version",
+                              "statusString": "data_status", "replStatus": "data_is_dirty"}
+    TIMESTAMPS = ("modify_ts", "create_ts", "data_expiry")
+
+    @api(ApiNumber.MOD_DATA_OBJ_META_AN)
+    def api_mod_data_obj_meta(self, msg):
+        """Set system metadata of a replica (rescHier, rescName or replNum) or, with ``all``, of every replica."""
+        body = msg.xml()
+        info = body.find("DataObjInfo_PI")
+        if info is None:
+            raise p.ProtocolError("MOD_DATA_OBJ_META needs a DataObjInfo_PI")
+        path = normalize(p.text(info, "objPath"))
+        params = p.keyvals(body)
+        columns = {}
+        for keyword, value in params.items():
+            column = self.DATA_OBJ_META_KEYWORDS.get(keyword)
+            if column is None:
+                continue
+            if column in self.TIMESTAMPS and value.strip().isdigit():
+                value = "%011d" % int(value)
+            elif column in ("data_size", "data_is_dirty"):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise fail("SYS_INVALID_INPUT_PARAM", f"{keyword} must be an integer") from None
+            columns[column] = value
+        if not columns:
+            raise fail("SYS_INVALID_INPUT_PARAM", "no metadata to modify")
+        with self.cat.transaction():
+            reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT, "OBJ_PATH_DOES_NOT_EXIST")
+            hier, resc = p.text(info, "rescHier"), p.text(info, "rescName")
+            if "all" in params:
+                targets = reps
+            elif hier:
+                leaf = self.res.root(hier.split(";")[-1])
+                targets = [r for r in reps if r["resc_id"] == leaf["resc_id"]]
+            elif resc:
+                under = self.res.under(resc)
+                targets = [r for r in reps if r["resc_id"] in under]
+            else:
+                targets = [r for r in reps if r["data_repl_num"] == p.integer(info, "replNum")]
+            if not targets:
+                raise fail("SYS_REPLICA_DOES_NOT_EXIST", f"no such replica of {path}")
+            for r in targets:
+                self.cat.update_replica(r["data_id"], r["data_repl_num"], **columns)
+        return 0, b""
