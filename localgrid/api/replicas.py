@@ -106,7 +106,11 @@ class ReplicaApi:
         parts = msg.xml().findall("DataObjInp_PI")
         if len(parts) != 2:
             raise p.ProtocolError("copy needs source and destination")
-        src, dst = normalize(p.text(parts[0], "objPath")), normalize(p.text(parts[1], "objPath"))
+        raw_src, raw_dst = p.text(parts[0], "objPath"), p.text(parts[1], "objPath")
+        for raw in (raw_src, raw_dst):   # irods#4796: rsDataObjCopy refuses relative paths
+            if not raw.startswith("/"):
+                raise fail("USER_INPUT_PATH_ERR", f"not an absolute path: {raw!r}")
+        src, dst = normalize(raw_src), normalize(raw_dst)
         kv = p.keyvals(parts[1])
         src_reps = self.cat.replicas(src)
         if not src_reps:
