@@ -19,6 +19,7 @@ import pytest
 from irods import keywords as kw
 
 from seisstore.rebalance import Applier, Inventory, Plan, make_plan, verify
+from seisstore.rebalance.apply import Pacer
 from seisstore.rebalance.inventory import replica_query
 from seisstore.rebalance.journal import LOCK_ATTR, CollectionLock, LockedError
 
@@ -385,3 +386,39 @@ def test_source_down_between_verify_and_trim_keeps_it(grid, client, coll, sites,
     monkeypatch.setattr(Client, "replica_checksum", real)
     assert Applier(plan_file, _connect).run().done == len(plan.moves)
     _assert_safe(client, coll, 4)
+
+
+def test_pacer_caps_the_rate():
+    now = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    pacer = Pacer(1000.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        pacer.wait(500)
+    assert slept == [0.5, 0.5, 0.5, 0.5] and now[0] == 2.0   # 2,500 bytes started within 2 s: 1000 B/s
+
+
+def test_plan_is_reproducible_and_spreads_within_threshold():
+    from seisstore.rebalance.inventory import Resource, Resources
+
+    res = [Resource("1", "A", "random", ""), Resource("2", "B", "random", ""), Resource("3", "C", "random", "")]
+    res += [Resource(f"{p}{d}", f"{n}{d}", "unixfilesystem", p) for p, n in (("1", "A"), ("2", "B"), ("3", "C"))
+            for d in "xy"]
+    rng = random.Random(5)
+    rows = [("/z/c", f"o{i}", "0", str(rng.randrange(100, 10_000)), f"sha2:{i}", "1x", "1", "1")
+            for i in range(500)]
+    inv = Inventory.from_rows("/z/c", Resources(res), rows)
+    one = make_plan(inv, ["A", "B", "C"], threshold=3, seed=4)
+    two = make_plan(inv, ["A", "B", "C"], threshold=3, seed=4)
+    assert [m.to_json() for m in one.moves] == [m.to_json() for m in two.moves]
+    total = sum(one.after.values())
+    assert all(abs(v / total - 1 / 3) <= 0.03 for v in one.after.values()), one.after
+    assert {m.target["leaf"] for m in one.moves} == {"Bx", "By", "Cx", "Cy"}   # random leaf within the group
+    weighted = make_plan(inv, ["A", "B", "C"], weights={"A": 2, "B": 1, "C": 1}, threshold=3)
+    assert abs(weighted.after["A"] / total - 0.5) <= 0.03
+    moved = make_plan(inv, ["B", "C"], ["A"], mode="move")
+    assert moved.after["A"] == 0 and len(moved.moves) == 500
