@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -26,9 +27,9 @@ def _size(n: float) -> str:
     return f"{n}"
 
 
-def _bar(value: float, top: float) -> str:
-    cells = 0 if top <= 0 else round(BAR * value / top)
-    return "█" * cells + "·" * (BAR - cells)
+def _bar(value: float, top: float, width: int = BAR) -> str:
+    cells = 0 if top <= 0 else round(width * value / top)
+    return "█" * cells + "·" * (width - cells)
 
 
 def _client():
@@ -82,7 +83,8 @@ def du_cmd(coll: str, by: str, layout_spec: str) -> None:
     with _guard(f"du {coll}"), _client() as client:
         inv = _inventory(client, coll)
         usage = inv.usage(by, layout)
-    table = Table(title=f"{inv.root}: {len(inv.objects)} objects, by {by}", title_justify="left")
+    click.echo(f"{inv.root}: {len(inv.objects)} objects, good replicas by {by}")
+    table = Table()
     table.add_column(by)
     if by == "resource":
         table.add_column("group")
@@ -106,16 +108,16 @@ def rebalance() -> None:
 def _distribution(plan) -> Table:
     total = sum(plan.before.values()) or 1
     top = max(list(plan.before.values()) + list(plan.after.values()) + [1])
-    table = Table(title=f"{plan.collection}: {plan.mode}, {len(plan.moves)} moves, {_size(sum(m.size for m in plan.moves))}"
-                  f" (threshold {plan.threshold:g} %)", title_justify="left")
+    table = Table(caption=f"{plan.collection}: {plan.mode}, {len(plan.moves)} moves, "
+                  f"{_size(sum(m.size for m in plan.moves))} (threshold {plan.threshold:g} %)", caption_justify="left")
     for name, just in (("resource", "left"), ("share", "right"), ("before", "right"), ("", "left"),
                        ("after", "right"), ("", "left")):
         table.add_column(name, justify=just)
     for unit in plan.before:
         b, a = plan.before[unit], plan.after.get(unit, 0)
         table.add_row(unit, f"{100 * plan.shares.get(unit, 0):.1f}%" if plan.mode != "replicate" else "100%",
-                      f"{_size(b)} {100 * b / total:5.1f}%", _bar(b, top), f"{_size(a)} {100 * a / total:5.1f}%",
-                      _bar(a, top))
+                      f"{_size(b)} {100 * b / total:5.1f}%", _bar(b, top, 20), f"{_size(a)} {100 * a / total:5.1f}%",
+                      _bar(a, top, 20))
     return table
 
 
@@ -171,7 +173,9 @@ def _rate(text: str | None) -> float | None:
 @click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Seconds a move waits for a resource that is down (or a zone that drops) before it fails.")
 @click.option("--force-lock", is_flag=True, help="Take over a lock held from another host (its run is gone).")
-def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock) -> None:
+@click.option("--report-every", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Off a terminal: a progress line every this many seconds (0: none).")
+def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock, report_every) -> None:
     """Replicate -> verify -> trim every move of PLAN; resumable (journal next to PLAN), paced, locked."""
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
@@ -189,9 +193,27 @@ def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock) ->
                             disable=not console.is_terminal, transient=False)
         task = progress.add_task("moves", total=left, note="")
 
+        started, tally = time.monotonic(), {"bytes": 0, "moves": 0, "last": time.monotonic()}
+
+        guard = threading.Lock()
+
         def advance(outcome) -> None:
+            with guard:
+                _advance(outcome)
+
+        def _advance(outcome) -> None:
             progress.update(task, advance=outcome.move.size,
                             note=f"{outcome.state} {outcome.move.path.rsplit('/', 1)[-1]}")
+            tally["bytes"] += outcome.move.size
+            tally["moves"] += 1
+            now = time.monotonic()
+            if progress.disable and report_every and now - tally["last"] >= report_every:
+                tally["last"] = now   # off a terminal: one line per period, like the HDFS balancer's iterations
+                rate_now = tally["bytes"] / max(now - started, 1e-9)
+                rest = left - tally["bytes"]
+                console.print(f"{time.strftime('%H:%M:%S')} {tally['moves']} of {len(todo)} moves, "
+                              f"{_size(tally['bytes'])} done, {_size(rest)} left, {rate_now / 1e6:.2f} MB/s, "
+                              f"ETA {rest / rate_now if rate_now else 0:.0f} s")
 
         applier.on_progress = advance
         try:
@@ -199,11 +221,14 @@ def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock) ->
                 report = applier.run()
         except LockedError as exc:
             raise Failure(exc.message, ExitCode.USAGE) from None
-    verb = "would move" if dry_run else "moved"
-    click.echo(f"{report.planned} moves planned, {report.already} already final; this run: "
-               f"{report.done} done, {report.dry} {verb if dry_run else 'dry'}, "
-               f"{sum(report.skipped.values())} skipped, {len(report.failed)} failed; "
-               f"{_size(report.moved_bytes)} copied in {report.elapsed:.1f} s ({report.rate / 1e6:.2f} MB/s)")
+    if dry_run:
+        click.echo(f"dry run: {report.planned} moves planned, {report.already} already final; {report.dry} would "
+                   f"move, {sum(report.skipped.values())} would be skipped, {len(report.failed)} cannot run now; "
+                   f"nothing changed")
+    else:
+        click.echo(f"{report.planned} moves planned, {report.already} already final; this run: "
+                   f"{report.done} done, {sum(report.skipped.values())} skipped, {len(report.failed)} failed; "
+                   f"{_size(report.moved_bytes)} copied in {report.elapsed:.1f} s ({report.rate / 1e6:.2f} MB/s)")
     for prev in report.took_over:
         click.echo(f"took over the lock of a run that is gone: {prev}")
     for why, n in report.skipped.items():
@@ -238,7 +263,8 @@ def status_cmd(plan_path: Path) -> None:
             done_bytes += m.size
         elif state != "skipped":
             left += m.size
-    table = Table(title=f"{plan_path}: {plan.mode} of {plan.collection}", title_justify="left")
+    click.echo(f"{plan_path}: {plan.mode} of {plan.collection}, {len(plan.moves)} moves")
+    table = Table()
     table.add_column("state")
     table.add_column("moves", justify="right")
     for state in sorted(counts):
@@ -276,7 +302,9 @@ def verify_cmd(coll, min_copies, targets, plan_path, recompute) -> None:
             if t not in inv.resources:
                 raise Failure(f"no such resource: {t}", ExitCode.USAGE)
         report = verify(client, inv, min_copies=min_copies, targets=targets or None, recompute=recompute)
-    table = Table(title=f"{inv.root}: verify (min copies {min_copies})", title_justify="left")
+    click.echo(f"{inv.root}: verify, min copies {min_copies}"
+               + (f", targets {', '.join(targets)}" if targets else ""))
+    table = Table()
     table.add_column("check")
     table.add_column("count", justify="right")
     for name, n, risky in report.rows():
