@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -183,6 +184,8 @@ def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock, re
     from secure_irods.client import connect
     from seisstore.rebalance import Applier, LockedError
 
+    if not logging.getLogger().isEnabledFor(logging.INFO):   # without -v: failures go in the report, once
+        logging.getLogger("secure_irods.retry").setLevel(logging.ERROR)
     with _guard(f"apply {plan_path}"):
         applier = Applier(plan_path, connect, rate=_rate(rate), max_parallel=max_parallel, dry_run=dry_run,
                           wait=wait, force_lock=force_lock)

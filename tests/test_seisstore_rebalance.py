@@ -317,6 +317,18 @@ def test_min_copies_and_replicate_mode(grid, client, coll, sites, tmp_path):
     _assert_safe(client, coll, n, copies=3)
     r = _cli(grid, tmp_path, "rebalance", "verify", coll, "--min-copies", "4", check=False)
     assert r.returncode == 3 and f"{n} objects at risk" in r.stderr
+    # drain s3: every object is already on s1 and s2, so each move only trims (after verifying)
+    drain = tmp_path / "drain.jsonl"
+    inv = Inventory.load(client, coll)
+    plan = make_plan(inv, [sites["s1"], sites["s2"]], [sites["s3"]], mode="move", min_copies=2)
+    plan.write(drain)
+    assert len(plan.moves) == n and plan.after[sites["s3"]] == 0
+    report = Applier(drain, _connect).run()
+    assert report.done == n and report.moved_bytes == 0
+    inv = Inventory.load(client, coll)
+    assert all(len(o.good) == 2 and sites["s3"] not in {inv.resources.group(r.leaf) for r in o.replicas}
+               for o in inv.objects.values())
+    _assert_safe(client, coll, n, copies=2)
 
 
 def test_no_trim_without_verified_copy(grid, client, coll, sites, tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ Modes (``--to`` names the target resources: groups or leaves; ``--from`` the sou
 Within a target group, the leaf a replica goes to is chosen at random (``seed``: the same
 catalogue gives the same plan), like the seed paper's writes to a random node of a site.
 A move trims its source only when the object keeps at least ``min_copies`` good replicas.
+When draining (``move``, or a ``--from`` that is not a target) an object that every target
+already holds, the move only trims the drained replica, after verifying the target's.
 
 The file's first line is a header (``{"plan": {...}}``), then one move a line::
 
@@ -256,6 +258,8 @@ def _plan_spread(inv, plan, units, leaf_unit, holders, load, total, rng) -> None
             size = rep.size
             choices = [t for t in plan.targets if t != src_unit and t not in holders[obj.path]]
             if not choices:
+                if must_empty:   # every target already holds it: only trim the replica being drained
+                    _trim_only(inv, plan, obj, rep, holders, load, src_unit, leaf_unit)
                 continue
             dest = max(choices, key=lambda t: (share[t] - load[t], t))
             deficit = share[dest] - load[dest]
@@ -271,3 +275,15 @@ def _plan_spread(inv, plan, units, leaf_unit, holders, load, total, rng) -> None
             if trim:
                 holders[obj.path].discard(src_unit)
                 load[src_unit] -= size
+
+
+def _trim_only(inv, plan, obj, rep, holders, load, src_unit, leaf_unit) -> None:
+    """A move whose target already holds a good replica: apply verifies that one, then trims ``rep``."""
+    if len(obj.good) - 1 < plan.min_copies:
+        plan.skipped["kept for --min-copies"] = plan.skipped.get("kept for --min-copies", 0) + 1
+        return
+    kept = next(r for r in obj.good if leaf_unit.get(r.leaf) in plan.targets)
+    unit = leaf_unit[kept.leaf]
+    _move(inv, plan, obj, rep, unit, kept.leaf, trim=True)
+    holders[obj.path].discard(src_unit)
+    load[src_unit] -= rep.size
