@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -274,12 +275,14 @@ def status_cmd(plan_path: Path) -> None:
         table.add_row(state, str(counts[state]))
     Console(width=max(80, Console().width)).print(table)
     runs = journal.runs()
-    click.echo(f"{_size(done_bytes)} moved, {_size(left)} left; {len(runs)} apply runs"
+    copied = journal.copied()
+    click.echo(f"{_size(done_bytes)} of moves done ({_size(copied)} copied), {_size(left)} left; {len(runs)} apply runs"
                + (f", last by {runs[-1]['host']} pid {runs[-1]['pid']}" if runs else ""))
     reasons: dict[str, int] = {}
     for rec in states.values():
         if rec.get("state") in ("failed", "skipped") and rec.get("reason"):
-            key = f"{rec['state']}: {rec['reason'][:100]}"
+            why = re.sub(r"gave up after \d+ attempt\(s\): ", "", rec["reason"])
+            key = f"{rec['state']}: {why[:100]}"
             reasons[key] = reasons.get(key, 0) + 1
     for why, n in sorted(reasons.items()):
         click.echo(f"{n} {why}")

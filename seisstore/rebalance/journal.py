@@ -61,6 +61,23 @@ class Journal:
             out[i]["dones"] = n
         return out
 
+    def copied(self) -> int:
+        """Bytes replicated by every run so far (a trim-only move copies none)."""
+        return sum(rec.get("moved", 0) for rec in self._records() if rec.get("state") == "done")
+
+    def _records(self) -> list[dict]:
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
     def runs(self) -> list[dict]:
         try:
             lines = self.path.read_text().splitlines()
