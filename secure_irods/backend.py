@@ -294,13 +294,17 @@ class PrcBackend:
 
     # ------------------------------------------------------- replicas (rebalance)
 
-    def replicate(self, path: str, resource: str, source: str = "", hierarchy: str = "") -> None:
+    def replicate(self, path: str, resource: str, source: str = "", hierarchy: str = "",
+                  timeout: float | None = None) -> None:
         """``irepl -R RESOURCE [-S SOURCE] PATH``: a good replica of ``path`` in ``resource``.
 
         ``hierarchy`` (``root;...;leaf``) names the leaf of ``resource`` the replica goes to
         (``DEST_RESC_HIER_STR_KW``); without it the coordinating resources choose.  The
-        zone does nothing when ``resource`` already holds a good replica.
+        zone does nothing when ``resource`` already holds a good replica.  ``timeout``: the
+        socket time-out for this call (the zone answers only once the copy is done).
         """
+        if timeout:
+            self.set_timeout(timeout)
         options = {}
         if source:
             options[kw.RESC_NAME_KW] = source
@@ -308,8 +312,10 @@ class PrcBackend:
             options[kw.DEST_RESC_HIER_STR_KW] = hierarchy
         self.session.data_objects.replicate(path, resource=resource, **options)
 
-    def replica_checksum(self, path: str, replica: int) -> str:
+    def replica_checksum(self, path: str, replica: int, timeout: float | None = None) -> str:
         """The checksum of replica ``replica`` computed now by the zone from its bytes (``ichksum -f -n``)."""
+        if timeout:
+            self.set_timeout(timeout)
         return self.session.data_objects.chksum(path, **{kw.REPL_NUM_KW: str(replica), kw.FORCE_CHKSUM_KW: ""})
 
     def trim_replica(self, path: str, replica: int, min_copies: int) -> None:

@@ -346,16 +346,22 @@ class Client:
     # ------------------------------------------------------------ replicas (rebalance)
 
     def replicate(self, path: str, resource: str, *, source: str = "", hierarchy: str = "",
-                  deadline: Deadline | None = None) -> None:
+                  io_timeout: float | None = None, deadline: Deadline | None = None) -> None:
         """A good replica of ``path`` in ``resource`` (read from ``source`` if named; ``hierarchy``
-        picks the leaf); nothing happens when ``resource`` already holds a good one."""
+        picks the leaf); nothing happens when ``resource`` already holds a good one.
+        ``io_timeout``: longest wait for the answer, which comes once the zone has copied the
+        bytes (default: the client's stall guard)."""
         path = self.resolve(path)
-        self._call(lambda b, d: b.replicate(path, resource, source, hierarchy), deadline)
+        wait = io_timeout or self.io_timeout
+        self._call(lambda b, d: b.replicate(path, resource, source, hierarchy, d.socket_timeout(wait)), deadline)
 
-    def replica_checksum(self, path: str, replica: int, *, deadline: Deadline | None = None) -> str:
-        """Checksum of one replica, computed now by the zone from its bytes."""
+    def replica_checksum(self, path: str, replica: int, *, io_timeout: float | None = None,
+                         deadline: Deadline | None = None) -> str:
+        """Checksum of one replica, computed now by the zone from its bytes (``io_timeout`` as
+        for :meth:`replicate`)."""
         path = self.resolve(path)
-        return self._call(lambda b, d: b.replica_checksum(path, replica), deadline)
+        wait = io_timeout or self.io_timeout
+        return self._call(lambda b, d: b.replica_checksum(path, replica, d.socket_timeout(wait)), deadline)
 
     def trim_replica(self, path: str, replica: int, *, min_copies: int = 1, deadline: Deadline | None = None) -> None:
         """Remove one replica; the zone refuses to go below ``min_copies`` good replicas."""

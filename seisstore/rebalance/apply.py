@@ -36,7 +36,10 @@ from .inventory import DataObject, Inventory, Replica, Resources, object_query
 from .journal import FINAL, CollectionLock, Journal
 from .plan import Move, Plan
 
-__all__ = ["Applier", "ApplyReport", "Pacer", "MoveOutcome"]
+__all__ = ["Applier", "ApplyReport", "Pacer", "MoveOutcome", "SLOWEST"]
+
+#: Slowest zone-side copy or checksum we wait for (bytes/s): time-outs grow with the object.
+SLOWEST = 1e6
 
 
 class Pacer:
@@ -133,8 +136,13 @@ class Applier:
                 self._resources_at = time.monotonic()
             return self._resources
 
-    def _deadline(self) -> Deadline:
-        return Deadline(self.wait)
+    def _deadline(self, size: int = 0) -> Deadline:
+        """``--wait`` for a call, plus the time its bytes take at :data:`SLOWEST` bytes/s."""
+        return Deadline(self.wait + size / SLOWEST)
+
+    def _io_timeout(self, client, size: int) -> float:
+        """A replicate or checksum is answered once the zone has read all the bytes."""
+        return client.io_timeout + size / SLOWEST
 
     # --------------------------------------------------------------- run
 
@@ -218,14 +226,15 @@ class Applier:
                 raise MoveFailed(f"resource {leaf} is down (status): move kept for a later run")
         if self.dry_run:
             return MoveOutcome(move, "dry-run", "would replicate" + (" and trim" if move.trim else ""))
-        reference = src.checksum or client.replica_checksum(move.path, src.number, deadline=self._deadline())
+        reference = src.checksum or client.replica_checksum(
+            move.path, src.number, io_timeout=self._io_timeout(client, move.size), deadline=self._deadline(move.size))
         moved = 0
         if not in_target:
             self.pacer.wait(move.size)
             target_group = resources.group(move.target["leaf"])
             hier = move.target["hierarchy"] if ";" in move.target["hierarchy"] else ""
             client.replicate(move.path, target_group, source=resources.group(src.leaf), hierarchy=hier,
-                             deadline=self._deadline())
+                             io_timeout=self._io_timeout(client, move.size), deadline=self._deadline(move.size))
             moved = move.size
             obj = self._replicas(client, move.path)
             in_target = [r for r in (obj.good if obj else []) if r.leaf in target_leaves]
@@ -240,7 +249,8 @@ class Applier:
     def _verify(self, client, move: Move, replica: Replica, reference: str, size: int) -> None:
         if replica.size != size:
             raise MoveFailed(f"replica {replica.number} on {replica.leaf} has {replica.size} bytes, source {size}")
-        actual = client.replica_checksum(move.path, replica.number, deadline=self._deadline())
+        actual = client.replica_checksum(move.path, replica.number, io_timeout=self._io_timeout(client, size),
+                                         deadline=self._deadline(size))
         if actual != reference:
             raise MoveFailed(f"checksum mismatch: replica {replica.number} on {replica.leaf} {actual}, "
                              f"source {reference}; source kept")
