@@ -14,7 +14,26 @@ from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
 
-from .cli import LAYOUT_HELP, Failure, _layout, console
+console = Console(stderr=True)
+LAYOUT_HELP = "sds, whisper, or a format string such as '{date}/{net}.{sta}.{loc}.{cha}.mseed'."
+
+
+class Failure(click.ClickException):
+    """One line on stderr and a code from the toolkit's table (as ``seisstore.cli.Failure``; not
+    imported from there, so that ``python -m seisstore.cli`` loads this module once)."""
+
+    def __init__(self, message: str, code: int = ExitCode.PERMANENT) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+
+def _layout(spec: str):
+    from seisstore.layout import get_layout
+
+    try:
+        return get_layout(spec)
+    except ValueError as exc:
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
 
 __all__ = ["du_cmd", "rebalance"]
 
