@@ -110,6 +110,8 @@ def test_du_plan_apply_reaches_threshold(grid, client, coll, sites, tmp_path):
         assert abs(v / total - 1 / 3) <= 0.10, dist
     report = verify(client, Inventory.load(client, coll), min_copies=1, recompute=True)
     assert report.at_risk == 0 and report.checksums_computed == 30
+    outside = verify(client, Inventory.load(client, coll), targets=[sites["s2"], sites["s3"]])
+    assert 0 < len(outside.outside) < 30 and outside.at_risk == 0
     st = _cli(grid, tmp_path, "rebalance", "status", str(plan_file))
     assert "done" in st.stdout
     # a second apply redoes nothing
