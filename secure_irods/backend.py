@@ -291,3 +291,47 @@ class PrcBackend:
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 
+
+    # ------------------------------------------------------- replicas (rebalance)
+
+    def replicate(self, path: str, resource: str, source: str = "", hierarchy: str = "",
+                  timeout: float | None = None) -> None:
+        """``irepl -R RESOURCE [-S SOURCE] PATH``: a good replica of ``path`` in ``resource``.
+
+        ``hierarchy`` (``root;...;leaf``) names the leaf of ``resource`` the replica goes to
+        (``DEST_RESC_HIER_STR_KW``); without it the coordinating resources choose.  The
+        zone does nothing when ``resource`` already holds a good replica.  ``timeout``: the
+        socket time-out for this call (the zone answers only once the copy is done).
+        """
+        if timeout:
+            self.set_timeout(timeout)
+        options = {}
+        if source:
+            options[kw.RESC_NAME_KW] = source
+        if hierarchy:
+            options[kw.DEST_RESC_HIER_STR_KW] = hierarchy
+        self.session.data_objects.replicate(path, resource=resource, **options)
+
+    def replica_checksum(self, path: str, replica: int, timeout: float | None = None) -> str:
+        """The checksum of replica ``replica`` computed now by the zone from its bytes (``ichksum -f -n``)."""
+        if timeout:
+            self.set_timeout(timeout)
+        return self.session.data_objects.chksum(path, **{kw.REPL_NUM_KW: str(replica), kw.FORCE_CHKSUM_KW: ""})
+
+    def trim_replica(self, path: str, replica: int, min_copies: int) -> None:
+        """``itrim -n REPLICA -N MIN_COPIES PATH``; the zone keeps at least ``min_copies`` good replicas."""
+        self.session.data_objects.trim(path, **{kw.REPL_NUM_KW: str(replica), kw.COPIES_KW: str(max(1, min_copies))})
+
+    def collection_avus(self, path: str) -> list[tuple[str, str, str]]:
+        """``(attribute, value, units)`` of a collection (one GenQuery)."""
+        q = (Query("META_COLL_ATTR_NAME", "META_COLL_ATTR_VALUE", "META_COLL_ATTR_UNITS")
+             .where("COLL_NAME", "=", path))
+        return [(a, v, u or "") for a, v, u in self.genquery(q)]
+
+    def change_collection_avus(self, path: str, add: list[tuple[str, str]] = (),
+                               remove: list[tuple[str, str]] = ()) -> None:
+        """Remove then add AVUs of a collection in one atomic metadata call (API 20002)."""
+        ops = [AVUOperation(operation="remove", avu=iRODSMeta(a, v)) for a, v in remove]
+        ops += [AVUOperation(operation="add", avu=iRODSMeta(a, v)) for a, v in add]
+        if ops:
+            self.session.metadata.apply_atomic_operations(Collection, path, *ops)

@@ -349,6 +349,46 @@ class Client:
         coordinating one (``random``, ``replication``, ...); ``parent`` adds it as a child."""
         self._call(lambda b, d: b.add_resource(name, kind, host, vault, parent))
 
+    # ------------------------------------------------------------ replicas (rebalance)
+
+    def replicate(self, path: str, resource: str, *, source: str = "", hierarchy: str = "",
+                  io_timeout: float | None = None, deadline: Deadline | None = None) -> None:
+        """A good replica of ``path`` in ``resource`` (read from ``source`` if named; ``hierarchy``
+        picks the leaf); nothing happens when ``resource`` already holds a good one.
+        ``io_timeout``: longest wait for the answer, which comes once the zone has copied the
+        bytes (default: the client's stall guard)."""
+        path = self.resolve(path)
+        wait = io_timeout or self.io_timeout
+        self._call(lambda b, d: b.replicate(path, resource, source, hierarchy, d.socket_timeout(wait)), deadline)
+
+    def replica_checksum(self, path: str, replica: int, *, io_timeout: float | None = None,
+                         deadline: Deadline | None = None) -> str:
+        """Checksum of one replica, computed now by the zone from its bytes (``io_timeout`` as
+        for :meth:`replicate`)."""
+        path = self.resolve(path)
+        wait = io_timeout or self.io_timeout
+        return self._call(lambda b, d: b.replica_checksum(path, replica, d.socket_timeout(wait)), deadline)
+
+    def trim_replica(self, path: str, replica: int, *, min_copies: int = 1, deadline: Deadline | None = None) -> None:
+        """Remove one replica; the zone refuses to go below ``min_copies`` good replicas."""
+        path = self.resolve(path)
+        self._call(lambda b, d: b.trim_replica(path, replica, min_copies), deadline)
+
+    def collection_avus(self, path: str) -> dict[str, list[str]]:
+        """Attribute -> values of a collection (one GenQuery)."""
+        path = self.resolve(path)
+        found: dict[str, list[str]] = {}
+        for name, value, _ in self._call(lambda b, d: b.collection_avus(path)):
+            found.setdefault(name, []).append(value)
+        return found
+
+    def change_collection_avus(self, path: str, *, add: Iterable[tuple[str, str]] = (),
+                               remove: Iterable[tuple[str, str]] = ()) -> None:
+        """Remove then add AVUs of a collection, atomically (API 20002)."""
+        path = self.resolve(path)
+        add, remove = list(add), list(remove)
+        self._call(lambda b, d: b.change_collection_avus(path, add, remove))
+
     # ------------------------------------------------------------ transfers
 
     def get(self, remote: str, local: str | os.PathLike | None = None, *, force: bool = False,

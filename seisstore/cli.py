@@ -357,5 +357,11 @@ def coverage_cmd(coll, layout_spec, stations, dates, channels) -> None:
         render_coverage(Console(), cat.coverage(**scope))
 
 
+from seisstore.cli_rebalance import du_cmd, rebalance  # noqa: E402  (defined there)
+
+main.add_command(du_cmd)
+main.add_command(rebalance)
+
+
 if __name__ == "__main__":
     main()

@@ -236,6 +236,8 @@ class ReplicaApi:
             if stored and "forceChksum" not in kv and "verifyChksum" not in kv:
                 result = result or stored
                 continue
+            if not self.res.leaf_is_up(r["resc_id"]):   # the bytes must be read: the resource must be up
+                raise fail("SYS_RESC_IS_DOWN", f"resource of replica {r['data_repl_num']} is down")
             actual = sha2(Path(r["data_path"]))
             if "verifyChksum" in kv and stored and stored != actual:
                 raise fail("USER_CHKSUM_MISMATCH", f"replica {r['data_repl_num']} does not match its checksum")
@@ -258,6 +260,18 @@ class ReplicaApi:
         dest = kv.get("destRescName") or kv.get("defRescName") or self.state.default_resource
         have = {r["resc_id"]: r for r in reps}
         under = self.res.under(dest)
+        if kv.get("dest_resc_hier"):     # DEST_RESC_HIER_STR_KW: this leaf of the destination's hierarchy
+            leaf = self.res.root(kv["dest_resc_hier"].split(";")[-1])
+            if leaf["resc_id"] not in under:
+                raise fail("HIERARCHY_ERROR", f"{kv['dest_resc_hier']} is not below {dest}")
+            if not any(i in have and have[i]["data_is_dirty"] == GOOD for i in under):
+                if leaf["resc_id"] not in have:
+                    if not self.res.leaf_is_up(leaf["resc_id"]):
+                        raise fail("SYS_RESC_IS_DOWN", f"resource {leaf['resc_name']} is down")
+                    repl_num = max(r["data_repl_num"] for r in reps) + 1
+                    self._copy_replica(source, leaf["resc_id"], repl_num,
+                                       physical_path(leaf["resc_def_path"], path), new=True)
+                    return 0, b""
         stale_there = [have[i] for i in under if i in have and have[i]["data_is_dirty"] != GOOD]
         if any(i in have and have[i]["data_is_dirty"] == GOOD for i in under) and not stale_there:
             return 0, b""       # already replicated there: nothing to do
@@ -309,6 +323,8 @@ class ReplicaApi:
                     good -= 1
                 elif r["data_is_dirty"] == INTERMEDIATE:
                     continue
+                if not self.res.leaf_is_up(r["resc_id"]):
+                    raise fail("SYS_RESC_IS_DOWN", f"cannot unlink replica {r['data_repl_num']}: resource down")
                 self.cat.delete_replica(r["data_id"], r["data_repl_num"])
                 files.append(Path(r["data_path"]))
                 trimmed += 1
