@@ -232,15 +232,19 @@ class Client:
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
 
-        Every answered request beyond the log-in (a backend call that returned, a GenQuery
-        batch) is progress for the policy (see :mod:`secure_irods.policy`): a run of
-        attempts without any ends the call, others go on until the deadline.
+        Every answered request (a log-in, a backend call that returned, a GenQuery batch)
+        is progress for the policy (see :mod:`secure_irods.policy`): a run of attempts
+        the zone answered nothing in (refused, dropped before the log-in) ends the call,
+        others go on until the deadline.
         """
         deadline = deadline or self.deadline or self.policy.start_deadline()
         progress = RetryProgress()
 
         def attempt() -> T:
-            backend = self._connected(deadline)   # a log-in alone is not progress
+            opened = self.connections_opened
+            backend = self._connected(deadline)
+            if self.connections_opened != opened:
+                progress.note()  # the zone accepted and logged us in: it is up, the link is lossy
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
                 return fn(_Answered(backend, progress), deadline)
@@ -551,7 +555,7 @@ def connect(
         cooldown = Cooldown(directory, zone=zone, base=base, step=base)
     policy = policy or RetryPolicy.from_env()
     policy = policy.replace(zone=policy.zone or zone,
-                            budget=policy.budget or (RetryBudget(directory, zone=zone) if throttle else None))
+                            budget=policy.budget or (RetryBudget.from_env(directory, zone=zone) if throttle else None))
     if io_timeout is None:
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:

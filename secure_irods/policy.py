@@ -11,10 +11,10 @@ policy is one tenacity composition::
 With a :class:`Progress` (the client passes one per call), ``stop_after_attempt`` becomes
 ``stop_after_attempts_without_progress(attempts, progress)``: one call of ours is many
 requests to the zone (a get is a query, an open, reads and a close), each of which a
-lossy zone may drop.  An attempt in which the zone answered at least one request beyond
-the log-in, or which kept more bytes of a resumable transfer, is progress; a *run* of
-``attempts`` attempts without any (refused, dropped before an answer, dropped right
-after the log-in) ends the call.  Otherwise a call that keeps making progress is retried
+lossy zone may drop.  An attempt in which the zone answered at least one request (the
+log-in included: the zone is up and took us in, only the link is lossy), or which kept
+more bytes of a resumable transfer, is progress; a *run* of ``attempts`` attempts without
+any (refused, dropped before any answer) ends the call.  Otherwise a call that keeps making progress is retried
 until the deadline: no fixed count of attempts ends it.  What bounds the load a crowd
 of retrying jobs puts on the zone is node-wide: the cool-down after refusals and the
 shared :class:`~secure_irods.throttle.RetryBudget` (every retry of every process on the

@@ -54,6 +54,8 @@ DEFAULT_DIRECTORY = Path("/tmp/secure_irods_throttle")
 DEFAULT_SLOTS = 4
 ENV_MAX_CONNECTIONS = "SECURE_IRODS_MAX_CONNECTIONS"
 ENV_THROTTLE_DIR = "SECURE_IRODS_THROTTLE_DIR"
+ENV_RETRY_RATE = "SECURE_IRODS_RETRY_RATE"
+ENV_RETRY_BURST = "SECURE_IRODS_RETRY_BURST"
 
 _OPEN_FLAGS = os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
@@ -393,13 +395,29 @@ class RetryBudget:
     no budget (it is advisory, never a reason to fail).
     """
 
-    def __init__(self, directory: Path | str | None = None, *, zone: str = "", rate: float = 2.0,
-                 burst: float = 20.0, ratio: float = 0.1, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: Path | str | None = None, *, zone: str = "", rate: float = 5.0,
+                 burst: float = 50.0, ratio: float = 0.5, clock: Callable[[], float] = time.time) -> None:
         if rate <= 0 or burst < 1:
             raise InvalidInputError("retry budget needs rate > 0 and burst >= 1")
         self._state = _SharedState(shared_directory(directory) / f"retry-budget-{zone_key(zone)}.json")
         self.zone, self.rate, self.burst, self.ratio = zone, rate, burst, ratio
         self._clock = clock
+
+    @classmethod
+    def from_env(cls, directory: Path | str | None = None, *, zone: str = "",
+                 environ: Mapping[str, str] | None = None) -> "RetryBudget":
+        """Rate from $SECURE_IRODS_RETRY_RATE (retries a second, node-wide; default 5), burst from
+        $SECURE_IRODS_RETRY_BURST (default 50)."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for var, name in ((ENV_RETRY_RATE, "rate"), (ENV_RETRY_BURST, "burst")):
+            raw = env.get(var, "").strip()
+            if raw:
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise InvalidInputError(f"{var}={raw!r} is not a number") from None
+        return cls(directory, zone=zone, **values)
 
     @property
     def path(self) -> Path:

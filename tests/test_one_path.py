@@ -60,7 +60,8 @@ def test_sixteen_jobs_under_drops_stay_within_the_node_cap(grid, client, coll, t
     client.disconnect()
 
     env = dict(grid.environ(), SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"), SECURE_IRODS_MAX_CONNECTIONS="3",
-               SECURE_IRODS_COOLDOWN="0.5", SECURE_IRODS_MAX_WAIT="2", PYTHONPATH=str(ROOT))
+               SECURE_IRODS_COOLDOWN="0.5", SECURE_IRODS_MAX_WAIT="0.5", SECURE_IRODS_RETRY_RATE="20",
+               PYTHONPATH=str(ROOT))
     camp = tmp_path / "camp"
     cli = [sys.executable, "-m", "seisstore.cli"]
     made = subprocess.run([*cli, "campaign", "new", "rms", "--dates", "2011-03-01..2011-03-04",
