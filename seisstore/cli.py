@@ -292,5 +292,10 @@ def coverage_cmd(coll, layout_spec, stations, dates, channels) -> None:
         render_coverage(Console(), cat.coverage(**scope))
 
 
+from seisstore.cli_bundles import register as _register_bundles  # noqa: E402  (bundles, stack, export, plot)
+
+_register_bundles(main)
+
+
 if __name__ == "__main__":
     main()
