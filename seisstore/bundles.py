@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "seisstore-bundle/1"
 DEFAULT_BUNDLE_SIZE = 256 * 1024 * 1024
-PAGE = 64 * 1024
+PAGE = 4096
 AVU_CHUNK = 1800          # characters per AVU value (iRODS caps values at 2700)
 INDEX_ATTRS = ("bundle.format", "bundle.job", "bundle.head", "bundle.code", "bundle.rate")
 
@@ -163,6 +163,7 @@ class LocalBundle:
             ds.attrs["distance_m"] = _distance(ca, cb)
             ds.attrs["n_windows"] = np.zeros((len(dates), n_sub), dtype="i4")
             self.datasets[(a, b)] = ds
+        self.h5.flush()   # every header, attribute and link placed now: before the first sample
         self.head = 0
 
     def write(self, pair: tuple[str, str], date: datetime.date, cc: np.ndarray, n_windows: np.ndarray) -> None:
@@ -172,7 +173,7 @@ class LocalBundle:
         ds[k] = cc
         counts = ds.attrs["n_windows"]
         counts[k] = n_windows
-        ds.attrs["n_windows"] = counts
+        ds.attrs.modify("n_windows", counts)   # in place: the metadata stays in the head
 
     def close(self) -> int:
         """Close the file; returns ``head``, the bytes before the first sample (all metadata)."""
@@ -194,7 +195,7 @@ def _chunks(attr: str, items: Iterable[str]) -> dict[str, str]:
         current.append(item)
         size += len(item) + 1
     if current or not out:
-        out[f"{attr}.{len(out)}"] = ",".join(current)
+        out[f"{attr}.{len(out)}"] = ",".join(current) or "-"     # iRODS refuses an empty value
     return out
 
 
@@ -243,7 +244,7 @@ def _from_avus(path: str, avus: dict[str, str]) -> BundleInfo | None:
 
     def joined(attr: str) -> list[str]:
         keys = sorted((k for k in avus if k.startswith(attr + ".")), key=lambda k: int(k.rsplit(".", 1)[1]))
-        return [x for k in keys for x in avus[k].split(",") if x]
+        return [x for k in keys for x in avus[k].split(",") if x and x != "-"]
 
     info = BundleInfo(path, avus.get("bundle.job", ""), int(avus.get("bundle.head", "0") or 0),
                       avus.get("bundle.code", ""), float(avus.get("bundle.rate", "0") or 0))
