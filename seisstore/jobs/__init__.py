@@ -1,9 +1,10 @@
 """Campaign jobs run by ``start.bash`` (``python -m seisstore.jobs.<name> <param line>``).
 
-Each reads its settings from a small JSON file (:func:`load_config`) and the
-environment, reaches the zone only through ``secure_irods`` and exits with the
-toolkit's codes: 0 done, 1 bad options or environment, 2 transient at the deadline
-(the runner resubmits), 3 permanent, 7 authentication.
+Each takes its settings from its job script (``main(config={...})``: the script is what
+``start.bash`` fetches with the campaign), else a small JSON file (:func:`load_config`),
+environment variables filling in; reaches the zone only through ``secure_irods``; and
+exits with the toolkit's codes: 0 done, 1 bad options or environment, 2 transient at the
+deadline (the runner resubmits), 3 permanent, 7 authentication.
 """
 
 from __future__ import annotations

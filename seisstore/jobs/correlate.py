@@ -67,12 +67,12 @@ def _processed_facts(client, root: str) -> tuple[list[float], list[str]]:
     return sorted(rates), sorted(chains)
 
 
-def run(argv: list[str], workdir: str | os.PathLike = ".") -> int:
+def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     from seisstore.bundles import (DEFAULT_BUNDLE_SIZE, BundleIndex, LocalBundle, bundle_avus, code_version, pack)
     from seisstore.job import Job
     from seisstore.xcorr import correlate_day
 
-    config = load_config("correlate", workdir)
+    config = dict(config) if config is not None else load_config("correlate", workdir)
     processed = setting(config, "processed", "SEISSTORE_PROCESSED")
     bundles = setting(config, "bundles", "SEISSTORE_BUNDLES")
     if not processed or not bundles:
@@ -187,8 +187,9 @@ def _utc(day: datetime.date):
     return UTCDateTime(day.isoformat())
 
 
-def main(argv: list[str] | None = None) -> None:
-    main_wrapper(lambda args: run(args, "."), argv)
+def main(argv: list[str] | None = None, config: dict | None = None) -> None:
+    """Entry point; ``config``: settings embedded by a job script (else the JSON file or environment)."""
+    main_wrapper(lambda args: run(args, ".", config), argv)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def processed_state(client, root: str) -> dict[str, dict[str, str]]:
     return state
 
 
-def run(argv: list[str], workdir: str | os.PathLike = ".") -> int:
+def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     from obspy import Stream
 
     from seisstore.bundles import code_version
@@ -50,7 +50,7 @@ def run(argv: list[str], workdir: str | os.PathLike = ".") -> int:
     from seisstore.job import Job
     from seisstore.preprocessing import DEFAULT_CHAIN, chain_text, process_day
 
-    config = load_config("preprocess", workdir)
+    config = dict(config) if config is not None else load_config("preprocess", workdir)
     archive = setting(config, "archive", "SEISSTORE_ARCHIVE")
     processed = setting(config, "processed", "SEISSTORE_PROCESSED")
     if not archive or not processed:
@@ -83,8 +83,9 @@ def run(argv: list[str], workdir: str | os.PathLike = ".") -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    main_wrapper(lambda args: run(args, os.environ.get("SEISSTORE_WORKDIR") or "."), argv)
+def main(argv: list[str] | None = None, config: dict | None = None) -> None:
+    """Entry point; ``config``: settings embedded by a job script (else the JSON file or environment)."""
+    main_wrapper(lambda args: run(args, os.environ.get("SEISSTORE_WORKDIR") or ".", config), argv)
 
 
 if __name__ == "__main__":
