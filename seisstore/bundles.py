@@ -300,7 +300,8 @@ class BundleIndex:
     def refresh(self) -> None:
         """Bring the table up to date (see the class docstring for the cost)."""
         stamp = sorted(list(r) for r in self._rows(self._where(
-            Query("COLL_NAME", "count(META_DATA_ATTR_ID)", "sum(D_DATA_ID)", "max(META_DATA_MODIFY_TIME)", "sum(DATA_SIZE)"))))
+            Query("COLL_NAME", "count(META_DATA_ATTR_ID)", "sum(D_DATA_ID)", "max(META_DATA_MODIFY_TIME)",
+                  "sum(DATA_SIZE)"))))
         if self._stamp is None:
             self._load_cache()
         if self._stamp == stamp:

@@ -132,6 +132,18 @@ def test_processed_day_files_name_their_chain_and_input(world, zone):
     assert avus["sampling_rate"] == [repr(RATE)]
 
 
+def test_a_finished_preprocessing_line_rerun_writes_nothing(world, zone):
+    before = _objects(zone, world["processed"])
+    camp = world["camps"]["pre"]
+    fields = (camp / "param.txt").read_text().splitlines()[0].split()
+    done = subprocess.run([sys.executable, "-m", "seisstore.jobs.preprocess", *fields[1:]], cwd=camp,
+                          env=dict(os.environ, SEISSTORE_JOB_NAME=fields[0], SEISSTORE_LOG="INFO"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "0 station-days to process, 3 already done" in done.stderr
+    assert _objects(zone, world["processed"]) == before
+
+
 def test_stacked_correlations_peak_at_the_known_lag(world, zone):
     index = BundleIndex(zone, world["bundles"], cache=False)
     rows: dict = {}
