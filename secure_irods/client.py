@@ -351,13 +351,15 @@ class Client:
 
         One GenQuery here (size, checksum); then reads fetch only the blocks asked for,
         on a connection of the file's own (a throttle slot held until the file is
-        closed), with this client's retries, cool-down and deadline.  See
-        :mod:`secure_irods.remote`.
+        closed), with this client's retries, cool-down and deadline.  This client's
+        connection is closed first (its next call reconnects), so one process never
+        waits for a slot while holding one.  See :mod:`secure_irods.remote`.
         """
         from .remote import DEFAULT_BLOCK, DEFAULT_CACHE, RemoteFile
 
         path = self.resolve(path)
         stat = self.stat(path)
+        self.disconnect()
         own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
                      cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline)
         try:

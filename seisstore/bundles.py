@@ -275,6 +275,7 @@ class BundleIndex:
         self.client = client
         self.root = client.resolve(root).rstrip("/")
         self.bundles: dict[str, BundleInfo] = {}
+        self._table: dict | None = None
         self.queries = 0
         self._stamp: list | None = None
         self._cache_path = None
@@ -306,6 +307,7 @@ class BundleIndex:
             self._load_cache()
         if self._stamp == stamp:
             return
+        self._table = None
         found: dict[str, dict[str, str]] = defaultdict(dict)
         for coll, name, attr, value in self._rows(self._where(
                 Query("COLL_NAME", "DATA_NAME", "META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE"))):
@@ -330,7 +332,7 @@ class BundleIndex:
                 for name, dates in item["pairs"]:
                     info.pairs[parse_pair(name)] = [datetime.date.fromisoformat(d) for d in dates]
                 bundles[path] = info
-            self.bundles, self._stamp = bundles, data["stamp"]
+            self.bundles, self._stamp, self._table = bundles, data["stamp"], None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable bundle index cache %s: %s", self._cache_path, exc)
 
@@ -360,15 +362,19 @@ class BundleIndex:
                 yield pair, d, path
 
     def table(self) -> dict[tuple[tuple[str, str], datetime.date], list[str]]:
-        """``(pair, date) -> [bundle paths]`` (more than one only if bundles overlap)."""
-        out: dict = defaultdict(list)
-        for pair, d, path in self.cells():
-            out[(pair, d)].append(path)
-        return dict(out)
+        """``(pair, date) -> [bundle paths]`` (more than one only if bundles overlap); no query."""
+        if self._table is None:
+            out: dict = defaultdict(list)
+            for pair, d, path in self.cells():
+                out[(pair, d)].append(path)
+            self._table = dict(out)
+        return {k: list(v) for k, v in self._table.items()}
 
     def find(self, pair: tuple[str, str], date: datetime.date) -> str | None:
         """The bundle holding ``(pair, date)``, or None."""
-        paths = self.table().get((tuple(pair), date))
+        if self._table is None:
+            self.table()
+        paths = self._table.get((tuple(pair), date))
         return paths[0] if paths else None
 
     def pairs(self) -> list[tuple[str, str]]:
