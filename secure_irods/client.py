@@ -38,7 +38,7 @@ from .errors import InvalidInputError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
 from .query import Query
-from .throttle import Cooldown, Throttle
+from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import TransferResult, _get_object, _put_object
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
@@ -78,6 +78,11 @@ class IrodsEnvironment:
         self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
         self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
         self.default_resource = self.settings.get("irods_default_resource")
+
+    @property
+    def zone_address(self) -> str:
+        """``host:port`` of the zone: the key of the node's cool-down and retry budget."""
+        return f"{self.settings['irods_host']}:{self.settings['irods_port']}"
 
     def resolve(self, path: str) -> str:
         """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
@@ -227,17 +232,15 @@ class Client:
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
 
-        Every answered request (a log-in, a backend call that returned) is progress for
-        the policy's attempt budget (see :mod:`secure_irods.policy`).
+        Every answered request beyond the log-in (a backend call that returned, a GenQuery
+        batch) is progress for the policy (see :mod:`secure_irods.policy`): a run of
+        attempts without any ends the call, others go on until the deadline.
         """
         deadline = deadline or self.deadline or self.policy.start_deadline()
         progress = RetryProgress()
 
         def attempt() -> T:
-            opened = self.connections_opened
-            backend = self._connected(deadline)
-            if self.connections_opened != opened:
-                progress.note()  # the zone accepted and logged us in
+            backend = self._connected(deadline)   # a log-in alone is not progress
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
                 return fn(_Answered(backend, progress), deadline)
@@ -249,7 +252,10 @@ class Client:
                         self.cooldown.refused()
                 raise
 
-        return self.policy.call_within(deadline, attempt, progress=progress)
+        result = self.policy.call_within(deadline, attempt, progress=progress)
+        if self.policy.budget is not None:
+            self.policy.budget.credit()
+        return result
 
     # ------------------------------------------------------------ paths
 
@@ -511,10 +517,10 @@ def connect(
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
-    ``policy`` defaults to :meth:`RetryPolicy.from_env`; ``throttle`` to
-    :meth:`Throttle.from_env` (``False``: none); ``cooldown`` to a :class:`Cooldown` in the
-    throttle's directory (base from ``$SECURE_IRODS_COOLDOWN``, default 5 s; ``False``:
-    none); ``io_timeout`` (the stall guard: longest silence of a socket) to
+    ``policy`` defaults to :meth:`RetryPolicy.from_env`, given the zone's node-wide
+    :class:`RetryBudget` when throttled; ``throttle`` to :meth:`Throttle.from_env`
+    (``False``: none); ``cooldown`` to this zone's :class:`Cooldown` in the throttle's
+    directory (base from ``$SECURE_IRODS_COOLDOWN``, default 5 s; ``False``: none); ``io_timeout`` (the stall guard: longest silence of a socket) to
     ``$SECURE_IRODS_IO_TIMEOUT`` or 60 s.  The password is read only by
     python-irodsclient; the backend registers it for redaction from every message.
     ``streams``: connections a get of 32 MiB or more may read with (the extra ones only
@@ -523,12 +529,16 @@ def connect(
     or a job's whole run); by default each call starts its own from the policy.
     """
     environment = IrodsEnvironment(env_file, auth_file)
+    zone = environment.zone_address
     if throttle is None or throttle is True:
         throttle = Throttle.from_env()
+    directory = throttle.directory if isinstance(throttle, Throttle) else None
     if cooldown is None or cooldown is True:
-        directory = throttle.directory if isinstance(throttle, Throttle) else None
         base = _float_env(ENV_COOLDOWN, 5.0)
-        cooldown = Cooldown(directory, base=base, step=base)
+        cooldown = Cooldown(directory, zone=zone, base=base, step=base)
+    policy = policy or RetryPolicy.from_env()
+    policy = policy.replace(zone=policy.zone or zone,
+                            budget=policy.budget or (RetryBudget(directory, zone=zone) if throttle else None))
     if io_timeout is None:
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:

@@ -242,28 +242,56 @@ def _selection_options(fn):
 @click.argument("local_dir", type=click.Path(path_type=Path))
 @click.argument("coll")
 @click.option("--layout", "layout_spec", default="sds", show_default=True, help=LAYOUT_HELP)
-def ingest_cmd(local_dir: Path, coll: str, layout_spec: str) -> None:
+@click.option("--default-network", default=None, metavar="NET",
+              help="Network code for traces that have none (SAC files often); never guessed without it.")
+@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+              help="Map a trace id as read to another, e.g. '.OGDI..HHZ=FR.OGDI.00.HHZ' (repeatable), "
+                   "or @file with one OLD=NEW a line.")
+@click.option("--merge", "merge_existing", is_flag=True,
+              help="Extend existing day files with new samples (download, merge, verify, replace atomically); "
+                   "without it they are left as they are and counted.")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
+               report_file) -> None:
     """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
 
-    Day files already in COLL are skipped (one bulk catalogue query finds them).
+    Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
+    and reported at the end (exit 3); day files already in COLL are skipped (one bulk
+    catalogue query finds them) unless --merge.
     """
     from secure_irods.client import connect
     from secure_irods.errors import SecureIrodsError
-    from seisstore.ingest import ingest
+    from seisstore.ingest import CodeMap, ingest
 
     layout = _layout(layout_spec)
     if not local_dir.is_dir():
         raise Failure(f"no such directory: {local_dir}", ExitCode.USAGE)
     try:
+        codes = CodeMap.parse(renames, default_network)
+    except ValueError as exc:
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
+    try:
         with connect() as client:
-            report = ingest(client, local_dir, coll, layout, console=console)
+            report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
+                            merge_existing=merge_existing)
     except SecureIrodsError as exc:
         raise Failure(f"ingest into {coll} failed: {exc}", exc.exit_code) from None
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.PERMANENT) from None
     except Exception as exc:
         raise _zone_failure(exc, f"ingest into {coll} failed") from None
+    report.render(Console(highlight=False, soft_wrap=True))
     click.echo(report.summary())
+    if report_file is not None:
+        try:
+            report.write_json(report_file)
+        except OSError as exc:
+            raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
+    if report.exit_code:
+        raise Failure(f"{report.skipped} files, traces or day files skipped (see the report)", report.exit_code)
 
 
 @main.command("ls")

@@ -50,7 +50,8 @@ def test_ingest_multiday_miniseed(grid, session, coll, client, tmp_path):
 
     report = ingest(client, local, coll, layout, progress=False)
     assert report.files_read == 2 and len(report.unreadable) == 1
-    assert len(report.stored) == 3 * 4 and not report.skipped
+    assert len(report.stored) == 3 * 4 and not report.existing
+    assert report.exit_code == 3 and report.traces == 3
 
     cat = Catalogue(client, coll, layout, cache=False)
     assert {k.day for k in cat} == set(DAYS)
@@ -75,7 +76,8 @@ def test_ingest_multiday_miniseed(grid, session, coll, client, tmp_path):
     avus = {m.name: m.value for m in session.data_objects.get(first).metadata.items()}
     assert avus == {"network": "FR", "station": "OGDI", "location": EMPTY_LOCATION, "channel": "HHN",
                     "start": "2021-01-01T12:00:00.000000Z", "end": "2021-01-01T23:59:59.000000Z",
-                    "sampling_rate": "1.0", "npts": str(12 * 3600)}
+                    "sampling_rate": "1.0", "npts": str(12 * 3600),
+                    "encoding": "STEIM2", "source_encoding": "STEIM2"}
     middle = cat[Key("FR", "OGDI", "00", "HHZ", DAYS[1])].path
     avus = {m.name: m.value for m in session.data_objects.get(middle).metadata.items()}
     assert avus["npts"] == "86400" and avus["location"] == "00"
@@ -83,7 +85,7 @@ def test_ingest_multiday_miniseed(grid, session, coll, client, tmp_path):
 
     # re-running stores nothing new and skips what is there
     again = ingest(client, local, coll, layout, progress=False)
-    assert again.stored == [] and len(again.skipped) == 12 and again.repaired == []
+    assert again.stored == [] and len(again.existing) == 12 and again.repaired == []
 
     # a run killed between the put and the AVUs: the next run labels what it skips
     for meta in session.data_objects.get(middle).metadata.items():
