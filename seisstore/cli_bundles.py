@@ -88,17 +88,16 @@ def bundles_ls(coll, pairs, dates, cells) -> None:
 def stack_command(coll, pairs, all_, dates, method, output) -> None:
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
-    import numpy as np
 
     from secure_irods.errors import SecureIrodsError
     from seisstore.bundles import pair_name, read_pairs
     from seisstore.cli import parse_dates
-    from seisstore.xcorr import stack
+    from seisstore.xcorr import Stacker
 
     if not pairs and not all_:
         raise _failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
     client, index = _index(coll)
-    rows: dict = {}
+    rows: dict = {}          # pair -> running Stacker (one row's memory per pair, whatever the dates)
     meta: dict = {}
     stats: dict = {}
     lags, rate = None, None
@@ -106,7 +105,7 @@ def stack_command(coll, pairs, all_, dates, method, output) -> None:
         with client:
             for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
                                 stats=stats):
-                rows.setdefault(c.pair, []).append(c.data.reshape(-1, c.data.shape[-1]))
+                rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
                 meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
                 lags, rate = c.lags, c.rate
     except SecureIrodsError as exc:
@@ -123,7 +122,7 @@ def stack_command(coll, pairs, all_, dates, method, output) -> None:
         group = h5.create_group("stacks")
         for pair in sorted(rows):
             ca, cb, dist, days = meta[pair]
-            ds = group.create_dataset(pair_name(*pair), data=stack(np.concatenate(rows[pair]), method).astype("f8"))
+            ds = group.create_dataset(pair_name(*pair), data=rows[pair].result().astype("f8"))
             ds.attrs.update({"station_a": pair[0], "station_b": pair[1], "coords_a": ca, "coords_b": cb,
                              "distance_m": dist, "dates": sorted(d.isoformat() for d in days), "method": method})
     tmp.replace(output)

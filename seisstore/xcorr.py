@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["lag_axis", "correlate_day", "stack", "FREQ_BLOCK"]
+__all__ = ["lag_axis", "correlate_day", "stack", "Stacker", "FREQ_BLOCK"]
 
 #: Frequencies per batched matrix product (bounds the memory of one Gram block).
 FREQ_BLOCK = 2048
@@ -103,21 +103,51 @@ def correlate_day(data: np.ndarray, rate: float, pairs: Sequence[tuple[int, int]
     return out, counts
 
 
-def stack(rows: np.ndarray, method: str = "linear", power: float = 2.0) -> np.ndarray:
-    """Stack correlations ``(n, n_lag)`` over their first axis: ``linear`` mean, or ``pws``
-    (phase-weighted: the linear stack times the ``power``-th power of the coherence of the
-    instantaneous phases, Schimmel and Paulssen 1997)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    rows = rows[np.isfinite(rows).all(axis=1)]
-    if not len(rows):
-        raise ValueError("nothing to stack")
-    linear = rows.mean(axis=0)
-    if method == "linear":
-        return linear
-    if method != "pws":
-        raise ValueError(f"unknown stack method {method!r} (linear or pws)")
-    from scipy.signal import hilbert
+class Stacker:
+    """A running stack: rows are added as they are read, memory stays one row's worth.
 
-    analytic = hilbert(rows, axis=1)
-    phase = analytic / np.maximum(np.abs(analytic), 1e-30)
-    return linear * np.abs(phase.mean(axis=0)) ** power
+    ``linear``: the mean.  ``pws``: the phase-weighted stack (Schimmel and Paulssen 1997),
+    the mean times ``|mean of the unit phasors of the rows' analytic signals| ** power``;
+    both are sums, so neither keeps the rows.  Rows with NaNs are skipped.
+    """
+
+    def __init__(self, method: str = "linear", power: float = 2.0) -> None:
+        if method not in ("linear", "pws"):
+            raise ValueError(f"unknown stack method {method!r} (linear or pws)")
+        self.method, self.power = method, power
+        self.count = 0
+        self._sum: np.ndarray | None = None
+        self._phase: np.ndarray | None = None
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add ``(n, n_lag)`` rows (or one 1-D row)."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        if not len(rows):
+            return
+        if self._sum is None:
+            self._sum = np.zeros(rows.shape[1])
+            if self.method == "pws":
+                self._phase = np.zeros(rows.shape[1], dtype=np.complex128)
+        self._sum += rows.sum(axis=0)
+        if self._phase is not None:
+            from scipy.signal import hilbert
+
+            analytic = hilbert(rows, axis=1)
+            self._phase += (analytic / np.maximum(np.abs(analytic), 1e-30)).sum(axis=0)
+        self.count += len(rows)
+
+    def result(self) -> np.ndarray:
+        if not self.count:
+            raise ValueError("nothing to stack")
+        linear = self._sum / self.count
+        if self._phase is None:
+            return linear
+        return linear * np.abs(self._phase / self.count) ** self.power
+
+
+def stack(rows: np.ndarray, method: str = "linear", power: float = 2.0) -> np.ndarray:
+    """Stack correlations ``(n, n_lag)`` over their first axis (see :class:`Stacker`)."""
+    stacker = Stacker(method, power)
+    stacker.add(rows)
+    return stacker.result()
