@@ -49,7 +49,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field

@@ -12,7 +12,6 @@ Stacks file: ``/lags`` (seconds) and ``/stacks/<A>:<B>`` (one 1-D dataset per pa
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from pathlib import Path
