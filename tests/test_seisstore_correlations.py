@@ -295,3 +295,18 @@ def test_stack_of_an_empty_selection_is_one_line(world):
 def test_help_of_the_new_subcommands(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_job_settings_from_a_file_in_the_zone_or_the_workdir(world, zone, tmp_path, monkeypatch):
+    from seisstore.jobs import load_config
+
+    local = tmp_path / "settings.json"
+    local.write_text(json.dumps({"correlate": {"max_lag_s": 7}}))
+    remote = f"{world['bundles'].rsplit('/', 1)[0]}/campaigns/xc/settings.json"
+    zone.put(local, remote)
+    monkeypatch.setenv("SEISSTORE_CONFIG", f"i:{remote}")
+    assert load_config("correlate", tmp_path) == {"max_lag_s": 7}
+    monkeypatch.delenv("SEISSTORE_CONFIG")
+    (tmp_path / "preprocess.json").write_text('{"channels": ["HHZ"]}')
+    assert load_config("preprocess", tmp_path) == {"channels": ["HHZ"]}
+    assert load_config("correlate", tmp_path / "nowhere") == {}
