@@ -392,6 +392,32 @@ class Client:
         path = self.resolve(path)
         add, remove = list(add), list(remove)
         self._call(lambda b, d: b.change_collection_avus(path, add, remove))
+    # ------------------------------------------------------------ selective reads
+
+    def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
+             readahead: int = 0, head: int = 0, resource: str | None = None) -> Any:
+        """A seekable, block-cached, read-only file object over a data object (h5py accepts it).
+
+        One GenQuery here (size, checksum); then reads fetch only the blocks asked for,
+        on a connection of the file's own (a throttle slot held until the file is
+        closed), with this client's retries, cool-down and deadline.  This client's
+        connection is closed first (its next call reconnects), so one process never
+        waits for a slot while holding one.  See :mod:`secure_irods.remote`.
+        """
+        from .remote import DEFAULT_BLOCK, DEFAULT_CACHE, RemoteFile
+
+        path = self.resolve(path)
+        stat = self.stat(path)
+        self.disconnect()
+        own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
+                     cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline)
+        try:
+            return RemoteFile(own, path, stat=stat, block_size=block_size or DEFAULT_BLOCK,
+                              cache_bytes=cache_bytes or DEFAULT_CACHE, readahead=readahead, head=head,
+                              resource=resource)
+        except BaseException:
+            own.close()
+            raise
 
     # ------------------------------------------------------------ transfers
 

@@ -362,6 +362,10 @@ from seisstore.cli_rebalance import du_cmd, rebalance  # noqa: E402  (defined th
 main.add_command(du_cmd)
 main.add_command(rebalance)
 
+from seisstore.cli_bundles import register as _register_bundles  # noqa: E402  (bundles, stack, export, plot)
+
+_register_bundles(main)
+
 
 if __name__ == "__main__":
     main()
