@@ -92,7 +92,8 @@ class _Group(click.Group):
 def main(verbose: int) -> None:
     """Seismic recordings in iRODS: catalogue, ingest, and grid campaigns."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    fmt = "seisstore: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt, force=True)   # warnings: one line per wait
     # PRC logs every dropped connection at CRITICAL (they are retried) and, at debug, its
     # login exchange, which no verbosity may print (-vvv shows its warnings).
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
@@ -275,6 +276,24 @@ def _selection_options(fn):
     return fn
 
 
+def _existing_or_created(client, coll: str, create: bool) -> None:
+    """A typo (of the zone, of a path) must not silently make a new tree: COLL must exist
+    unless ``--create`` says to make it."""
+    from secure_irods.errors import NotFoundError
+
+    root = client.resolve(coll)
+    stat = client.stat(root)
+    if stat is not None and stat.is_collection:
+        return
+    if stat is not None:
+        raise NotFoundError(f"{root} is a data object, not a collection")
+    if not create:
+        zone = client.environment.settings["irods_zone_name"]
+        outside = "" if root.startswith(f"/{zone}/") else f", and it is outside your zone /{zone}"
+        raise NotFoundError(f"no such collection: {root}{outside} (--create makes it)")
+    client.mkdir(root)
+
+
 @main.command("ingest")
 @click.argument("local_dir", type=click.Path(path_type=Path))
 @click.argument("coll")
@@ -291,8 +310,9 @@ def _selection_options(fn):
               help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON to this file.")
+@click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
 def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
-               report_file) -> None:
+               report_file, create) -> None:
     """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
 
     Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
@@ -312,6 +332,7 @@ def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, re
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     try:
         with connect() as client:
+            _existing_or_created(client, coll, create)
             report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
                             merge_existing=merge_existing)
     except SecureIrodsError as exc:
