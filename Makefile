@@ -34,7 +34,7 @@ $(OLD)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 test-prc-oldest: $(OLD)/.installed
-	$(OLD)/bin/python -m pytest -q -p no:cacheprovider -m "not slurm" tests
+	$(OLD)/bin/python -m pytest -q -p no:cacheprovider -m "not slurm and not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/grid_throughput.py

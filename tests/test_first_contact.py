@@ -34,6 +34,7 @@ def _digest(path: Path) -> str:
 
 
 @pytest.mark.faults
+@pytest.mark.slow
 def test_under_drops_every_put_and_get_without_f_exits_0(grid, coll, env, tmp_path):
     """A retry after a drop that came after the final rename meets its own result: that is
     success, not "exists" (which a scheduler would read as: fail the job)."""
