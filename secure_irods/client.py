@@ -316,6 +316,22 @@ class Client:
             todo.extend(s.path for s in entries if s.is_collection)
         return found
 
+    def require_collection(self, path: str, *, create: bool = False) -> str:
+        """The absolute path of an existing collection; a missing one is a ``NotFoundError``
+        naming it (and the zone, if the path is outside it), unless ``create`` makes it."""
+        path = self.resolve(path)
+        stat = self.stat(path)
+        if stat is not None and stat.is_collection:
+            return path
+        if stat is not None:
+            raise NotFoundError(f"{path} is a data object, not a collection")
+        if create:
+            self.mkdir(path)
+            return path
+        zone = self.environment.settings["irods_zone_name"]
+        outside = "" if path.startswith(f"/{zone}/") else f", and it is outside your zone /{zone}"
+        raise NotFoundError(f"no such collection: {path}{outside}")
+
     def mkdir(self, path: str) -> None:
         """Create a collection and its parents."""
         path = self.resolve(path)

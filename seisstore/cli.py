@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import sys
@@ -153,11 +154,10 @@ def _upload(camp, directory: Path, parents: bool) -> None:
     try:
         with connect() as client:
             client.deadline = client.policy.start_deadline()
-            stat = client.stat(camp.irods_collection)
-            if stat is None and parents:
-                client.mkdir(camp.irods_collection)
-            elif stat is None or not stat.is_collection:
-                raise NotFoundError(f"no such collection: {camp.irods_collection} (--parents creates it)")
+            try:
+                client.require_collection(camp.irods_collection, create=parents)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc.message} (--parents creates it)") from None
             client.put_many([(directory / f, f"{camp.irods_collection}/{f}") for f in camp.uploads], force=True)
     except SecureIrodsError as exc:
         raise Failure(f"upload to {camp.irods_collection} failed: {exc}", exc.exit_code) from None
@@ -252,17 +252,23 @@ def _catalogue(coll: str, layout_spec: str, stations, dates, channels):
                  channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None)
     try:
         client = connect()
-        client.deadline = client.policy.start_deadline()
-        root = client.resolve(coll)
-        stat = client.stat(root)
-        if stat is None or not stat.is_collection:
-            client.close()
-            raise Failure(f"no such collection: {root}", ExitCode.PERMANENT)
-        return Catalogue(client, root, layout, cache=False), scope
+        client.deadline = client.policy.start_deadline()   # one for the whole command
+        with _closed_on_error(client):
+            return Catalogue(client, client.require_collection(coll), layout, cache=False), scope
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except SecureIrodsError as exc:
         raise Failure(f"cannot index {coll}: {exc}", exc.exit_code) from None
+
+
+@contextlib.contextmanager
+def _closed_on_error(client):
+    """Close ``client`` if what follows fails: the caller keeps it only on success."""
+    try:
+        yield client
+    except BaseException:
+        client.close()
+        raise
 
 
 def _selection_options(fn):
@@ -274,24 +280,6 @@ def _selection_options(fn):
     ]):
         fn = option(fn)
     return fn
-
-
-def _existing_or_created(client, coll: str, create: bool) -> None:
-    """A typo (of the zone, of a path) must not silently make a new tree: COLL must exist
-    unless ``--create`` says to make it."""
-    from secure_irods.errors import NotFoundError
-
-    root = client.resolve(coll)
-    stat = client.stat(root)
-    if stat is not None and stat.is_collection:
-        return
-    if stat is not None:
-        raise NotFoundError(f"{root} is a data object, not a collection")
-    if not create:
-        zone = client.environment.settings["irods_zone_name"]
-        outside = "" if root.startswith(f"/{zone}/") else f", and it is outside your zone /{zone}"
-        raise NotFoundError(f"no such collection: {root}{outside} (--create makes it)")
-    client.mkdir(root)
 
 
 @main.command("ingest")
@@ -320,7 +308,7 @@ def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, re
     catalogue query finds them) unless --merge.
     """
     from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
+    from secure_irods.errors import NotFoundError, SecureIrodsError
     from seisstore.ingest import CodeMap, ingest
 
     layout = _layout(layout_spec)
@@ -332,7 +320,10 @@ def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, re
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     try:
         with connect() as client:
-            _existing_or_created(client, coll, create)
+            try:   # a typo (of the zone, of a path) must not silently make a new tree
+                client.require_collection(coll, create=create)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc.message} (--create makes it)") from None
             report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
                             merge_existing=merge_existing)
     except SecureIrodsError as exc:
