@@ -415,6 +415,7 @@ class Client:
         path = self.resolve(path)
         add, remove = list(add), list(remove)
         self._call(lambda b, d: b.change_collection_avus(path, add, remove))
+
     # ------------------------------------------------------------ selective reads
 
     def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
