@@ -168,7 +168,7 @@ class Demo:
         self.days = [FIRST_DAY + datetime.timedelta(days=d) for d in range(days)]
         self.faults, self.shuffle = faults, shuffle
         self.workdir = workdir.resolve()
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, width=max(110, Console(stderr=True).width))
         self.retries = RetryCounter()
         self.facts: dict[str, object] = {}
 
@@ -226,12 +226,15 @@ class Demo:
 
     def run(self) -> int:
         self.started = time.monotonic()
-        logging.getLogger("secure_irods.retry").addHandler(self.retries)
+        retry_log = logging.getLogger("secure_irods.retry")
+        retry_log.addHandler(self.retries)
+        retry_log.propagate = False          # counted for the summary, not printed between the steps
         try:
             self.start_grid()
             return self._run()
         finally:
-            logging.getLogger("secure_irods.retry").removeHandler(self.retries)
+            retry_log.removeHandler(self.retries)
+            retry_log.propagate = True
             if getattr(self, "grid", None) is not None:
                 self.grid.stop()
 
@@ -334,8 +337,9 @@ class Demo:
         table.add_column("value", justify="right")
         table.add_column("from")
         rows = [
-            ("transfers", f"{stored} raw day files, {counts[processed]} processed, {counts[xc]} bundles, "
-                          f"{moves} replicas moved", "ingest report, catalogue, plan"),
+            ("transfers: raw day files ingested", str(stored), "ingest report"),
+            ("transfers: processed day files, bundles", f"{counts[processed]}, {counts[xc]}", "catalogue (GenQuery)"),
+            ("transfers: replicas moved", str(moves), "rebalance plan"),
             ("bytes into / out of the zone", f"{stats['bytes_received'] / 1e6:.1f} / {stats['bytes_sent'] / 1e6:.1f} MB",
              "grid counters"),
             ("connections (API calls)", f"{stats['accepted']} ({stats['api_calls']})", "grid counters"),
