@@ -183,7 +183,8 @@ class Demo:
         try:
             main.main(list(args), prog_name="seisstore", standalone_mode=False)
         except click.ClickException as exc:
-            exc.show()
+            self.console.print(f"seisstore {args[0]}: error: {' '.join(exc.format_message().split())}",
+                               markup=False, highlight=False)
             return exc.exit_code
         except SystemExit as exc:
             return int(exc.code or 0)

@@ -48,6 +48,17 @@ def test_a_demo_with_traces_shuffled_between_stations_reports_wrong_lags(tmp_pat
     assert max(errors) > 1
 
 
+def test_demo_help_and_a_bad_option_are_one_line():
+    from click.testing import CliRunner
+
+    from seisstore.cli import main
+
+    shown = CliRunner().invoke(main, ["demo", "--help"])
+    assert shown.exit_code == 0 and "--no-faults" in shown.output and "--shuffle" not in shown.output
+    bad = subprocess.run([SEISSTORE, "demo", "--stations", "1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
 def test_measured_lags_on_both_sides():
     lags = np.arange(-20, 21) / 2.0
     data = np.exp(-((lags - 3.0) ** 2)) + 0.8 * np.exp(-((lags + 3.0) ** 2))
