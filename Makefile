@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/seisstore demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
