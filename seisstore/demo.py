@@ -249,8 +249,8 @@ class Demo:
                   f"({size / 1e6:.1f} MB), a {span / 1000:.1f} km profile, wave speed {SPEED / 1000:g} km/s"
                   + (" [red](traces shuffled between stations)[/]" if self.shuffle else ""))
 
-        self.step(f"3. seisstore ingest {recordings.name}/ {raw}")
-        self.must("ingest", str(recordings), raw, "--jobs", "1", "--report", str(self.workdir / "ingest.json"))
+        self.step(f"3. seisstore ingest {recordings.name}/ {raw} --create")
+        self.must("ingest", str(recordings), raw, "--create", "--jobs", "1", "--report", str(self.workdir / "ingest.json"))
         ingest = json.loads((self.workdir / "ingest.json").read_text())
 
         settings = {"preprocess": {"archive": raw, "processed": processed, "chain": CHAIN},
