@@ -123,7 +123,11 @@ def oar_script(
 
     OAR passes each ``param_file`` line as the script's arguments
     (``--array-param-file``); ``besteffort`` plus ``idempotent`` makes OAR
-    resubmit jobs killed by local demand, like CiGri does. OAR has no
+    resubmit jobs killed by local demand, like CiGri does, and resubmit an
+    idempotent job that ends with exit 99 after running more than 60 s: a
+    transient failure of ``start.bash`` (exit 2) waits until the job has run
+    61 s (``SEISSTORE_OAR_MIN_RUN``; a back-off the zone needs anyway) and ends
+    with 99. OAR has no
     per-array concurrency cap, so ``max_jobs`` only applies under CiGri.
     """
     check_name(name, "campaign name")
@@ -131,6 +135,14 @@ def oar_script(
     check_name(exec_name, "exec file")
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ValueError(f"cores must be a positive int, got {cores!r}")
+    resubmit = [
+        "# exit 2 (transient): OAR resubmits an idempotent job ending with 99 after more than 60 s",
+        'if [ "$status" -eq 2 ]; then',
+        '    echo "seisstore: $1: transient failure (exit 2), exit 99 so that OAR resubmits it" >&2',
+        '    while [ "$SECONDS" -le "${SEISSTORE_OAR_MIN_RUN:-61}" ]; do sleep 1; done',
+        "    exit 99",
+        "fi",
+    ] if best_effort else []
     lines = [
         "#!/bin/bash",
         f"#OAR -n {name}",
@@ -142,9 +154,12 @@ def oar_script(
         f"#OAR -E {name}.%jobid%.err",
         f"# seisstore campaign {name}: submit from the campaign directory with",
         "#   oarsub -S ./<this file>",
-        "set -euo pipefail",
-        'cd -- "${OAR_WORKDIR:-.}"',
-        f'exec bash ./{shlex.quote(exec_name)} "$@"',
+        "set -uo pipefail",
+        'cd -- "${OAR_WORKDIR:-.}" || exit 1',
+        f'bash ./{shlex.quote(exec_name)} "$@"',
+        "status=$?",
+        *resubmit,
+        'exit "$status"',
         "",
     ]
     return "\n".join(lines)

@@ -418,6 +418,22 @@ def test_oar_task_runs_its_arguments(campaign_dir, fake_irods, monkeypatch):
     assert out.read_text().split(" ")[0] == "traces160_2_8_1"
 
 
+@needs_bash
+@pytest.mark.parametrize("code,expected", [(2, 99), (3, 3), (0, 0)])
+def test_oar_task_turns_a_transient_failure_into_a_resubmission(campaign_dir, fake_irods, monkeypatch,
+                                                               code, expected):
+    """OAR resubmits an idempotent job that ends with 99 (after 60 s: SEISSTORE_OAR_MIN_RUN shortens it here)."""
+    _, directory, _ = campaign_dir
+    monkeypatch.setenv("OAR_WORKDIR", str(directory))
+    monkeypatch.setenv("SEISSTORE_TEST_EXIT", str(code))
+    monkeypatch.setenv("SEISSTORE_OAR_MIN_RUN", "0")
+    line = (directory / "param.txt").read_text().splitlines()[3]
+    result = subprocess.run([BASH, str(directory / "oar_c1.sh"), *line.split()],
+                            capture_output=True, text=True, cwd="/")
+    assert result.returncode == expected, result.stderr
+    assert ("exit 99 so that OAR resubmits it" in result.stderr) == (code == 2)
+
+
 def test_inputs_files_round_trip(campaign_dir):
     campaign, directory, written = campaign_dir
     assert read_dates(directory / "dates.txt") == DATES
