@@ -53,6 +53,18 @@ stop_pidfile() {   # stop_pidfile FILE NAME: TERM, then KILL after 10 s
 
 if [ "$action" = down ]; then
     [ -d "$STATE" ] || exit 0
+    # cancel what still runs, so that no slurmstepd outlives its slurmd
+    if [ -s "$STATE/run/slurmctld.pid" ] && kill -0 "$(cat "$STATE/run/slurmctld.pid")" 2>/dev/null; then
+        jobs="$(SLURM_CONF="$STATE/etc/slurm.conf" squeue -h -t RUNNING,PENDING,COMPLETING -o %A 2>/dev/null)" || true
+        if [ -n "$jobs" ]; then
+            # shellcheck disable=SC2086
+            SLURM_CONF="$STATE/etc/slurm.conf" scancel --full $jobs 2>/dev/null || true
+            for _ in $(seq 50); do
+                [ -z "$(SLURM_CONF="$STATE/etc/slurm.conf" squeue -h -t RUNNING,COMPLETING 2>/dev/null)" ] && break
+                sleep 0.2
+            done
+        fi
+    fi
     stop_pidfile "$STATE/run/slurmd.pid"
     stop_pidfile "$STATE/run/slurmctld.pid"
     stop_pidfile "$STATE/run/munged.pid"
