@@ -76,7 +76,7 @@ if ! command -v oarsub >/dev/null || ! command -v oar-database >/dev/null || [ !
 fi
 
 "$0" down "$STATE" 2>/dev/null
-rm -rf "$STATE"/{pg,pgrun,log}
+rm -rf "${STATE:?}"/{pg,pgrun,log}
 mkdir -p "$STATE"/{pg,pgrun,log}
 chown postgres: "$STATE/pg" "$STATE/pgrun"
 chmod 700 "$STATE/pg"

@@ -46,7 +46,7 @@ stop_pidfile() {   # stop_pidfile FILE NAME: TERM, then KILL after 10 s
     if kill -0 "$pid" 2>/dev/null; then
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$file"
 }
@@ -88,7 +88,7 @@ fi
 
 # A previous run in the same directory: stop what is left, keep nothing of its state.
 "$0" down "$STATE" >/dev/null
-rm -rf "$STATE"/{etc,run,log,ctld,spool,munge}   # only what this script made
+rm -rf "${STATE:?}"/{etc,run,log,ctld,spool,munge}   # only what this script made
 mkdir -p "$STATE"/{etc,run,log,ctld,spool,munge}
 chmod 700 "$STATE/munge"
 
