@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from enum import IntEnum
 from pathlib import Path
 from typing import Iterator
 
@@ -65,21 +66,81 @@ CREATE TABLE IF NOT EXISTS r_objt_metamap (
 CREATE INDEX IF NOT EXISTS idx_metamap_meta ON r_objt_metamap (meta_id);
 CREATE TABLE IF NOT EXISTS r_tokn_main (
     token_namespace TEXT, token_id INTEGER, token_name TEXT, PRIMARY KEY (token_namespace, token_id));
+CREATE TABLE IF NOT EXISTS r_user_auth (user_id INTEGER NOT NULL, user_auth_name TEXT NOT NULL, create_ts TEXT,
+    PRIMARY KEY (user_id, user_auth_name));
+CREATE TABLE IF NOT EXISTS r_quota_main (user_id INTEGER NOT NULL, resc_id INTEGER NOT NULL, quota_limit INTEGER,
+    quota_over INTEGER, modify_ts TEXT, PRIMARY KEY (user_id, resc_id));
+CREATE TABLE IF NOT EXISTS r_specific_query (alias TEXT UNIQUE, sqlstr TEXT NOT NULL, create_ts TEXT);
 CREATE TABLE IF NOT EXISTS r_objt_access (
     object_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type_id INTEGER NOT NULL,
     create_ts TEXT, modify_ts TEXT, PRIMARY KEY (object_id, user_id));
 """
 
-# Access levels of the 4.3 catalogue (R_TOKN_MAIN, namespace access_type).
-ACCESS = {"null": 1000, "execute": 1010, "read_annotation": 1020, "read_system_metadata": 1030,
-          "read_metadata": 1040, "read_object": 1050, "write_annotation": 1060, "create_metadata": 1070,
-          "modify_metadata": 1080, "delete_metadata": 1090, "administer_object": 1100, "create_object": 1110,
-          "modify_object": 1120, "delete_object": 1130, "create_token": 1140, "delete_token": 1150,
-          "curate": 1160, "own": 1200}
+class AccessLevel(IntEnum):
+    """Access levels of the 4.3 catalogue (R_TOKN_MAIN, namespace access_type)."""
+
+    NULL = 1000
+    EXECUTE = 1010
+    READ_ANNOTATION = 1020
+    READ_SYSTEM_METADATA = 1030
+    READ_METADATA = 1040
+    READ_OBJECT = 1050
+    WRITE_ANNOTATION = 1060
+    CREATE_METADATA = 1070
+    MODIFY_METADATA = 1080
+    DELETE_METADATA = 1090
+    ADMINISTER_OBJECT = 1100
+    CREATE_OBJECT = 1110
+    MODIFY_OBJECT = 1120
+    DELETE_OBJECT = 1130
+    CREATE_TOKEN = 1140
+    DELETE_TOKEN = 1150
+    CURATE = 1160
+    OWN = 1200
+
+
+ACCESS = {level.name.lower(): int(level) for level in AccessLevel}
 ACCESS_ALIASES = {"read": "read_object", "write": "modify_object", "read object": "read_object",
                   "modify object": "modify_object"}
 
-GOOD, STALE, INTERMEDIATE = 1, 0, 2  # data_is_dirty values (replica status)
+
+class ReplicaStatus(IntEnum):
+    """data_is_dirty values (objInfo.h's STALE_REPLICA, GOOD_REPLICA, INTERMEDIATE_REPLICA)."""
+
+    STALE = 0
+    GOOD = 1
+    INTERMEDIATE = 2
+
+
+# The specific queries `irods setup` installs (icatSysInserts.sql and the schema updates).
+STOCK_SPECIFIC_QUERIES = {
+    "ls": "select alias,sqlStr from R_SPECIFIC_QUERY",
+    "lsl": "select alias,sqlStr from R_SPECIFIC_QUERY where sqlStr like ?",
+    "listQueryByAliasLike": "SELECT alias, sqlStr FROM R_SPECIFIC_QUERY WHERE alias LIKE ?",
+    "findQueryByAlias": "SELECT alias, sqlStr FROM R_SPECIFIC_QUERY WHERE alias = ?",
+    # `ils -A` of a large collection, page by page: (parent collection, limit, offset)
+    "ilsLACollections": "SELECT c.parent_coll_name, c.coll_name, c.create_ts, c.modify_ts, c.coll_id,"
+                        " c.coll_owner_name, c.coll_owner_zone, c.coll_type, u.user_name, u.zone_name,"
+                        " a.access_type_id, u.user_id FROM R_COLL_MAIN c"
+                        " JOIN R_OBJT_ACCESS a ON c.coll_id = a.object_id JOIN R_USER_MAIN u ON a.user_id = u.user_id"
+                        " WHERE c.parent_coll_name = ? AND c.coll_name <> '/'"
+                        " ORDER BY c.coll_name, u.user_name, a.access_type_id DESC LIMIT ? OFFSET ?",
+    "ilsLADataObjects": "SELECT s.coll_name, s.data_name, s.create_ts, s.modify_ts, s.data_id, s.data_size,"
+                        " s.data_repl_num, s.data_owner_name, s.data_owner_zone, u.user_name, u.user_id,"
+                        " a.access_type_id, u.user_type_name, u.zone_name FROM"
+                        " (SELECT c.coll_name, d.data_name, d.create_ts, d.modify_ts, d.data_id, d.data_repl_num,"
+                        " d.data_size, d.data_owner_name, d.data_owner_zone FROM R_COLL_MAIN c"
+                        " JOIN R_DATA_MAIN d ON c.coll_id = d.coll_id WHERE c.coll_name = ?"
+                        " ORDER BY d.data_name) s"
+                        " JOIN R_OBJT_ACCESS a ON s.data_id = a.object_id JOIN R_USER_MAIN u ON a.user_id = u.user_id"
+                        " ORDER BY s.coll_name, s.data_name, u.user_name, a.access_type_id DESC LIMIT ? OFFSET ?",
+    "ShowCollAcls": "SELECT DISTINCT u.user_name, u.zone_name, t.token_name, u.user_type_name FROM R_COLL_MAIN c"
+                    " JOIN R_OBJT_ACCESS a ON a.object_id = c.coll_id JOIN R_USER_MAIN u ON u.user_id = a.user_id"
+                    " JOIN R_TOKN_MAIN t ON t.token_id = a.access_type_id AND t.token_namespace = 'access_type'"
+                    " WHERE c.coll_name = ?",
+}
+
+GOOD, STALE, INTERMEDIATE = ReplicaStatus.GOOD, ReplicaStatus.STALE, ReplicaStatus.INTERMEDIATE
 
 
 def now() -> str:
@@ -113,6 +174,9 @@ class Catalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
+        # string comparisons are case-sensitive, as on the iCAT's PostgreSQL: `=` already is
+        # (BINARY collation), LIKE must be told (GenQuery's UPPER_CASE_WHERE asks for the other)
+        self.db.execute("PRAGMA case_sensitive_like=ON")
 
     def close(self) -> None:
         self.db.close()
@@ -152,6 +216,10 @@ class Catalog:
                     db.execute(stmt)
             for name, tid in ACCESS.items():    # also brings a grid made by an older version up to date
                 db.execute("INSERT OR REPLACE INTO r_tokn_main VALUES ('access_type', ?, ?)", (tid, name))
+            for alias, sql in STOCK_SPECIFIC_QUERIES.items():
+                db.execute("INSERT OR IGNORE INTO r_specific_query VALUES (?, ?, '01292940000')", (alias, sql))
+            # groups made by an older version lacked their own membership row
+            db.execute("INSERT OR IGNORE INTO r_user_group SELECT user_id, user_id FROM r_user_main")
             if db.execute("SELECT 1 FROM r_zone_main").fetchone():
                 return False
             db.execute("INSERT INTO r_objectid (id) VALUES (9999)")
@@ -166,6 +234,8 @@ class Catalog:
             for coll in ("/", f"/{zone}", f"/{zone}/home", f"/{zone}/trash", f"/{zone}/trash/home",
                          f"/{zone}/home/{admin}", f"/{zone}/trash/home/{admin}", f"/{zone}/home/public"):
                 self.insert_coll(coll, admin, zone)
+            # as a stock zone: the group public may write in /zone/home/public
+            self.grant(self.coll(f"/{zone}/home/public")["coll_id"], public_id, "modify_object")
         return True
 
     # ---------------------------------------------------------------- users -----
@@ -181,7 +251,8 @@ class Catalog:
             public = self.one("SELECT user_id FROM r_user_main WHERE user_name='public'")
             if public:
                 self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (public[0], uid))
-            self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (uid, uid))
+        # every user and group is a member of itself (chlRegUserRE), which GenQuery's group columns join on
+        self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (uid, uid))
         return uid
 
     def user(self, name: str, zone: str) -> sqlite3.Row | None:
@@ -359,6 +430,245 @@ class Catalog:
     def drop_object(self, object_id: int) -> None:
         self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (object_id,))
         self.db.execute("DELETE FROM r_objt_access WHERE object_id=?", (object_id,))
+
+    def remove_avu_by_id(self, object_id: int, meta_id: int) -> None:
+        self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=? AND meta_id=?", (object_id, meta_id))
+
+    def delete_unused_avus(self) -> None:
+        """iadmin rum: drop AVUs no object refers to any more (chlDelUnusedAVUs)."""
+        self.db.execute("DELETE FROM r_meta_main WHERE meta_id NOT IN (SELECT meta_id FROM r_objt_metamap)")
+
+    # ---------------------------------------------------------------- specific queries --
+    def add_specific_query(self, sql: str, alias: str) -> None:
+        if alias and self.one("SELECT 1 FROM r_specific_query WHERE alias=?", alias):
+            raise fail("CAT_INVALID_ARGUMENT", "Alias is not unique")
+        self.db.execute("INSERT INTO r_specific_query VALUES (?, ?, ?)", (alias or None, sql, now()))
+
+    def remove_specific_query(self, alias_or_sql: str) -> None:
+        """iadmin rsq: by alias, else by its SQL text (chlDelSpecificQuery)."""
+        removed = self.db.execute("DELETE FROM r_specific_query WHERE alias=?", (alias_or_sql,)).rowcount or \
+            self.db.execute("DELETE FROM r_specific_query WHERE sqlstr=?", (alias_or_sql,)).rowcount
+        if not removed:
+            raise fail("CAT_UNKNOWN_SPECIFIC_QUERY", alias_or_sql)
+
+    def specific_query(self, alias_or_sql: str) -> str:
+        """The SQL of a registered query, named by its alias or given verbatim (cmlGetMultiRowStringValues)."""
+        row = self.one("SELECT sqlstr FROM r_specific_query WHERE alias=?", alias_or_sql) or \
+            self.one("SELECT sqlstr FROM r_specific_query WHERE sqlstr=?", alias_or_sql)
+        if row is None:
+            raise fail("CAT_UNKNOWN_SPECIFIC_QUERY", f"no specific query {alias_or_sql!r}")
+        return row[0]
+
+    # ---------------------------------------------------------------- zone and restart --
+    def local_zone(self) -> str:
+        return self.one("SELECT zone_name FROM r_zone_main WHERE zone_type_name='local'")[0]
+
+    def stale_intermediate_replicas(self) -> None:
+        """On restart: replicas open for writing when the server stopped can never finish."""
+        self.db.execute("UPDATE r_data_main SET data_is_dirty=? WHERE data_is_dirty=?", (STALE, INTERMEDIATE))
+
+    # ---------------------------------------------------------------- users and groups --
+    def password(self, user_id: int) -> str:
+        row = self.one("SELECT rcat_password FROM r_user_password WHERE user_id=?", user_id)
+        return row[0] if row else ""
+
+    def set_password(self, user_id: int, password: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO r_user_password VALUES (?, ?)", (user_id, password))
+
+    USER_FIELDS = {"type": "user_type_name", "info": "user_info", "comment": "r_comment"}
+
+    def set_user_field(self, user_id: int, option: str, value: str) -> None:
+        """iadmin moduser NAME type|info|comment VALUE."""
+        column = self.USER_FIELDS[option]
+        self.db.execute(f"UPDATE r_user_main SET {column}=?, modify_ts=? WHERE user_id=?", (value, now(), user_id))
+
+    def delete_user(self, user_id: int) -> None:
+        """A user or group and everything that names it: password, memberships, ACLs, AVUs."""
+        self.db.execute("DELETE FROM r_user_main WHERE user_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_user_password WHERE user_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_user_group WHERE user_id=? OR group_user_id=?", (user_id, user_id))
+        self.db.execute("DELETE FROM r_objt_access WHERE user_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_user_auth WHERE user_id=?", (user_id,))
+        self.db.execute("DELETE FROM r_quota_main WHERE user_id=?", (user_id,))
+
+    def add_auth_name(self, user_id: int, name: str) -> None:
+        """iadmin aua: a distinguished name (GSI DN) the user may log in as."""
+        self.db.execute("INSERT OR IGNORE INTO r_user_auth VALUES (?, ?, ?)", (user_id, name, now()))
+
+    def remove_auth_name(self, user_id: int, name: str) -> None:
+        self.db.execute("DELETE FROM r_user_auth WHERE user_id=? AND user_auth_name=?", (user_id, name))
+
+    def set_quota(self, user_id: int, resc_id: int, limit: int) -> None:
+        """iadmin suq/sgq: a limit in bytes on a resource (0: total); a limit of 0 removes the quota."""
+        if limit == 0:
+            self.db.execute("DELETE FROM r_quota_main WHERE user_id=? AND resc_id=?", (user_id, resc_id))
+            return
+        self.db.execute("INSERT OR REPLACE INTO r_quota_main VALUES (?, ?, ?, ?, ?)",
+                        (user_id, resc_id, limit, -limit, now()))
+
+    def calculate_usage(self) -> None:
+        """iadmin cu (chlCalcUsageAndQuota): each quota's ``over`` is the bytes owned by the user (or by
+        the group's members), on that resource or in total, minus the limit."""
+        for user_id, resc_id, limit in self.db.execute(
+                "SELECT user_id, resc_id, quota_limit FROM r_quota_main").fetchall():
+            owners = "SELECT u.user_name FROM r_user_group g JOIN r_user_main u ON u.user_id = g.user_id" \
+                     " WHERE g.group_user_id = ?"
+            where = f"d.data_owner_name IN ({owners})" + ("" if resc_id == 0 else " AND d.resc_id = ?")
+            used = self.db.execute(f"SELECT coalesce(sum(d.data_size), 0) FROM r_data_main d WHERE {where}",
+                                   (user_id,) if resc_id == 0 else (user_id, resc_id)).fetchone()[0]
+            self.db.execute("UPDATE r_quota_main SET quota_over=?, modify_ts=? WHERE user_id=? AND resc_id=?",
+                            (used - limit, now(), user_id, resc_id))
+
+    def add_member(self, group_id: int, user_id: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO r_user_group VALUES (?, ?)", (group_id, user_id))
+
+    def members(self, group_id: int) -> list[int]:
+        """The users of a group (not the group's own membership row)."""
+        return [r[0] for r in self.db.execute("SELECT user_id FROM r_user_group WHERE group_user_id=? AND user_id<>?",
+                                              (group_id, group_id))]
+
+    def remove_member(self, group_id: int, user_id: int) -> None:
+        self.db.execute("DELETE FROM r_user_group WHERE group_user_id=? AND user_id=?", (group_id, user_id))
+
+    # ---------------------------------------------------------------- resources, changes --
+    RESOURCE_FIELDS = {"status": "resc_status", "comment": "r_comment", "context": "resc_context",
+                        "info": "resc_info", "free_space": "free_space"}
+
+    def set_resource_field(self, resc_id: int, option: str, value: str) -> None:
+        """iadmin modresc NAME status|comment|context|info|free_space VALUE."""
+        column = self.RESOURCE_FIELDS[option]
+        self.db.execute(f"UPDATE r_resc_main SET {column}=?, modify_ts=? WHERE resc_id=?", (value, now(), resc_id))
+
+    def resource_in_use(self, resc_id: int) -> bool:
+        return self.one("SELECT 1 FROM r_data_main WHERE resc_id=? LIMIT 1", resc_id) is not None
+
+    def delete_resource(self, resc_id: int) -> None:
+        self.db.execute("DELETE FROM r_resc_main WHERE resc_id=?", (resc_id,))
+        self.drop_object(resc_id)
+
+    def set_parent(self, child_id: int, parent_id: int | None, context: str = "") -> None:
+        """Attach a resource under a parent (``None``: detach it)."""
+        self.db.execute("UPDATE r_resc_main SET resc_parent=?, resc_parent_context=?, modify_ts=? WHERE resc_id=?",
+                        ("" if parent_id is None else str(parent_id), context, now(), child_id))
+
+    # ---------------------------------------------------------------- collections, changes --
+    def has_children(self, coll_id: int, path: str) -> bool:
+        """Whether a collection holds a sub-collection or a data object."""
+        return bool(self.one("SELECT 1 FROM r_coll_main WHERE parent_coll_name=? LIMIT 1", path) or
+                    self.one("SELECT 1 FROM r_data_main WHERE coll_id=? LIMIT 1", coll_id))
+
+    def subcollection_ids(self, path: str) -> list[int]:
+        """Every collection below ``path`` (not itself), at any depth."""
+        return [r[0] for r in self.db.execute("SELECT coll_id FROM r_coll_main WHERE coll_name LIKE ? ESCAPE '\\'",
+                                              (like_prefix(path),))]
+
+    def data_ids_in(self, coll_ids: list[int]) -> list[int]:
+        ids: list[int] = []
+        for start in range(0, len(coll_ids), 500):
+            chunk = coll_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            ids += [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT data_id FROM r_data_main WHERE coll_id IN ({marks})", chunk)]
+        return ids
+
+    def is_collection_id(self, object_id: int) -> bool:
+        return self.one("SELECT 1 FROM r_coll_main WHERE coll_id=?", object_id) is not None
+
+    def set_inheritance(self, coll_id: int, inherit: bool) -> None:
+        self.db.execute("UPDATE r_coll_main SET coll_inheritance=? WHERE coll_id=?", ("1" if inherit else "0", coll_id))
+
+    def set_collection_mtime(self, coll_id: int, mtime: str) -> None:
+        self.db.execute("UPDATE r_coll_main SET modify_ts=? WHERE coll_id=?", (mtime, coll_id))
+
+    def delete_collection(self, coll_id: int) -> None:
+        self.db.execute("DELETE FROM r_coll_main WHERE coll_id=?", (coll_id,))
+        self.drop_object(coll_id)
+
+    def delete_tree(self, path: str) -> list[Path]:
+        """A collection, everything below it and their data objects; returns the replica files to remove."""
+        files: list[Path] = []
+        for coll_id in [self.coll(path)["coll_id"]] + self.subcollection_ids(path):
+            for data_id in self.data_ids_in([coll_id]):
+                files += [Path(r[0]) for r in self.db.execute("SELECT data_path FROM r_data_main WHERE data_id=?",
+                                                              (data_id,))]
+                self.delete_data_object(data_id)
+            self.delete_collection(coll_id)
+        return files
+
+    def rename_collection(self, src: str, dst: str) -> None:
+        """A collection and everything below it move from ``src`` to ``dst``."""
+        ts = now()
+        self.db.execute("UPDATE r_coll_main SET coll_name = ? || substr(coll_name, ?), modify_ts=?"
+                        " WHERE coll_name LIKE ? ESCAPE '\\'", (dst, len(src) + 1, ts, like_prefix(src)))
+        self.db.execute("UPDATE r_coll_main SET parent_coll_name = ? || substr(parent_coll_name, ?)"
+                        " WHERE parent_coll_name = ? OR parent_coll_name LIKE ? ESCAPE '\\'",
+                        (dst, len(src) + 1, src, like_prefix(src)))
+        self.db.execute("UPDATE r_coll_main SET coll_name=?, parent_coll_name=?, modify_ts=? WHERE coll_name=?",
+                        (dst, split(dst)[0], ts, src))
+
+    # ---------------------------------------------------------------- replicas, changes --
+    _REPLICA_COLUMNS = ("data_id", "coll_id", "data_name", "data_repl_num", "data_version", "data_type_name",
+                        "data_size", "resc_id", "data_path", "data_owner_name", "data_owner_zone", "data_is_dirty",
+                        "data_status", "data_checksum", "data_expiry", "data_map_id", "data_mode", "r_comment",
+                        "create_ts", "modify_ts")
+
+    def replica(self, data_id: int, repl_num: int) -> sqlite3.Row | None:
+        return self.one("SELECT d.*, r.resc_name FROM r_data_main d JOIN r_resc_main r ON r.resc_id = d.resc_id"
+                        " WHERE d.data_id=? AND d.data_repl_num=?", data_id, repl_num)
+
+    def insert_replica(self, **columns) -> None:
+        """One row of R_DATA_MAIN: the first replica of a new object or another replica of one."""
+        ts = now()
+        columns = {"create_ts": ts, "modify_ts": ts, **columns}
+        names = [c for c in self._REPLICA_COLUMNS if c in columns]
+        if set(columns) - set(names):
+            raise ValueError(f"not replica columns: {sorted(set(columns) - set(names))}")
+        self.db.execute(f"INSERT INTO r_data_main ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                        [columns[c] for c in names])
+
+    def copy_replica_row(self, source: sqlite3.Row, **changes) -> None:
+        """A new replica whose catalogue row is the source's, but for ``changes``."""
+        columns = {c: source[c] for c in self._REPLICA_COLUMNS if c not in ("create_ts", "modify_ts")}
+        self.insert_replica(**{**columns, **changes})
+
+    def update_replica(self, data_id: int, repl_num: int, **columns) -> None:
+        """Set columns of one replica (``data_is_dirty``, ``data_size``, ``data_checksum``, ``modify_ts``...)."""
+        self._update_data(columns, "data_id=? AND data_repl_num=?", (data_id, repl_num))
+
+    def update_data_object(self, data_id: int, **columns) -> None:
+        """Set columns of every replica of a data object (its type, comment, expiry...)."""
+        self._update_data(columns, "data_id=?", (data_id,))
+
+    def _update_data(self, columns: dict, where: str, args: tuple) -> None:
+        bad = set(columns) - set(self._REPLICA_COLUMNS)
+        if bad or not columns:
+            raise ValueError(f"not replica columns: {sorted(bad)}")
+        sets = ", ".join(f"{c}=?" for c in columns)
+        self.db.execute(f"UPDATE r_data_main SET {sets} WHERE {where}", (*columns.values(), *args))
+
+    def set_replica_status(self, data_id: int, repl_num: int, status: ReplicaStatus) -> None:
+        self.update_replica(data_id, repl_num, data_is_dirty=int(status))
+
+    def stale_other_replicas(self, data_id: int, repl_num: int) -> None:
+        """Every replica but ``repl_num`` becomes stale: one replica has new content."""
+        self.db.execute("UPDATE r_data_main SET data_is_dirty=? WHERE data_id=? AND data_repl_num<>?",
+                        (STALE, data_id, repl_num))
+
+    def delete_replica(self, data_id: int, repl_num: int) -> None:
+        self.db.execute("DELETE FROM r_data_main WHERE data_id=? AND data_repl_num=?", (data_id, repl_num))
+
+    def delete_data_object(self, data_id: int) -> None:
+        self.db.execute("DELETE FROM r_data_main WHERE data_id=?", (data_id,))
+        self.drop_object(data_id)
+
+    def move_data_object(self, data_id: int, coll_id: int, name: str) -> None:
+        self.db.execute("UPDATE r_data_main SET coll_id=?, data_name=? WHERE data_id=?", (coll_id, name, data_id))
+
+
+def like_prefix(path: str) -> str:
+    """LIKE pattern (escape character backslash) of everything below a collection."""
+    return path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
 
 
 def open_catalog(root: Path) -> Catalog:

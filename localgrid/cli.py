@@ -30,14 +30,20 @@ def main(verbose: int) -> None:
 @click.option("--max-connections", default=0, type=click.IntRange(min=0), help="Connection cap (0: none).")
 @click.option("--drop-rate", default=0.0, type=click.FloatRange(0, 1), help="Chance an API call drops the connection.")
 @click.option("--latency", "latency_ms", default=0.0, type=click.FloatRange(min=0), help="Milliseconds added per reply.")
-@click.option("--seed", default=None, type=int, help="Seed of the fault generator.")
+@click.option("--bandwidth", "bandwidth_mbps", default=0.0, type=click.FloatRange(min=0),
+              help="MB/s each connection's data transfers may use (0: unlimited; 1250 is 10 GbE, 125 is 1 GbE).")
+@click.option("--total-bandwidth", "total_bandwidth_mbps", default=0.0, type=click.FloatRange(min=0),
+              help="MB/s all connections together may use (0: unlimited).")
+@click.option("--seed", default=None, type=int, help="Seed of the fault generator and the random resources.")
 @click.option("--down", multiple=True, help="A resource that is down (repeatable).")
 def serve(root: Path, host: str, port: int, zone: str, max_connections: int, drop_rate: float,
-          latency_ms: float, seed: int | None, down: tuple[str, ...]) -> None:
+          latency_ms: float, bandwidth_mbps: float, total_bandwidth_mbps: float, seed: int | None,
+          down: tuple[str, ...]) -> None:
     """Start the grid; print `ready HOST PORT` once it accepts connections."""
     from .server import GridServer
 
     faults = FaultPolicy(max_connections=max_connections, drop_rate=drop_rate, latency_ms=latency_ms,
+                         bandwidth_mbps=bandwidth_mbps, total_bandwidth_mbps=total_bandwidth_mbps,
                          seed=seed, down=set(down))
     try:
         server = GridServer(root, host=host, port=port, zone=zone, faults=faults)
@@ -56,6 +62,9 @@ def serve(root: Path, host: str, port: int, zone: str, max_connections: int, dro
 @click.option("--max-connections", type=click.IntRange(min=0))
 @click.option("--drop-rate", type=click.FloatRange(0, 1))
 @click.option("--latency", "latency_ms", type=click.FloatRange(min=0))
+@click.option("--bandwidth", "bandwidth_mbps", type=click.FloatRange(min=0), help="MB/s per connection (0: unlimited).")
+@click.option("--total-bandwidth", "total_bandwidth_mbps", type=click.FloatRange(min=0),
+              help="MB/s for all connections (0: unlimited).")
 @click.option("--seed", type=int)
 @click.option("--down", multiple=True, help="Resources down from now on (replaces the list).")
 @click.option("--up", is_flag=True, help="Bring every resource back up.")

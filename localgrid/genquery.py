@@ -41,6 +41,8 @@ GROUPS: dict[str, list[tuple[str, str, str]]] = {
     "caccess": [("ca", "r_objt_access", ""),
                 ("ct", "r_tokn_main", "ct.token_id = ca.access_type_id AND ct.token_namespace = 'access_type'")],
     "cuser": [("cu", "r_user_main", "")],
+    "uauth": [("ua", "r_user_auth", "")],
+    "quota": [("q", "r_quota_main", "")],
 }
 
 # Links between groups: the condition that joins them (either direction).
@@ -56,6 +58,7 @@ EDGES: dict[frozenset, str] = {
     frozenset(("daccess", "user")): "u.user_id = da.user_id",
     frozenset(("coll", "caccess")): "ca.object_id = c.coll_id",
     frozenset(("caccess", "cuser")): "cu.user_id = ca.user_id",
+    frozenset(("user", "uauth")): "ua.user_id = u.user_id",
 }
 # Groups that only make sense attached to an owner (an AVU of a data object...).
 NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
@@ -113,8 +116,12 @@ COLUMNS: dict[int, tuple[str, str]] = {
     712: ("caccess", "ct.token_namespace"), 713: ("caccess", "ca.user_id"), 714: ("caccess", "ca.object_id"),
     900: ("group", "g.user_id"), 901: ("group", "g.user_name"),
     1300: ("cuser", "cu.user_name"), 1301: ("cuser", "cu.zone_name"),
+    1600: ("uauth", "ua.user_id"), 1601: ("uauth", "ua.user_auth_name"),
+    2000: ("quota", "q.user_id"), 2001: ("quota", "q.resc_id"), 2002: ("quota", "q.quota_limit"),
+    2003: ("quota", "q.quota_over"), 2004: ("quota", "q.modify_ts"),
 }
-NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900}
+NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900, 1600,
+           2000, 2001, 2002, 2003}
 
 _TOKEN = re.compile(r"\s*(?:(?P<q>'(?:[^']|'')*')|(?P<op>not\s+like|not\s+in|like|in|between|<>|!=|<=|>=|=|<|>)"
                     r"|(?P<paren>[(),])|(?P<bool>\|\||&&)|(?P<word>[^\s'(),]+))", re.I)
@@ -220,6 +227,41 @@ def _path(seen: set[str], target: str) -> list[tuple[str, str]]:
     return [(None, target)]   # disconnected: a cross join, as SQL would give
 
 
+# Metadata groups whose repeated conditions each get their own alias (icatGeneralQuery.cpp's
+# handleMultiDataAVUConditions and handleMultiCollAVUConditions): group -> (name, value, unit
+# columns, map alias, meta alias, the owner's id).
+MULTI_AVU = {"dmeta": ((600, 601, 602), "dmm", "dm", "d.data_id"),
+             "cmeta": ((610, 611, 612), "cmm", "cm", "c.coll_id")}
+
+
+def _avu_aliases(conditions: list[tuple[int, str]]) -> tuple[list[str], list[str]]:
+    """The SQL expression of each condition, and the joins of the extra metadata aliases.
+
+    With several conditions on a metadata attribute name, the k-th condition on the name, the
+    value or the unit is made on the k-th alias of the metadata tables, so the object must
+    have an AVU matching each (name, value) pair: ``a = x and b = y`` selects objects with
+    both AVUs, not none (one AVU cannot be named both a and b).
+    """
+    exprs = [COLUMNS[col][1] for col, _ in conditions]
+    joins: list[str] = []
+    for (name_col, *other_cols), map_alias, meta_alias, owner in MULTI_AVU.values():
+        wanted = sum(1 for col, _ in conditions if col == name_col)
+        if wanted < 2:
+            continue
+        seen: dict[int, int] = {}
+        for i, (col, _) in enumerate(conditions):
+            if col not in (name_col, *other_cols):
+                continue
+            seen[col] = seen.get(col, 0) + 1
+            k = seen[col]
+            if 2 <= k <= wanted:
+                exprs[i] = exprs[i].replace(f"{meta_alias}.", f"{meta_alias}{k}.", 1)
+        for k in range(2, wanted + 1):
+            joins += [f"JOIN r_objt_metamap {map_alias}{k} ON {map_alias}{k}.object_id = {owner}",
+                      f"JOIN r_meta_main {meta_alias}{k} ON {meta_alias}{k}.meta_id = {map_alias}{k}.meta_id"]
+    return exprs, joins
+
+
 # The least access that makes an object visible to GenQuery (4.3's read_metadata).
 VISIBLE_LEVEL = 1040
 _VISIBLE = {"data": "d.data_id", "coll": "c.coll_id"}
@@ -265,8 +307,9 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
     aggregated = len(group_by) < len(selects)
     where, args = [], []
     upper = bool(options & UPPER_CASE_WHERE)
-    for col, text in conditions:
-        expr = COLUMNS[col][1]
+    aliases, extra_joins = _avu_aliases(conditions)
+    from_sql += extra_joins
+    for (col, text), expr in zip(conditions, aliases):
         clause, values = parse_condition(f"upper({expr})" if upper else expr, text)
         where.append(clause)
         args.extend(values)
@@ -297,6 +340,7 @@ class QueryEngine:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.db.execute("PRAGMA query_only=ON")   # specific queries run client-named SQL: reads only
         self.statements: dict[int, Statement] = {}
 
     def close(self) -> None:
@@ -308,6 +352,19 @@ class QueryEngine:
     def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
             visible_to: list[int] | None = None):
         """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
+        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to)
+        return self._page(build, [c for c, _ in selects], max_rows, continue_inx, options, offset)
+
+    def run_sql(self, sql: str, args: list[str], max_rows: int, continue_inx: int, offset: int = 0):
+        """A specific query: registered SQL with ``?`` bound to the client's arguments, paged as GenQuery.
+
+        Its columns are numbered 0..n-1 in the reply, as the server numbers them."""
+        needed = len(re.findall(r"\?", re.sub(r"'(?:[^']|'')*'", "", sql)))
+        if len(args) < needed:
+            raise fail("CAT_INVALID_ARGUMENT", f"the query takes {needed} arguments, {len(args)} given")
+        return self._page((sql, args[:needed]), None, max_rows, continue_inx, 0, offset)
+
+    def _page(self, build, columns, max_rows: int, continue_inx: int, options: int, offset: int):
         if continue_inx:
             st = self.statements.get(continue_inx)
             if st is None:
@@ -319,15 +376,17 @@ class QueryEngine:
         else:
             if max_rows <= 0:
                 raise fail("CAT_NO_ROWS_FOUND", "nothing asked")
-            sql, args = build_sql(selects, conditions, options, visible_to)
+            sql, args = build
             try:
                 cursor = self.db.execute(sql, args)
             except sqlite3.Error as exc:
                 raise fail("CAT_SQL_ERR", str(exc)) from exc
+            if columns is None:
+                columns = list(range(len(cursor.description or ())))
             total = 0
             if options & RETURN_TOTAL_ROW_COUNT:
                 total = self.db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0]
-            st = Statement(cursor, [c for c, _ in selects], total=total)
+            st = Statement(cursor, columns, total=total)
             if offset > 0:          # partialStartIndex: skip rows, as the server's OFFSET does
                 cursor.fetchmany(offset)
             if len(self.statements) >= MAX_STATEMENTS:

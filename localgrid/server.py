@@ -10,58 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import secrets
 import socket
 import threading
 from pathlib import Path
 
-from .agent import Agent
+from .agent import Agent, version_pack
 from .catalog import open_catalog
+from .errors import ErrorCode
 from .faults import FaultPolicy
+from .state import GridState
 
 log = logging.getLogger("localgrid.server")
 
 ADMIN = "rods"
-
-
-class ReplicaAccessTable:
-    """Open-for-write replicas by token, shared by agents (the server's replica access table).
-
-    A token lets the extra connections of a parallel transfer write the replica the first
-    connection opened; if any of them dies, the replica is poisoned and will not be
-    finalized as good.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, list] = {}
-
-    def acquire(self, token: str, data_id: int, repl_num: int) -> None:
-        with self._lock:
-            entry = self._entries.setdefault(token, [data_id, repl_num, 0, False])
-            entry[2] += 1
-
-    def get(self, token: str) -> tuple | None:
-        with self._lock:
-            entry = self._entries.get(token)
-            return tuple(entry) if entry else None
-
-    def poison(self, token: str) -> None:
-        with self._lock:
-            if token in self._entries:
-                self._entries[token][3] = True
-
-    def release(self, token: str) -> bool:
-        """Drop one reference; returns whether the replica was poisoned."""
-        with self._lock:
-            entry = self._entries.get(token)
-            if entry is None:
-                return False
-            entry[2] -= 1
-            if entry[2] <= 0:
-                del self._entries[token]
-            return entry[3]
 
 
 class GridServer:
@@ -71,17 +33,12 @@ class GridServer:
         self.zone = zone
         self.host = host
         self.faults = faults or FaultPolicy()
-        self.rng = random.Random(self.faults.seed)
         self.vault_root = self.root / "vault"
         self.catalog_path = self.root / "catalog.sqlite"
-        self.default_resource = "demoResc"
-        self.idle_timeout = 600.0
-        self.replica_table = ReplicaAccessTable()
-        self._stats_lock = threading.Lock()
-        self.stats = {"accepted": 0, "refused": 0, "active": 0, "max_active": 0, "api_calls": 0,
-                      "drops": 0, "logins": 0, "auth_failures": 0, "bad_clients": 0}
         self._stop = threading.Event()
         self.password = self._bootstrap(password)
+        self.state = GridState(zone=self.zone, vault_root=self.vault_root, catalog_path=self.catalog_path,
+                               faults=self.faults)
         self.listener = socket.create_server((host, port), backlog=512, reuse_port=False)
         self.port = self.listener.getsockname()[1]
         self._control = None
@@ -96,16 +53,16 @@ class GridServer:
             fresh_password = password or secrets.token_urlsafe(12)
             if cat.bootstrap(self.zone, ADMIN, fresh_password, self.vault_root):
                 return fresh_password
-            zone = cat.one("SELECT zone_name FROM r_zone_main WHERE zone_type_name='local'")[0]
+            zone = cat.local_zone()
             self.zone = zone
-            with cat.transaction() as db:
+            with cat.transaction():
                 # replicas that were open for writing when the server stopped never finished:
                 # nothing holds them any more, so they are stale, not locked forever
-                db.execute("UPDATE r_data_main SET data_is_dirty=0 WHERE data_is_dirty=2")
+                cat.stale_intermediate_replicas()
             row = cat.user(ADMIN, zone)
             if password:   # an explicit password on restart resets the admin's
-                with cat.transaction() as db:
-                    db.execute("INSERT OR REPLACE INTO r_user_password VALUES (?, ?)", (row["user_id"], password))
+                with cat.transaction():
+                    cat.set_password(row["user_id"], password)
                 return password
             return row["rcat_password"]
         finally:
@@ -118,7 +75,7 @@ class GridServer:
         auth = self.root / ".irodsA"
         env = {
             "irods_host": self.host, "irods_port": self.port, "irods_user_name": ADMIN,
-            "irods_zone_name": self.zone, "irods_default_resource": self.default_resource,
+            "irods_zone_name": self.zone, "irods_default_resource": self.state.default_resource,
             "irods_home": f"/{self.zone}/home/{ADMIN}", "irods_cwd": f"/{self.zone}/home/{ADMIN}",
             "irods_authentication_scheme": "native", "irods_authentication_file": str(auth),
             "irods_client_server_policy": "CS_NEG_REFUSE",
@@ -132,21 +89,13 @@ class GridServer:
 
     # ---------------------------------------------------------------- counters ---
     def count(self, key: str, delta: int = 1) -> None:
-        with self._stats_lock:
-            self.stats[key] += delta
-            if key == "active":
-                self.stats["max_active"] = max(self.stats["max_active"], self.stats["active"])
+        self.state.counters.count(key, delta)
 
     def snapshot(self) -> dict:
-        with self._stats_lock:
-            return dict(self.stats)
+        return self.state.counters.snapshot()
 
     def reset_stats(self) -> None:
-        with self._stats_lock:
-            for key in self.stats:
-                if key != "active":
-                    self.stats[key] = 0
-            self.stats["max_active"] = self.stats["active"]
+        self.state.counters.reset()
 
     # ---------------------------------------------------------------- serving ----
     def serve_forever(self) -> None:
@@ -174,30 +123,15 @@ class GridServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):   # 4-8 MiB messages: fewer wake-ups per chunk
             sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
-        with self._stats_lock:
-            self.stats["accepted"] += 1
-            cap = self.faults.max_connections
-            refused = bool(cap) and self.stats["active"] >= cap
-            if refused:
-                self.stats["refused"] += 1
-            else:
-                self.stats["active"] += 1
-                self.stats["max_active"] = max(self.stats["max_active"], self.stats["active"])
-        if refused:
+        if not self.state.counters.admit(self.faults.max_connections):
             threading.Thread(target=self._refuse, args=(sock,), daemon=True).start()
             return
         threading.Thread(target=self._run_agent, args=(sock,), daemon=True).start()
 
     def _refuse(self, sock: socket.socket) -> None:
         """rodsServer.cpp: after accept, chkAgentProcCnt fails, sendVersion(status), close."""
-        from . import protocol as p
-        from .agent import API_VERSION, SERVER_VERSION
-
-        code = -118000  # SYS_MAX_CONNECT_COUNT_EXCEEDED
-        body = p.pack("Version_PI", [("status", code), ("relVersion", SERVER_VERSION), ("apiVersion", API_VERSION),
-                                     ("reconnPort", 0), ("reconnAddr", ""), ("cookie", 400)])
         try:
-            sock.sendall(p.frame("RODS_VERSION", code, body))
+            sock.sendall(version_pack(ErrorCode.SYS_MAX_CONNECT_COUNT_EXCEEDED))
         except OSError:
             pass
         finally:
@@ -205,7 +139,7 @@ class GridServer:
 
     def _run_agent(self, sock: socket.socket) -> None:
         try:
-            Agent(self, sock).run()
+            Agent(self.state, sock).run()
         except Exception:   # an agent bug must never take the server down
             self.count("bad_clients")
             log.exception("agent crashed")

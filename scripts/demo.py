@@ -55,16 +55,12 @@ def site_environment(env: dict) -> Path:
 
 
 def make_site_group() -> None:
-    from secure_irods.backend import PrcBackend
+    from secure_irods import connect
 
-    session = PrcBackend.connect(os.environ["IRODS_ENVIRONMENT_FILE"], os.environ["IRODS_AUTHENTICATION_FILE"]).session
-    try:
-        session.resources.create("siteA", "random")
+    with connect() as admin:
+        admin.add_resource("siteA", "random")
         for disk in ("siteA_disk1", "siteA_disk2"):
-            session.resources.create(disk, "unixfilesystem", host="localhost", path=f"/{disk}")
-            session.resources.add_child("siteA", disk)
-    finally:
-        session.cleanup()
+            admin.add_resource(disk, "unixfilesystem", host="localhost", vault=f"/{disk}", parent="siteA")
 
 
 def synthetic_recordings(directory: Path) -> None:
@@ -84,7 +80,6 @@ def main() -> None:
     from seisstore.campaign import Campaign, write_campaign
     from seisstore.catalogue import Catalogue
     from seisstore.coverage import render_coverage
-    from seisstore.dayfiles import prc_session
     from seisstore.ingest import ingest
     from seisstore.jdl import Cluster
     from seisstore.layout import SDSLayout
@@ -104,16 +99,12 @@ def main() -> None:
             report = ingest(irods, tmp, archive, SDSLayout(), progress=False)
             console.print(f"   again: {report.summary()}")
 
-            session = prc_session(irods)
-            try:
-                catalogue = Catalogue(session, archive, SDSLayout(), cache=False)
-                queries = catalogue.counter.queries
-                where = sorted({r for _, e in catalogue.select() for r in e.resources})
-                console.print(f"[bold]3.[/] catalogue: {len(catalogue)} day files indexed with {queries} queries,"
-                              f" replicas on {', '.join(where)}")
-                render_coverage(console, catalogue.coverage())
-            finally:
-                session.cleanup()
+            catalogue = Catalogue(irods, archive, SDSLayout(), cache=False)
+            queries = catalogue.counter.queries
+            where = sorted({r for _, e in catalogue.select() for r in e.resources})
+            console.print(f"[bold]3.[/] catalogue: {len(catalogue)} day files indexed with {queries} queries,"
+                          f" replicas on {', '.join(where)}")
+            render_coverage(console, catalogue.coverage())
 
             camp = Campaign(name="rms", dates=[FIRST_DAY + timedelta(days=d) for d in range(N_DAYS)],
                             stations=STATIONS, n_dates=3, n_stations=2, job_script=ROOT / "scripts" / "job_rms.py",

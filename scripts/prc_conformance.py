@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,12 @@ def run_module(module: str, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="prc-conformance-") as tmp:
         grid_dir, report = Path(tmp) / "grid", Path(tmp) / "report.xml"
         grid = spawn(grid_dir)
-        env = grid.environ()
+        # a client account as `iinit` leaves it: some tests read ~/.irods directly
+        home = Path(tmp) / "home"
+        (home / ".irods").mkdir(parents=True)
+        shutil.copy(grid.env_file, home / ".irods" / "irods_environment.json")
+        shutil.copy(grid.auth_file, home / ".irods" / ".irodsA")
+        env = grid.environ(HOME=str(home))
         started = time.monotonic()
         try:
             subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", os.devnull, "-p", "no:cacheprovider",
@@ -50,7 +56,8 @@ def run_module(module: str, timeout: float) -> dict:
             grid.stop()
         elapsed = time.monotonic() - started
         if not report.exists():
-            return {"passed": 0, "failed": 0, "skipped": 0, "seconds": elapsed, "causes": ["no report (timeout?)"]}
+            return {"passed": 0, "failed": 0, "skipped": 0, "seconds": elapsed, "causes": ["no report (timeout?)"],
+                    "outcomes": {}}
         return _counts(ET.parse(report).getroot()) | {"seconds": elapsed}
 
 
@@ -70,7 +77,8 @@ def _counts(root: ET.Element) -> dict:
         else:
             outcome.setdefault(key, "passed")
     counts = collections.Counter(outcome.values())
-    return {"passed": counts["passed"], "failed": counts["failed"], "skipped": counts["skipped"], "causes": causes}
+    return {"passed": counts["passed"], "failed": counts["failed"], "skipped": counts["skipped"], "causes": causes,
+            "outcomes": {f"{cls}::{name}": result for (cls, name), result in outcome.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,17 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", default=MODULES, help=f"PRC test modules (default: {' '.join(MODULES)})")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per module")
     parser.add_argument("--causes", action="store_true", help="list the most frequent failure messages")
+    parser.add_argument("--outcomes", metavar="FILE", help="write each test's outcome (passed/failed/skipped) there")
     args = parser.parse_args(argv)
     print(f"python-irodsclient {_prc_version()} tests against the local grid")
     print("| module | passed | failed | skipped | seconds |\n|---|---:|---:|---:|---:|")
     totals = collections.Counter()
     all_causes = collections.Counter()
+    outcomes: dict[str, str] = {}
     for module in args.modules:
         r = run_module(module.removesuffix(".py"), args.timeout)
         totals.update({k: r[k] for k in ("passed", "failed", "skipped")})
         all_causes.update(f"{module}: {c}" for c in r["causes"])
+        outcomes.update(r["outcomes"])
         print(f"| {module} | {r['passed']} | {r['failed']} | {r['skipped']} | {r['seconds']:.0f} |", flush=True)
     print(f"| **total** | {totals['passed']} | {totals['failed']} | {totals['skipped']} | |")
+    if args.outcomes:
+        Path(args.outcomes).write_text("".join(f"{test} {result}\n" for test, result in sorted(outcomes.items())))
     if args.causes:
         print("\nmost frequent failure messages:")
         for cause, n in all_causes.most_common(40):

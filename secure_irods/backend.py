@@ -1,75 +1,39 @@
 """The narrow transport: one method per operation over a python-irodsclient session.
 
-This is the only module that imports python-irodsclient (PRC), like httpx's
-``_transports/default.py`` is the only one importing httpcore.  :class:`PrcBackend`
-holds one ``iRODSSession`` that is used for one operation at a time, so it holds at
-most one connection to the zone (the client's throttle slot accounts for it).
+This module and :mod:`secure_irods._prc` are the only ones that import
+python-irodsclient (PRC), like httpx's ``_transports/default.py`` is the only one
+importing httpcore; this one uses PRC's public API only, ``_prc`` holds (and checks at
+import) every internal we rely on.  :class:`PrcBackend` holds one ``iRODSSession``
+used for one operation at a time, so it holds at most one connection to the zone (the
+client's throttle slot accounts for it).
 
-Stall guard
------------
-PRC 3.3 can spin forever when the server closes a connection in the middle of a
-``DATA_OBJ_READ`` reply: ``irods.message._recv_message_into`` loops ``while size_left``
-and a closed socket's ``recv_into`` returns 0 bytes forever.  A socket time-out cannot
-help there (a 0-byte read returns at once).  Two guards together make every call end:
-
-1. :func:`install_stall_guard` replaces ``irods.message._recv_message_into`` (looked
-   up as a module global by ``iRODSMessage.recv_into``) with a copy that raises
-   ``ConnectionResetError`` on a 0-byte read.  PRC's ``Connection.recv`` turns that
-   into a ``NetworkException``, which :func:`~secure_irods.errors.classify` calls
-   transient, so the retry policy reconnects (and a get resumes).
-2. every socket of the session gets a time-out (``session.connection_timeout``, also
-   applied to open connections by :meth:`PrcBackend.set_timeout`): a server that
-   stops sending without closing raises ``socket.timeout`` -> transient.
-
-The guard is installed once per process, idempotently, when a backend is created.
+Stall guard: PRC can spin forever when the server closes a connection in the middle of
+a ``DATA_OBJ_READ`` reply; :func:`secure_irods._prc.install_stall_guard` makes that
+raise (transient, retried), and every socket of the session gets a time-out
+(:meth:`PrcBackend.set_timeout`, also applied to open connections) so a server that
+stops sending without closing raises ``socket.timeout`` (transient) too.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterator
 
 from irods import keywords as kw
 from irods.column import Like
+from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject
-from irods.password_obfuscation import decode
 from irods.session import iRODSSession
-import irods.message as _prc_message
 
+from . import _prc
+from ._prc import install_stall_guard
 from .errors import NotFoundError, PermanentError, register_secret
+from .query import Query
 
 __all__ = ["RemoteStat", "PrcBackend", "install_stall_guard"]
 
 GOOD = "1"
-
-_guard_lock = threading.Lock()
-
-
-def _recv_message_into_guarded(sock, buffer, size):
-    """PRC's ``_recv_message_into``, but a closed connection raises instead of spinning."""
-    size_left = size
-    index = 0
-    mv = memoryview(buffer)
-    while size_left > 0:
-        try:
-            rsize = sock.recv_into(mv[index:], size_left, socket.MSG_WAITALL)
-        except (AttributeError, ValueError):  # SSL sockets do not take flags
-            rsize = sock.recv_into(mv[index:], size_left)
-        if rsize == 0:
-            raise ConnectionResetError(f"connection closed with {size_left} of {size} bytes still expected")
-        size_left -= rsize
-        index += rsize
-    return mv[:index]
-
-
-def install_stall_guard() -> None:
-    """Patch PRC once so a connection closed mid-reply raises (see module docstring)."""
-    with _guard_lock:
-        if _prc_message._recv_message_into is not _recv_message_into_guarded:
-            _prc_message._recv_message_into = _recv_message_into_guarded
 
 
 @dataclass(frozen=True)
@@ -126,27 +90,27 @@ class PrcBackend:
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
                 io_timeout: float = 60.0) -> "PrcBackend":
-        """Open a session from an environment file and log in (one connection, authenticated)."""
+        """Open a session from an environment file and log in (one connection, authenticated).
+
+        ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
+        environment's, else ``~/.irods/.irodsA``) is read for the native scheme; a
+        missing, empty or undecodable one is an ``AuthenticationError`` naming it.
+        """
         install_stall_guard()
-        kwargs = {"irods_env_file": str(env_file)}
-        if auth_file:
-            kwargs["irods_authentication_file"] = str(auth_file)
-        session = iRODSSession(**kwargs)
-        account = session.pool.account
-        if auth_file and getattr(account, "authentication_scheme", "native") == "native":
-            # PRC lets the environment file's irods_authentication_file win over the argument;
-            # the icommands let $IRODS_AUTHENTICATION_FILE win.  Do as the icommands do.
-            with open(auth_file) as f:
-                account.password = decode(f.read().rstrip("\n"))
-            account._auth_file = str(auth_file)
-        register_secret(getattr(account, "password", None))
-        backend = cls(session, io_timeout)
+        session = iRODSSession(irods_env_file=str(env_file))
         try:
+            if auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
+                register_secret(_prc.use_auth_file(session, str(auth_file)))
+            register_secret(getattr(session.pool.account, "password", None))
+            backend = cls(session, io_timeout)
             # Logs in on the pool's connection and caches the version, so later opens reuse that
             # connection instead of PRC fetching the version over a second one.
             session.server_version  # noqa: B018
         except BaseException:
-            backend.close()
+            try:
+                session.cleanup()
+            except Exception:
+                pass
             raise
         return backend
 
@@ -164,14 +128,11 @@ class PrcBackend:
         """Time-out of every socket operation, for new and already open connections."""
         seconds = max(0.05, float(seconds))
         self.session.connection_timeout = seconds
-        pool = self.session.pool
-        for conn in list(getattr(pool, "idle", ())) + list(getattr(pool, "active", ())):
-            sock = getattr(conn, "socket", None)
-            if sock is not None:
-                try:
-                    sock.settimeout(seconds)
-                except OSError:
-                    pass
+        for sock in _prc.open_sockets(self.session):
+            try:
+                sock.settimeout(seconds)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Disconnect every connection of the session (best effort: the link may be dead)."""
@@ -231,6 +192,49 @@ class PrcBackend:
         """Create a collection and its parents (no error if it exists)."""
         self.session.collections.create(path, recurse=True)
 
+    def genquery(self, query: Query, on_batch: Callable[[], None] | None = None) -> Iterator[tuple]:
+        """Rows of ``query`` (tuples of strings), one round trip per 500 rows; see ``_prc.run_genquery``."""
+        return _prc.run_genquery(self.session, list(query.select), list(query.conditions),
+                                 case_insensitive=query.case_insensitive, on_batch=on_batch)
+
+    def avus(self, path: str) -> list[tuple[str, str, str]]:
+        """``(attribute, value, units)`` of a data object (one GenQuery)."""
+        parent, name = _split(path)
+        q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS")
+             .where("COLL_NAME", "=", parent).where("DATA_NAME", "=", name))
+        return [(a, v, u or "") for a, v, u in self.genquery(q)]
+
+    def set_avus(self, path: str, avus: dict[str, str]) -> int:
+        """Give each attribute of ``path`` exactly its one value (``imeta set`` for each) in one call.
+
+        Reads the current AVUs (one GenQuery), then applies the difference with the
+        atomic metadata API (one call; iRODS >= 4.2.8), or AVU by AVU on an older zone.
+        Idempotent: a retry after a drop finds the work done and sends nothing.
+        Returns the number of AVU operations sent.
+        """
+        current = self.avus(path)
+        wanted = {a: str(v) for a, v in avus.items()}
+        ops = [AVUOperation(operation="remove", avu=iRODSMeta(a, v, u or None))
+               for a, v, u in current if a in wanted and (v, u) != (wanted[a], "")]
+        have = {(a, v) for a, v, u in current if not u}
+        ops += [AVUOperation(operation="add", avu=iRODSMeta(a, v)) for a, v in wanted.items() if (a, v) not in have]
+        if not ops:
+            return 0
+        try:
+            self.session.metadata.apply_atomic_operations(DataObject, path, *ops)
+        except Exception as exc:
+            if getattr(exc, "code", None) != _prc.UNMATCHED_API:
+                raise
+            for a, v in wanted.items():   # a zone without the atomic API: imeta set, AVU by AVU
+                self.session.metadata.set(DataObject, path, iRODSMeta(a, v))
+        return len(ops)
+
+    def add_resource(self, name: str, kind: str, host: str = "", vault: str = "", parent: str = "") -> None:
+        """``iadmin mkresc NAME KIND [HOST:VAULT]``, then ``iadmin addchildtoresc PARENT NAME`` (admins)."""
+        self.session.resources.create(name, kind, host=host or "EMPTY_RESC_HOST", path=vault or "EMPTY_RESC_PATH")
+        if parent:
+            self.session.resources.add_child(parent, name)
+
     # ----------------------------------------------------------------- data
 
     def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "RawReader":
@@ -287,3 +291,47 @@ class PrcBackend:
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 
+
+    # ------------------------------------------------------- replicas (rebalance)
+
+    def replicate(self, path: str, resource: str, source: str = "", hierarchy: str = "",
+                  timeout: float | None = None) -> None:
+        """``irepl -R RESOURCE [-S SOURCE] PATH``: a good replica of ``path`` in ``resource``.
+
+        ``hierarchy`` (``root;...;leaf``) names the leaf of ``resource`` the replica goes to
+        (``DEST_RESC_HIER_STR_KW``); without it the coordinating resources choose.  The
+        zone does nothing when ``resource`` already holds a good replica.  ``timeout``: the
+        socket time-out for this call (the zone answers only once the copy is done).
+        """
+        if timeout:
+            self.set_timeout(timeout)
+        options = {}
+        if source:
+            options[kw.RESC_NAME_KW] = source
+        if hierarchy:
+            options[kw.DEST_RESC_HIER_STR_KW] = hierarchy
+        self.session.data_objects.replicate(path, resource=resource, **options)
+
+    def replica_checksum(self, path: str, replica: int, timeout: float | None = None) -> str:
+        """The checksum of replica ``replica`` computed now by the zone from its bytes (``ichksum -f -n``)."""
+        if timeout:
+            self.set_timeout(timeout)
+        return self.session.data_objects.chksum(path, **{kw.REPL_NUM_KW: str(replica), kw.FORCE_CHKSUM_KW: ""})
+
+    def trim_replica(self, path: str, replica: int, min_copies: int) -> None:
+        """``itrim -n REPLICA -N MIN_COPIES PATH``; the zone keeps at least ``min_copies`` good replicas."""
+        self.session.data_objects.trim(path, **{kw.REPL_NUM_KW: str(replica), kw.COPIES_KW: str(max(1, min_copies))})
+
+    def collection_avus(self, path: str) -> list[tuple[str, str, str]]:
+        """``(attribute, value, units)`` of a collection (one GenQuery)."""
+        q = (Query("META_COLL_ATTR_NAME", "META_COLL_ATTR_VALUE", "META_COLL_ATTR_UNITS")
+             .where("COLL_NAME", "=", path))
+        return [(a, v, u or "") for a, v, u in self.genquery(q)]
+
+    def change_collection_avus(self, path: str, add: list[tuple[str, str]] = (),
+                               remove: list[tuple[str, str]] = ()) -> None:
+        """Remove then add AVUs of a collection in one atomic metadata call (API 20002)."""
+        ops = [AVUOperation(operation="remove", avu=iRODSMeta(a, v)) for a, v in remove]
+        ops += [AVUOperation(operation="add", avu=iRODSMeta(a, v)) for a, v in add]
+        if ops:
+            self.session.metadata.apply_atomic_operations(Collection, path, *ops)

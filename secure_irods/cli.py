@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from .errors import InvalidInputError, NotFoundError, SecureIrodsError, classify
+from .errors import InvalidInputError, NotFoundError
+from .exitcodes import run
 from .policy import RetryPolicy
 from .throttle import Throttle
 
@@ -79,8 +80,8 @@ class _Job:
             throttle = False
         elif max_connections is not None:
             throttle = Throttle(max_connections)
-        self.client = connect(policy=self.policy, throttle=throttle)
-        self.deadline = self.policy.start_deadline()
+        self.deadline = self.policy.start_deadline()   # one for the whole command, listings included
+        self.client = connect(policy=self.policy, throttle=throttle, deadline=self.deadline)
 
     @contextlib.contextmanager
     def progress(self, total: int) -> Iterator[Callable[[int], None]]:
@@ -101,35 +102,16 @@ class _Job:
                 click.echo(f"   {r.destination}  {state}")
 
 
-def _run(command: click.Command, prog: str, args: list[str] | None = None) -> int:
-    """Run ``command`` and turn every failure into one stderr line and our exit code."""
-    try:
-        command.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Exit as exc:  # --help
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: interrupted", err=True)
-        return 130
-    except click.ClickException as exc:  # bad usage: iget's 1
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
-        return 1
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
-        return 130
-    except Exception as exc:  # ours, or anything unforeseen: classified, never a traceback
-        err = exc if isinstance(exc, SecureIrodsError) else classify(exc)
-        message = " ".join(err.message.split())
-        click.echo(f"{prog}: {type(err).__name__}: {message}", err=True)
-        logger.debug("failure", exc_info=exc)
-        return err.exit_code
-    return 0
+def _setup_logging(prog: str, verbose: int) -> None:
+    """Warnings (each wait: zone, reason, retry, deadline) always; -vv adds info, -vvv debug.
 
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.ERROR if verbose < 2 else logging.INFO if verbose == 2 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s: %(levelname)s: %(message)s")
-    # PRC logs socket errors at CRITICAL on every dropped connection; they are retried.
-    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.DEBUG)
+    PRC's own logger stays quiet: it logs every dropped connection at CRITICAL (we retry
+    them) and, at debug level, its log-in exchange, which no verbosity may print.
+    """
+    level = logging.WARNING if verbose < 2 else logging.INFO if verbose == 2 else logging.DEBUG
+    fmt = f"{prog}: %(message)s" if verbose < 2 else f"{prog}: %(name)s: %(levelname)s: %(message)s"
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt, force=True)
+    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
 
 
 # ------------------------------------------------------------------------------ get
@@ -145,8 +127,10 @@ def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
 
     Atomic, checksum-verified, resumable iget with retries and a node-wide connection cap.
     """
-    _setup_logging(verbose)
+    _setup_logging("secure-iget", verbose)
     sources, dest = (paths[:-1], Path(paths[-1])) if len(paths) > 1 else (paths, Path("."))
+    if len(paths) > 1 and paths[-1].endswith("/") and not dest.is_dir():   # a path that says "directory"
+        raise NotFoundError(f"no such local directory: {paths[-1]} (a target ending in / must exist)")
     if len(sources) > 1 and not dest.is_dir():
         raise InvalidInputError(f"target {dest} must be an existing directory for several sources")
     job = _Job("secure-iget", verbose, retries, deadline, max_connections)
@@ -179,7 +163,7 @@ def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
 
 def iget_main(args: list[str] | None = None) -> None:
     """Console script ``secure-iget``."""
-    sys.exit(_run(iget, "secure-iget", args))
+    sys.exit(run(iget, "secure-iget", args))
 
 
 # ------------------------------------------------------------------------------ put
@@ -188,14 +172,15 @@ def iget_main(args: list[str] | None = None) -> None:
 @click.command(context_settings=CONTEXT)
 @_common
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--parents", is_flag=True, help="Create the target collection and its parents if missing.")
 def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, threads: int | None,
          resource: str | None, verbose: int, retries: int | None, deadline: float | None,
-         max_connections: int | None) -> None:
+         max_connections: int | None, parents: bool) -> None:
     """secure-iput [options] localSrcFile|localSrcDir ... [destDataObj|destCollection]
 
     Uploads to a temporary name, verifies the server's checksum, then renames into place.
     """
-    _setup_logging(verbose)
+    _setup_logging("secure-iput", verbose)
     sources, dest = (paths[:-1], paths[-1]) if len(paths) > 1 else (paths, None)
     for source in sources:      # before any connection: a typo costs the zone nothing
         if not Path(source).exists():
@@ -205,6 +190,12 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
         dest_path = client.resolve(dest if dest is not None else ".")
         dest_stat = client.stat(dest_path)
         dest_is_coll = dest is None or (dest_stat is not None and dest_stat.is_collection)
+        if dest is not None and dest.endswith("/") and not dest_is_coll:   # a path that says "collection"
+            if dest_stat is not None or not parents:
+                raise NotFoundError(f"no such collection: {dest_path} (a target ending in / must exist;"
+                                    " --parents creates it)")
+            client.mkdir(dest_path)
+            dest_is_coll = True
         if len(sources) > 1 and not dest_is_coll:
             raise InvalidInputError(f"target {dest_path} must be an existing collection for several sources")
         items: list[tuple[Path, str]] = []
@@ -234,4 +225,4 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
 
 def iput_main(args: list[str] | None = None) -> None:
     """Console script ``secure-iput``."""
-    sys.exit(_run(iput, "secure-iput", args))
+    sys.exit(run(iput, "secure-iput", args))

@@ -34,10 +34,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import InvalidInputError, TransientError, ZoneBusyError, classify
+from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
-from .throttle import Cooldown, Throttle
+from .query import Query
+from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import TransferResult, _get_object, _put_object
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
@@ -77,6 +78,11 @@ class IrodsEnvironment:
         self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
         self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
         self.default_resource = self.settings.get("irods_default_resource")
+
+    @property
+    def zone_address(self) -> str:
+        """``host:port`` of the zone: the key of the node's cool-down and retry budget."""
+        return f"{self.settings['irods_host']}:{self.settings['irods_port']}"
 
     def resolve(self, path: str) -> str:
         """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
@@ -118,6 +124,7 @@ class Client:
         cooldown: Cooldown | None = None,
         io_timeout: float = DEFAULT_IO_TIMEOUT,
         streams: int = DEFAULT_STREAMS,
+        deadline: Deadline | None = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -132,6 +139,8 @@ class Client:
         self._slot: contextlib.ExitStack | None = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
+        self.deadline = deadline
+        self.queries = 0  # GenQuery round trips (batches) answered, retries included
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +160,10 @@ class Client:
         """Disconnect and free the throttle slot; the client cannot be used again."""
         self._drop()
         self._state = _State.CLOSED
+
+    def disconnect(self) -> None:
+        """Close the connection and free the throttle slot now; the next call reconnects."""
+        self._drop()
 
     def _drop(self) -> None:
         backend, self._backend = self._backend, None
@@ -219,17 +232,19 @@ class Client:
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
 
-        Every answered request (a log-in, a backend call that returned) is progress for
-        the policy's attempt budget (see :mod:`secure_irods.policy`).
+        Every answered request (a log-in, a backend call that returned, a GenQuery batch)
+        is progress for the policy (see :mod:`secure_irods.policy`): a run of attempts
+        the zone answered nothing in (refused, dropped before the log-in) ends the call,
+        others go on until the deadline.
         """
-        deadline = deadline or self.policy.start_deadline()
+        deadline = deadline or self.deadline or self.policy.start_deadline()
         progress = RetryProgress()
 
         def attempt() -> T:
             opened = self.connections_opened
             backend = self._connected(deadline)
             if self.connections_opened != opened:
-                progress.note()  # the zone accepted and logged us in
+                progress.note()  # the zone accepted and logged us in: it is up, the link is lossy
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
                 return fn(_Answered(backend, progress), deadline)
@@ -241,7 +256,10 @@ class Client:
                         self.cooldown.refused()
                 raise
 
-        return self.policy.call_within(deadline, attempt, progress=progress)
+        result = self.policy.call_within(deadline, attempt, progress=progress)
+        if self.policy.budget is not None:
+            self.policy.budget.credit()
+        return result
 
     # ------------------------------------------------------------ paths
 
@@ -295,6 +313,111 @@ class Client:
         """Create a collection and its parents."""
         path = self.resolve(path)
         self._call(lambda b, d: b.mkdir(path))
+
+    def query(self, query: Query, *, on_batch: Callable[[], None] | None = None,
+              deadline: Deadline | None = None) -> list[tuple[str, ...]]:
+        """All rows of a GenQuery (tuples of strings), one round trip per 500 rows.
+
+        A transient failure restarts the query on a new connection (the server's cursor
+        died with the old one) and the rows of the failed attempt are dropped, so rows
+        are never lost or doubled.  Each answered batch is progress for the retry budget;
+        ``on_batch()`` is called after each.
+        """
+        def batch() -> None:
+            self.queries += 1
+            if on_batch is not None:
+                on_batch()
+
+        return self._call(lambda b, d: list(b.genquery(query, on_batch=lambda: (b.note(), batch()))), deadline)
+
+    def avus(self, path: str) -> dict[str, list[str]]:
+        """Attribute -> values of a data object (one GenQuery)."""
+        path = self.resolve(path)
+        found: dict[str, list[str]] = {}
+        for name, value, _ in self._call(lambda b, d: b.avus(path)):
+            found.setdefault(name, []).append(value)
+        return found
+
+    def set_avus(self, path: str, avus: dict[str, str]) -> int:
+        """Set each attribute of a data object to its one value (like ``imeta set``), atomically.
+
+        One GenQuery and one atomic metadata call (API 20002) per object whatever the
+        number of AVUs; a retry after a drop sends only what is still missing.  Returns
+        the AVU operations sent by the last attempt.
+        """
+        path = self.resolve(path)
+        return self._call(lambda b, d: b.set_avus(path, avus))
+
+    def add_resource(self, name: str, kind: str, *, host: str = "", vault: str = "", parent: str = "") -> None:
+        """Create a resource (admins only): a storage resource with ``host`` and ``vault``, or a
+        coordinating one (``random``, ``replication``, ...); ``parent`` adds it as a child."""
+        self._call(lambda b, d: b.add_resource(name, kind, host, vault, parent))
+
+    # ------------------------------------------------------------ replicas (rebalance)
+
+    def replicate(self, path: str, resource: str, *, source: str = "", hierarchy: str = "",
+                  io_timeout: float | None = None, deadline: Deadline | None = None) -> None:
+        """A good replica of ``path`` in ``resource`` (read from ``source`` if named; ``hierarchy``
+        picks the leaf); nothing happens when ``resource`` already holds a good one.
+        ``io_timeout``: longest wait for the answer, which comes once the zone has copied the
+        bytes (default: the client's stall guard)."""
+        path = self.resolve(path)
+        wait = io_timeout or self.io_timeout
+        self._call(lambda b, d: b.replicate(path, resource, source, hierarchy, d.socket_timeout(wait)), deadline)
+
+    def replica_checksum(self, path: str, replica: int, *, io_timeout: float | None = None,
+                         deadline: Deadline | None = None) -> str:
+        """Checksum of one replica, computed now by the zone from its bytes (``io_timeout`` as
+        for :meth:`replicate`)."""
+        path = self.resolve(path)
+        wait = io_timeout or self.io_timeout
+        return self._call(lambda b, d: b.replica_checksum(path, replica, d.socket_timeout(wait)), deadline)
+
+    def trim_replica(self, path: str, replica: int, *, min_copies: int = 1, deadline: Deadline | None = None) -> None:
+        """Remove one replica; the zone refuses to go below ``min_copies`` good replicas."""
+        path = self.resolve(path)
+        self._call(lambda b, d: b.trim_replica(path, replica, min_copies), deadline)
+
+    def collection_avus(self, path: str) -> dict[str, list[str]]:
+        """Attribute -> values of a collection (one GenQuery)."""
+        path = self.resolve(path)
+        found: dict[str, list[str]] = {}
+        for name, value, _ in self._call(lambda b, d: b.collection_avus(path)):
+            found.setdefault(name, []).append(value)
+        return found
+
+    def change_collection_avus(self, path: str, *, add: Iterable[tuple[str, str]] = (),
+                               remove: Iterable[tuple[str, str]] = ()) -> None:
+        """Remove then add AVUs of a collection, atomically (API 20002)."""
+        path = self.resolve(path)
+        add, remove = list(add), list(remove)
+        self._call(lambda b, d: b.change_collection_avus(path, add, remove))
+    # ------------------------------------------------------------ selective reads
+
+    def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
+             readahead: int = 0, head: int = 0, resource: str | None = None) -> Any:
+        """A seekable, block-cached, read-only file object over a data object (h5py accepts it).
+
+        One GenQuery here (size, checksum); then reads fetch only the blocks asked for,
+        on a connection of the file's own (a throttle slot held until the file is
+        closed), with this client's retries, cool-down and deadline.  This client's
+        connection is closed first (its next call reconnects), so one process never
+        waits for a slot while holding one.  See :mod:`secure_irods.remote`.
+        """
+        from .remote import DEFAULT_BLOCK, DEFAULT_CACHE, RemoteFile
+
+        path = self.resolve(path)
+        stat = self.stat(path)
+        self.disconnect()
+        own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
+                     cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline)
+        try:
+            return RemoteFile(own, path, stat=stat, block_size=block_size or DEFAULT_BLOCK,
+                              cache_bytes=cache_bytes or DEFAULT_CACHE, readahead=readahead, head=head,
+                              resource=resource)
+        except BaseException:
+            own.close()
+            raise
 
     # ------------------------------------------------------------ transfers
 
@@ -378,9 +501,9 @@ class Client:
         if remote is None:
             return self.resolve(local.name)
         path = self.resolve(remote)
-        if remote.endswith("/"):
-            return f"{path.rstrip('/')}/{local.name}"
         stat = self._call(lambda b, d: b.stat(path), deadline)
+        if remote.endswith("/") and (stat is None or not stat.is_collection):
+            raise NotFoundError(f"no such collection: {path} (a target ending in / must exist)")
         if stat is not None and stat.is_collection:
             return f"{path.rstrip('/')}/{local.name}"
         return path
@@ -395,6 +518,10 @@ class _Answered:
     def __init__(self, backend: Any, progress: RetryProgress) -> None:
         self._backend = backend
         self._progress = progress
+
+    def note(self) -> None:
+        """The zone answered part of a longer call (a GenQuery batch): progress."""
+        self._progress.note()
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._backend, name)
@@ -429,39 +556,46 @@ def connect(
     io_timeout: float | None = None,
     opener: Callable[[float], Any] | None = None,
     streams: int = DEFAULT_STREAMS,
+    deadline: Deadline | None = None,
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
-    ``policy`` defaults to :meth:`RetryPolicy.from_env`; ``throttle`` to
-    :meth:`Throttle.from_env` (``False``: none); ``cooldown`` to a :class:`Cooldown` in the
-    throttle's directory (base from ``$SECURE_IRODS_COOLDOWN``, default 5 s; ``False``:
-    none); ``io_timeout`` (the stall guard: longest silence of a socket) to
+    ``policy`` defaults to :meth:`RetryPolicy.from_env`, given the zone's node-wide
+    :class:`RetryBudget` when throttled; ``throttle`` to :meth:`Throttle.from_env`
+    (``False``: none); ``cooldown`` to this zone's :class:`Cooldown` in the throttle's
+    directory (base from ``$SECURE_IRODS_COOLDOWN``, default 5 s; ``False``: none); ``io_timeout`` (the stall guard: longest silence of a socket) to
     ``$SECURE_IRODS_IO_TIMEOUT`` or 60 s.  The password is read only by
     python-irodsclient; the backend registers it for redaction from every message.
     ``streams``: connections a get of 32 MiB or more may read with (the extra ones only
     from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
+    ``deadline``: one :class:`Deadline` shared by every call of this client (a command's
+    or a job's whole run); by default each call starts its own from the policy.
     """
     environment = IrodsEnvironment(env_file, auth_file)
+    zone = environment.zone_address
     if throttle is None or throttle is True:
         throttle = Throttle.from_env()
+    directory = throttle.directory if isinstance(throttle, Throttle) else None
     if cooldown is None or cooldown is True:
-        directory = throttle.directory if isinstance(throttle, Throttle) else None
         base = _float_env(ENV_COOLDOWN, 5.0)
-        cooldown = Cooldown(directory, base=base, step=base)
+        cooldown = Cooldown(directory, zone=zone, base=base, step=base)
+    policy = policy or RetryPolicy.from_env()
+    policy = policy.replace(zone=policy.zone or zone,
+                            budget=policy.budget or (RetryBudget.from_env(directory, zone=zone) if throttle else None))
     if io_timeout is None:
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
         opener = _prc_opener(environment)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout, streams=streams)
+                  io_timeout=io_timeout, streams=streams, deadline=deadline)
 
 
 def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:
     def open_backend(io_timeout: float) -> Any:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
-        auth = environment.auth_file if environment.auth_file.exists() else None
-        return PrcBackend.connect(environment.env_file, auth, io_timeout)
+        anonymous = environment.settings.get("irods_user_name") == "anonymous"
+        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout)
 
     return open_backend
 

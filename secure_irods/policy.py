@@ -9,14 +9,16 @@ policy is one tenacity composition::
     wait  = full_jitter(wait_incrementing(initial, increment, max_wait))
 
 With a :class:`Progress` (the client passes one per call), ``stop_after_attempt`` becomes
-``stop_after_attempts_without_progress(attempts, progress) | stop_after_attempt(max_attempts)``:
-one call of ours is many requests to the zone (a get is a query, an open, a seek, reads
-and a close, plus the log-in after a reconnection), each of which a lossy zone may drop.
-An attempt in which the zone answered at least one request (log-in included), or which
-verified more bytes of a resumable transfer, is progress and does not consume the
-``attempts`` budget; an attempt that got nothing from the zone (refused, dropped before
-any answer) does.  ``max_attempts`` (default ``4 * attempts``) and the deadline still bound
-the whole call, so a zone that logs us in and then always drops us is not retried forever.
+``stop_after_attempts_without_progress(attempts, progress)``: one call of ours is many
+requests to the zone (a get is a query, an open, reads and a close), each of which a
+lossy zone may drop.  An attempt in which the zone answered at least one request (the
+log-in included: the zone is up and took us in, only the link is lossy), or which kept
+more bytes of a resumable transfer, is progress; a *run* of ``attempts`` attempts without
+any (refused, dropped before any answer) ends the call.  Otherwise a call that keeps making progress is retried
+until the deadline: no fixed count of attempts ends it.  What bounds the load a crowd
+of retrying jobs puts on the zone is node-wide: the cool-down after refusals and the
+shared :class:`~secure_irods.throttle.RetryBudget` (every retry of every process on the
+node takes a token from one bucket), added to the jittered back-off with tenacity's ``+``.
 
 ``stop_before_deadline`` is tenacity's ``stop_before_delay`` against a shared
 :class:`Deadline` instead of the ``Retrying`` object's own start time, so the throttle
@@ -26,8 +28,7 @@ clock.  ``sleep`` is injected, as tenacity intends ("may be mocked out").
 Environment (read by :meth:`RetryPolicy.from_env`):
 
 ``SECURE_IRODS_RETRIES``
-    attempts without progress, including the first (default 8); at most 4 times as
-    many attempts in all.
+    attempts in a row without progress, including the first (default 8).
 ``SECURE_IRODS_DEADLINE``
     seconds from the first attempt after which no new attempt starts (default 600).
 ``SECURE_IRODS_MAX_WAIT``
@@ -127,7 +128,7 @@ class Progress:
 
 
 class stop_after_attempts_without_progress(stop_base):
-    """Stop once ``attempts`` attempts have failed without :class:`Progress` advancing."""
+    """Stop once ``attempts`` attempts in a row have failed without :class:`Progress` advancing."""
 
     def __init__(self, attempts: int, progress: Progress) -> None:
         self.attempts = attempts
@@ -136,10 +137,19 @@ class stop_after_attempts_without_progress(stop_base):
         self.barren = 0
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        if self.progress.count == self._seen:
-            self.barren += 1
+        self.barren = self.barren + 1 if self.progress.count == self._seen else 0
         self._seen = self.progress.count
         return self.barren >= self.attempts
+
+
+class wait_for_budget(wait_base):
+    """The wait for a token of a node-wide retry budget (0 while the bucket has tokens)."""
+
+    def __init__(self, budget: Any) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.budget.take()
 
 
 class full_jitter(wait_base):
@@ -168,19 +178,18 @@ class RetryPolicy:
 
     attempts: int = 8
     deadline: float = 600.0
-    max_attempts: int | None = None  # with a Progress: attempts in all (default 4 * attempts)
     initial: float = 1.0
     increment: float = 2.0
     max_wait: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     uniform: Callable[[float, float], float] = field(default=random.uniform, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+    budget: Any = field(default=None, compare=False, repr=False)  # a node-wide RetryBudget, or None
+    zone: str = ""  # "host:port", named in every wait message
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise InvalidInputError(f"retry attempts must be >= 1, got {self.attempts}")
-        if self.max_attempts is not None and self.max_attempts < self.attempts:
-            raise InvalidInputError(f"max_attempts ({self.max_attempts}) must be >= attempts ({self.attempts})")
         if not self.deadline > 0:
             raise InvalidInputError(f"retry deadline must be > 0 seconds, got {self.deadline}")
         if min(self.initial, self.increment, self.max_wait) < 0:
@@ -213,34 +222,29 @@ class RetryPolicy:
         return Deadline(self.deadline, clock=self.clock)
 
     def wait_strategy(self) -> wait_base:
-        return full_jitter(
+        backoff = full_jitter(
             wait_incrementing(start=self.initial, increment=self.increment, max=self.max_wait),
             self.uniform,
         )
-
-    @property
-    def attempt_cap(self) -> int:
-        """Attempts in all when progress is tracked."""
-        return self.max_attempts if self.max_attempts is not None else 4 * self.attempts
+        return backoff if self.budget is None else backoff + wait_for_budget(self.budget)
 
     def retrying(self, deadline: Deadline | None = None, progress: Progress | None = None) -> tenacity.Retrying:
         """The tenacity ``Retrying`` for one operation; re-raises the last original error.
 
-        Without ``progress`` every failed attempt counts against ``attempts``; with it only
-        attempts that made none do, up to :attr:`attempt_cap` in all.
+        Without ``progress`` every failed attempt counts against ``attempts``; with it
+        only a run of attempts that made none does, and the deadline bounds the rest.
         """
         deadline = deadline or self.start_deadline()
         if progress is None:
-            budget: stop_base = stop_after_attempt(self.attempts)
+            barren: stop_base = stop_after_attempt(self.attempts)
         else:
-            budget = stop_after_attempts_without_progress(self.attempts, progress) | stop_after_attempt(
-                self.attempt_cap)
+            barren = stop_after_attempts_without_progress(self.attempts, progress)
         return tenacity.Retrying(
-            stop=budget | stop_before_deadline(deadline),
+            stop=barren | stop_before_deadline(deadline),
             wait=self.wait_strategy(),
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
-            before_sleep=self._log_retry,
+            before_sleep=lambda state: self._log_retry(state, deadline),
             reraise=True,
         )
 
@@ -263,9 +267,9 @@ class RetryPolicy:
             attempts = int(retrying.statistics.get("attempt_number", 1))
             err = classify(exc)
             if err.transient:
-                logger.warning(
-                    "giving up after %d attempt(s) in %.1fs: %s: %s",
-                    attempts, deadline.elapsed(), type(err).__name__, err.message,
+                logger.info(
+                    "zone %s: giving up after %d attempt(s) in %.1fs: %s: %s",
+                    self.zone or "?", attempts, deadline.elapsed(), type(err).__name__, err.message,
                 )
                 err = _reworded(err, f"gave up after {attempts} attempt(s): {err.message}")
             err.attempts = attempts  # type: ignore[attr-defined]
@@ -273,15 +277,21 @@ class RetryPolicy:
                 raise
             raise err from exc
 
-    def _log_retry(self, retry_state: RetryCallState) -> None:
+    def _log_retry(self, retry_state: RetryCallState, deadline: Deadline) -> None:
+        """One warning per wait, so a job's log says why it waits and for how long."""
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         err = classify(exc) if exc is not None else None
         wait = retry_state.next_action.sleep if retry_state.next_action else retry_state.upcoming_sleep
-        logger.info(
-            "attempt %d/%d failed: %s: %s; retrying in %.2fs",
-            retry_state.attempt_number, self.attempts,
-            type(err).__name__ if err else "?", err.message if err else "", wait,
-        )
+        logger.warning("zone %s: %s: %s; retry %d in %.1fs, deadline in %s", self.zone or "?",
+                       type(err).__name__ if err else "failure", err.message if err else "",
+                       retry_state.attempt_number, wait, _duration(deadline.remaining()))
+
+
+def _duration(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "never"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
 def _reworded(err: SecureIrodsError, message: str) -> SecureIrodsError:

@@ -7,11 +7,16 @@ them without a daemon:
 * :class:`Throttle` - at most ``slots`` connections per node.  Slot ``i`` is an
   exclusive ``fcntl.flock`` on ``<dir>/slot-<i>``.  The kernel drops a flock when its
   holder dies, even by SIGKILL, so a crashed job can never leak a slot.
-* :class:`Cooldown` - when any process is refused by the zone it records
-  ``until = now + cooldown`` in ``<dir>/cooldown.json``; every process calls
+* :class:`Cooldown` - when any process is refused by a zone it records
+  ``until = now + cooldown`` in ``<dir>/cooldown-<host>_<port>.json`` (one per zone, so a
+  typo in one job's port does not stall the node's work on the right zone); every process calls
   :meth:`Cooldown.wait` before connecting, so the node waits out one shared back-off
   instead of each process hammering the zone.  The length grows with consecutive
   refusals and resets once a connection succeeds after the cool-down.
+* :class:`RetryBudget` - a token bucket for retries, per zone, in one file: every retry
+  of every process takes a token; tokens come back with time and with successes, so
+  many jobs retrying at once never multiply the load on the zone (gRPC's retry
+  throttling, shared across the node's processes).
 
 The directory defaults to ``/tmp/secure_irods_throttle``, created like ``/tmp``
 (mode ``1777``) with files ``0666`` so jobs of all users on the node share one limit.
@@ -31,6 +36,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +45,8 @@ from typing import Callable, Iterator, Mapping
 from .errors import InvalidInputError, TransientError, ZoneBusyError
 from .policy import Deadline
 
-__all__ = ["Throttle", "Cooldown", "CooldownState", "DEFAULT_DIRECTORY", "shared_directory"]
+__all__ = ["Throttle", "Cooldown", "CooldownState", "RetryBudget", "DEFAULT_DIRECTORY", "shared_directory",
+           "zone_key"]
 
 logger = logging.getLogger("secure_irods.throttle")
 
@@ -47,6 +54,8 @@ DEFAULT_DIRECTORY = Path("/tmp/secure_irods_throttle")
 DEFAULT_SLOTS = 4
 ENV_MAX_CONNECTIONS = "SECURE_IRODS_MAX_CONNECTIONS"
 ENV_THROTTLE_DIR = "SECURE_IRODS_THROTTLE_DIR"
+ENV_RETRY_RATE = "SECURE_IRODS_RETRY_RATE"
+ENV_RETRY_BURST = "SECURE_IRODS_RETRY_BURST"
 
 _OPEN_FLAGS = os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
@@ -77,6 +86,42 @@ def _open_shared(path: Path) -> int:
     except OSError:
         pass
     return fd
+
+
+def zone_key(zone: str) -> str:
+    """A file-name-safe key for a zone ``host:port``."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", zone) or "default"
+
+
+class _SharedState:
+    """A small JSON state file every local process updates under an exclusive flock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def locked(self, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
+        fd = _open_shared(self.path)
+        try:
+            fcntl.flock(fd, mode)
+            yield fd
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def read(fd: int) -> dict:
+        raw = os.pread(fd, 4096, 0)
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def write(fd: int, data: dict) -> None:
+        encoded = json.dumps(data).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, encoded, 0)
 
 
 def _as_deadline(deadline: Deadline | float | None) -> Deadline:
@@ -222,6 +267,7 @@ class Cooldown:
         self,
         directory: Path | str | None = None,
         *,
+        zone: str = "",
         base: float = 5.0,
         step: float = 5.0,
         maximum: float = 120.0,
@@ -231,7 +277,8 @@ class Cooldown:
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self._directory = shared_directory(directory)
-        self.path = self._directory / self.FILENAME
+        self.zone = zone
+        self.path = self._directory / (f"cooldown-{zone_key(zone)}.json" if zone else self.FILENAME)
         self.base, self.step, self.maximum, self.spread = base, step, maximum, spread
         self._clock = clock  # wall clock: the file is read by other processes
         self._sleep = sleep
@@ -296,7 +343,8 @@ class Cooldown:
         except OSError as exc:  # cannot share it; still tell our caller how long to back off
             logger.warning("cooldown file %s unwritable: %s", self.path, exc)
             return self.length(1)
-        logger.warning("zone refused a connection (%d in a row): node cools down for %.1fs", refusals, length)
+        logger.info("zone %s refused a connection (%d in a row): node cools down for %.1fs",
+                       self.zone or "?", refusals, length)
         return length
 
     def succeeded(self) -> None:
@@ -325,8 +373,85 @@ class Cooldown:
                 return slept
             if left >= deadline.remaining():
                 raise ZoneBusyError(
-                    f"cooldown: zone refusing connections for another {left:.1f}s, past the deadline"
+                    f"cooldown: zone {self.zone or '?'} refusing connections for another {left:.1f}s,"
+                    " past the deadline"
                 )
+            if not slept:
+                logger.info("zone %s: node cooling down after refusals, waiting %.1fs", self.zone or "?", left)
             pause = min(deadline.remaining(), left + self._uniform(0.0, self.spread))
             self._sleep(pause)
             slept += pause
+
+
+class RetryBudget:
+    """Node-wide token bucket for retries of one zone (gRPC retry throttling, across processes).
+
+    Every retry takes one token; tokens come back at ``rate`` per second up to ``burst``,
+    and each success returns ``ratio`` of one.  When the bucket is empty the token is
+    reserved ahead (the count goes negative) and :meth:`take` returns how long the retry
+    must wait for it: a thousand jobs retrying at once add about ``rate`` attempts per
+    second to the zone's load, not a thousand.  The state is ``{"tokens", "stamp"}`` in
+    ``<dir>/retry-budget-<zone>.json`` under an exclusive flock; an unusable file means
+    no budget (it is advisory, never a reason to fail).
+    """
+
+    def __init__(self, directory: Path | str | None = None, *, zone: str = "", rate: float = 5.0,
+                 burst: float = 50.0, ratio: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+        if rate <= 0 or burst < 1:
+            raise InvalidInputError("retry budget needs rate > 0 and burst >= 1")
+        self._state = _SharedState(shared_directory(directory) / f"retry-budget-{zone_key(zone)}.json")
+        self.zone, self.rate, self.burst, self.ratio = zone, rate, burst, ratio
+        self._clock = clock
+
+    @classmethod
+    def from_env(cls, directory: Path | str | None = None, *, zone: str = "",
+                 environ: Mapping[str, str] | None = None) -> "RetryBudget":
+        """Rate from $SECURE_IRODS_RETRY_RATE (retries a second, node-wide; default 5), burst from
+        $SECURE_IRODS_RETRY_BURST (default 50)."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for var, name in ((ENV_RETRY_RATE, "rate"), (ENV_RETRY_BURST, "burst")):
+            raw = env.get(var, "").strip()
+            if raw:
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise InvalidInputError(f"{var}={raw!r} is not a number") from None
+        return cls(directory, zone=zone, **values)
+
+    @property
+    def path(self) -> Path:
+        return self._state.path
+
+    def _update(self, change: Callable[[float], float]) -> float:
+        """Refill by elapsed time, apply ``change`` to the token count, store; returns the new count."""
+        try:
+            with self._state.locked() as fd:
+                now = self._clock()
+                data = self._state.read(fd)
+                try:
+                    tokens, stamp = float(data["tokens"]), float(data["stamp"])
+                except (KeyError, TypeError, ValueError):
+                    tokens, stamp = self.burst, now
+                tokens = change(min(self.burst, tokens + max(0.0, now - stamp) * self.rate))
+                self._state.write(fd, {"tokens": tokens, "stamp": now})
+                return tokens
+        except OSError as exc:
+            logger.warning("retry budget %s unusable: %s", self._state.path, exc)
+            return self.burst
+
+    def take(self) -> float:
+        """Take a token for one retry; returns the seconds to wait until it is really there."""
+        tokens = self._update(lambda t: t - 1.0)
+        if tokens >= 0:
+            return 0.0
+        wait = -tokens / self.rate
+        logger.info("zone %s: node retry budget spent; this retry waits %.1fs more", self.zone or "?", wait)
+        return wait
+
+    def credit(self) -> None:
+        """A call succeeded: give back ``ratio`` of a token (only worth a write when below full)."""
+        self._update(lambda t: min(self.burst, t + self.ratio))
+
+    def tokens(self) -> float:
+        return self._update(lambda t: t)

@@ -87,6 +87,8 @@ class Campaign:
     setup: Sequence[str] = field(default_factory=tuple)
     fetch_command: Sequence[str] = ("secure-iget", "-f")
     best_effort: bool = True
+    #: variables start.bash exports to the job (``SEISSTORE_ARCHIVE``, ``SEISSTORE_RESULTS``...)
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name, "campaign name")
@@ -160,6 +162,7 @@ class Campaign:
             interpreter=self.interpreter,
             setup=self.setup,
             fetch_command=self.fetch_command,
+            environment=self.environment,
         )
 
     def jdl(self) -> dict:

@@ -57,8 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from irods.column import Criterion, In
-from irods.models import Collection, DataObject
+from secure_irods.errors import InvalidInputError
+from secure_irods.query import Query, quote
 
 from .layout import Key, Layout
 
@@ -191,28 +191,16 @@ def _utc(epoch: int) -> datetime.datetime:
 def _quote(value: str) -> str:
     # GenQuery has no escape for quotes; layout codes are alphanumeric and the
     # root is the caller's, so refuse rather than build a broken condition.
-    if "'" in value:
-        raise ValueError(f"a quote cannot appear in a GenQuery condition: {value!r}")
-    return f"'{value}'"
-
-
-class _AnyOf(Criterion):
-    """One GenQuery condition OR-ing operands: ``COL like 'a' || like 'b'``, ``COL = 'r' || like 'r/%'``."""
-
-    def __init__(self, query_key, operands: Iterable[tuple[str, str]]) -> None:
-        operands = list(operands)
-        super().__init__(operands[0][0], query_key, operands)
-
-    @property
-    def irods_value(self) -> str:
-        first, *rest = self.value
-        return " || ".join([_quote(first[1])] + [f"{op} {_quote(v)}" for op, v in rest])
+    try:
+        return quote(value)
+    except InvalidInputError as exc:
+        raise ValueError(exc.message) from None
 
 
 class Catalogue:
     """Hash tables of the day files under ``root`` in ``layout``, from bulk GenQuery.
 
-    ``Catalogue(session, root, layout)`` loads its cache (if any) and calls
+    ``Catalogue(client, root, layout)`` (a :class:`secure_irods.Client`) loads its cache (if any) and calls
     :meth:`refresh`: ``ceil(collections / 500) + ceil(rows / 500)`` GenQuery
     calls the first time, ``ceil(collections / 500)`` plus the rows of the
     changed collections afterwards. Pass ``refresh=False`` to defer,
@@ -222,7 +210,7 @@ class Catalogue:
 
     def __init__(
         self,
-        session,
+        client,
         root: str,
         layout: Layout,
         *,
@@ -240,7 +228,7 @@ class Catalogue:
             raise TypeError(f"layout must be a seisstore Layout, got {layout!r}")
         if not isinstance(root, str) or not root.startswith("/"):
             raise ValueError(f"root must be an absolute iRODS collection path, got {root!r}")
-        self.session = session
+        self.client = client
         self.root = root.rstrip("/") or "/"
         _quote(self.root)
         self.layout = layout
@@ -257,7 +245,7 @@ class Catalogue:
         self._loaded = False
         self._cache_path: Path | None = None
         if cache:
-            zone = getattr(session, "zone", "") or ""
+            zone = client.environment.settings.get("irods_zone_name", "")
             digest = hashlib.sha256(
                 json.dumps([zone, self.root, layout.fmtstr, self.scope.token()]).encode()
             ).hexdigest()[:24]
@@ -267,48 +255,24 @@ class Catalogue:
             self.refresh()
 
     # ------------------------------------------------------------------ queries --
-    def _execute(self, query) -> Iterator[tuple]:
-        """Rows of ``query`` as tuples of strings (columns in selection order).
+    def _execute(self, query: Query) -> list[tuple]:
+        """Rows of ``query`` through the client (retried, throttled, under its deadline).
 
-        One counted GenQuery round trip per 500-row batch. The raw reply is
-        read directly rather than through PRC's ``ResultSet``, whose per-cell
-        conversion costs more than the whole server round trip.
+        One counted GenQuery round trip per 500-row batch.
         """
-        from irods.api_number import api_number
-        from irods.exception import CAT_NO_ROWS_FOUND
-        from irods.message import GenQueryResponse, iRODSMessage
+        def batch() -> None:
+            self.counter.queries += 1
 
-        order = [col.icat_id for col in query.columns]
-        inx = 0
-        while True:
-            q = query.continue_index(inx) if inx else query
-            with self.session.pool.get_connection() as conn:
-                conn.send(iRODSMessage("RODS_API_REQ", msg=q._message(),
-                                       int_info=api_number["GEN_QUERY_AN"]))
-                self.counter.queries += 1
-                try:
-                    raw = conn.recv().get_main_message(GenQueryResponse)
-                except CAT_NO_ROWS_FOUND:
-                    return
-            by_id = {c.attriInx: c.value for c in raw.SqlResult_PI[:raw.attriCnt]}
-            rows = list(zip(*(by_id[i] for i in order)))[:raw.rowCnt]
-            self.counter.rows += len(rows)
-            yield from rows
-            try:
-                inx = raw.continueInx
-            except KeyError:
-                inx = 0
-            if not inx or inx <= 0:
-                return
+        rows = self.client.query(query, on_batch=batch)
+        self.counter.rows += len(rows)
+        return rows
 
-    def _conditions(self, colls: list[str] | None) -> list:
-        """GenQuery conditions: the tree (or the given collections), narrowed by the scope."""
+    def _conditions(self, query: Query, colls: list[str] | None) -> Query:
+        """``query`` over the tree (or the given collections), narrowed by the scope."""
         if colls is None:
-            conds = [_AnyOf(Collection.name, [("=", self.root), ("like", f"{self.root}/%")])]
+            query = query.where_any("COLL_NAME", [("=", self.root), ("like", f"{self.root}/%")])
         else:
-            for c in colls:
-                _quote(c)
-            conds = [In(Collection.name, colls)]
+            query = query.where_in("COLL_NAME", colls)
         s = self.scope
         dims = [
             ("net", s.networks),
@@ -324,32 +288,26 @@ class Catalogue:
             coll_pats = sorted({p.collection for p in pats})
             data_pats = sorted({p.data_name for p in pats})
             if not set(coll_pats) <= anywhere:
-                conds.append(_AnyOf(Collection.name, [("like", p) for p in coll_pats]))
+                query = query.where_any("COLL_NAME", [("like", p) for p in coll_pats])
             if data_pats != ["%"]:
-                conds.append(_AnyOf(DataObject.name, [("like", p) for p in data_pats]))
-        return conds
+                query = query.where_any("DATA_NAME", [("like", p) for p in data_pats])
+        return query
 
     def _stamp_query(self) -> dict[str, tuple[int, int, int, int]]:
-        q = (
-            self.session.query(Collection.name, DataObject.name, DataObject.id,
-                               DataObject.size, DataObject.modify_time)
-            .count(DataObject.name)
-            .sum(DataObject.id, DataObject.size)
-            .max(DataObject.modify_time)
-            .filter(*self._conditions(None))
-        )
+        q = self._conditions(Query("COLL_NAME", "count(DATA_NAME)", "sum(D_DATA_ID)", "sum(DATA_SIZE)",
+                                   "max(D_MODIFY_TIME)"), None)
         stamps = {}
         for coll, count, ids, size, mtime in self._execute(q):
             stamps[coll] = (int(count), int(ids), int(size or 0), int(mtime or 0))
         return stamps
 
     def _row_queries(self, colls: list[str] | None) -> Iterator:
-        cols = (Collection.name, DataObject.name, DataObject.size, DataObject.checksum,
-                DataObject.resource_name, DataObject.modify_time, DataObject.replica_status)
+        cols = Query("COLL_NAME", "DATA_NAME", "DATA_SIZE", "D_DATA_CHECKSUM", "D_RESC_NAME", "D_MODIFY_TIME",
+                     "D_REPL_STATUS")
         chunks = [None] if colls is None else [colls[i:i + IN_CHUNK]
                                                for i in range(0, len(colls), IN_CHUNK)]
         for chunk in chunks:
-            q = self.session.query(*cols).filter(*self._conditions(chunk))
+            q = self._conditions(cols, chunk)
             for coll, name, size, checksum, resc, mtime, status in self._execute(q):
                 yield coll, name, int(size or 0), checksum, resc, int(mtime or 0), status
 

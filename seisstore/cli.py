@@ -10,17 +10,17 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_CANTCREAT = 64, 65, 66, 69, 70, 73
+from secure_irods.exitcodes import ExitCode, run
 
 console = Console(stderr=True)
 
 
 class Failure(click.ClickException):
-    """One clear line on stderr and a sysexits code, never a traceback."""
+    """One clear line on stderr and a code from the toolkit's table, never a traceback."""
 
-    def __init__(self, message: str, code: int = EX_DATAERR) -> None:
+    def __init__(self, message: str, code: int = ExitCode.PERMANENT) -> None:
         super().__init__(message)
-        self.exit_code = code
+        self.exit_code = int(code)
 
 
 def parse_dates(text: str) -> list[datetime.date]:
@@ -29,13 +29,13 @@ def parse_dates(text: str) -> list[datetime.date]:
         try:
             items = [line.strip() for line in Path(text[1:]).read_text().splitlines() if line.strip()]
         except OSError as exc:
-            raise Failure(f"cannot read dates from {text[1:]}: {exc.strerror}", EX_NOINPUT) from None
+            raise Failure(f"cannot read dates from {text[1:]}: {exc.strerror}", ExitCode.USAGE) from None
         return [_date(i) for i in items]
     if ".." in text:
         first, _, last = text.partition("..")
         start, end = _date(first), _date(last)
         if end < start:
-            raise Failure(f"date range {text!r} ends before it starts", EX_USAGE)
+            raise Failure(f"date range {text!r} ends before it starts", ExitCode.USAGE)
         return [start + datetime.timedelta(days=d) for d in range((end - start).days + 1)]
     return [_date(i) for i in text.split(",") if i.strip()]
 
@@ -44,7 +44,7 @@ def _date(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text.strip())
     except ValueError:
-        raise Failure(f"not a date (YYYY-MM-DD): {text.strip()!r}", EX_USAGE) from None
+        raise Failure(f"not a date (YYYY-MM-DD): {text.strip()!r}", ExitCode.USAGE) from None
 
 
 def parse_stations(text: str) -> list[str]:
@@ -52,7 +52,7 @@ def parse_stations(text: str) -> list[str]:
         try:
             return [line.strip() for line in Path(text[1:]).read_text().splitlines() if line.strip()]
         except OSError as exc:
-            raise Failure(f"cannot read stations from {text[1:]}: {exc.strerror}", EX_NOINPUT) from None
+            raise Failure(f"cannot read stations from {text[1:]}: {exc.strerror}", ExitCode.USAGE) from None
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
@@ -64,26 +64,38 @@ def parse_cluster(text: str):
     for part in text.split(","):
         key, sep, value = part.partition("=")
         if not sep:
-            raise Failure(f"cluster field without '=': {part!r}", EX_USAGE)
+            raise Failure(f"cluster field without '=': {part!r}", ExitCode.USAGE)
         fields[key.strip()] = value.strip()
     unknown = set(fields) - {"name", "project", "walltime", "max_jobs", "prologue"}
     if unknown or "name" not in fields:
-        raise Failure(f"cluster needs name=..., and takes project, walltime, max_jobs, prologue: {text!r}", EX_USAGE)
+        raise Failure(f"cluster needs name=..., and takes project, walltime, max_jobs, prologue: {text!r}", ExitCode.USAGE)
     try:
         cluster = Cluster(project=fields.get("project", "default"), walltime=fields.get("walltime", "01:00:00"),
                           max_jobs=int(fields["max_jobs"]) if "max_jobs" in fields else None,
                           prologue=(fields["prologue"],) if fields.get("prologue") else ())
     except ValueError as exc:
-        raise Failure(f"cluster {fields['name']}: {exc}", EX_USAGE) from None
+        raise Failure(f"cluster {fields['name']}: {exc}", ExitCode.USAGE) from None
     return fields["name"], cluster
 
 
-@click.group(context_settings={"auto_envvar_prefix": "SEISSTORE", "help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``seisstore`` group: every outcome mapped onto the toolkit's exit-code table."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        sys.exit(run(self, prog_name or "seisstore", args))
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "SEISSTORE", "help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Seismic recordings in iRODS: catalogue, ingest, and grid campaigns."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # PRC logs every dropped connection at CRITICAL (they are retried) and, at debug, its
+    # login exchange, which no verbosity may print (-vvv shows its warnings).
+    logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
 
 
 @main.group()
@@ -109,8 +121,11 @@ def campaign() -> None:
 @click.option("--interpreter", default="python3", show_default=True, help="Runs the job script.")
 @click.option("--force", is_flag=True, help="Replace files in a non-empty directory.")
 @click.option("--upload", is_flag=True, help="Put the campaign's files into --collection (secure_irods).")
+@click.option("--parents", is_flag=True, help="With --upload: create --collection and its parents if missing.")
+@click.option("--archive", default=None, help="Collection the jobs read (exported as SEISSTORE_ARCHIVE).")
+@click.option("--results", default=None, help="Collection the jobs write to (exported as SEISSTORE_RESULTS).")
 def campaign_new(name, dates, stations, n_dates, n_stations, job_script, collection, kind, prefix, clusters, out,
-                 interpreter, force, upload) -> None:
+                 interpreter, force, upload, parents, archive, results) -> None:
     """Write param.txt, start.bash, the CiGri JDL and OAR/Slurm array scripts for NAME."""
     from seisstore.campaign import Campaign, write_campaign
 
@@ -118,22 +133,30 @@ def campaign_new(name, dates, stations, n_dates, n_stations, job_script, collect
     try:
         camp = Campaign(name=name, dates=parse_dates(dates), stations=parse_stations(stations), n_dates=n_dates,
                         n_stations=n_stations, job_script=job_script, irods_collection=collection,
-                        clusters=cluster_map, kind=kind, prefix=prefix, interpreter=tuple(interpreter.split()))
+                        clusters=cluster_map, kind=kind, prefix=prefix, interpreter=tuple(interpreter.split()),
+                        environment={k: v for k, v in (("SEISSTORE_ARCHIVE", archive),
+                                                       ("SEISSTORE_RESULTS", results)) if v})
         written = write_campaign(camp, out or Path(name), overwrite=force)
     except (ValueError, FileExistsError) as exc:
-        raise Failure(str(exc).splitlines()[0], EX_USAGE if isinstance(exc, ValueError) else EX_CANTCREAT) from None
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     directory = (out or Path(name))
     console.print(f"campaign {name}: {camp.n_jobs} jobs, {len(written)} files in {directory}")
     if upload:
-        _upload(camp, directory)
+        _upload(camp, directory, parents)
 
 
-def _upload(camp, directory: Path) -> None:
+def _upload(camp, directory: Path, parents: bool) -> None:
     from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
+    from secure_irods.errors import NotFoundError, SecureIrodsError
 
     try:
         with connect() as client:
+            client.deadline = client.policy.start_deadline()
+            stat = client.stat(camp.irods_collection)
+            if stat is None and parents:
+                client.mkdir(camp.irods_collection)
+            elif stat is None or not stat.is_collection:
+                raise NotFoundError(f"no such collection: {camp.irods_collection} (--parents creates it)")
             client.put_many([(directory / f, f"{camp.irods_collection}/{f}") for f in camp.uploads], force=True)
     except SecureIrodsError as exc:
         raise Failure(f"upload to {camp.irods_collection} failed: {exc}", exc.exit_code) from None
@@ -156,13 +179,39 @@ def campaign_run_local(directory: Path, jobs: int, attempts: int, preempt: float
         report = LocalRunner(directory, jobs=jobs, attempts=attempts, preempt=preempt, seed=seed,
                              console=console).run()
     except ValueError as exc:
-        raise Failure(str(exc), EX_DATAERR) from None
+        raise Failure(str(exc), ExitCode.USAGE) from None
     done = sum(r.done for r in report.results) + report.skipped
     console.print(f"{done} of {done + len(report.failed)} jobs done ({report.skipped} already done),"
                   f" {report.resubmitted} resubmissions, {sum(r.killed for r in report.results)} preempted")
     if report.failed:
         raise Failure(f"{len(report.failed)} jobs failed: {', '.join(r.name for r in report.failed[:5])}"
-                      f"{' ...' if len(report.failed) > 5 else ''}", EX_SOFTWARE)
+                      f"{' ...' if len(report.failed) > 5 else ''}", ExitCode.PERMANENT)
+
+
+@main.command("mkdir")
+@click.argument("collections", nargs=-1, required=True)
+@click.option("-p", "--parents", is_flag=True, help="Create parents as needed; no error if it exists.")
+def mkdir_cmd(collections: tuple[str, ...], parents: bool) -> None:
+    """Create iRODS collections (like imkdir), through secure_irods."""
+    from secure_irods.client import connect
+    from secure_irods.errors import ExistsError, NotFoundError, SecureIrodsError
+
+    try:
+        with connect() as client:
+            client.deadline = client.policy.start_deadline()
+            for coll in collections:
+                path = client.resolve(coll)
+                parent = path.rsplit("/", 1)[0] or "/"
+                if not parents:
+                    if client.stat(path) is not None:
+                        raise ExistsError(f"{path} exists")
+                    found = client.stat(parent)
+                    if found is None or not found.is_collection:
+                        raise NotFoundError(f"no such collection: {parent} (-p creates parents)")
+                client.mkdir(path)
+                console.print(f"created {path}")
+    except SecureIrodsError as exc:
+        raise Failure(f"mkdir: {exc}", exc.exit_code) from None
 
 
 @campaign.command("status")
@@ -196,45 +245,45 @@ def _layout(spec: str):
     try:
         return get_layout(spec)
     except ValueError as exc:
-        raise Failure(str(exc).splitlines()[0], EX_USAGE) from None
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
 
 
 def _zone_failure(exc: Exception, what: str) -> Failure:
-    """One line for a failure talking to the zone; secure_irods' exit code, else EX_UNAVAILABLE."""
+    """One line for a failure talking to the zone, with secure_irods' exit code."""
     from secure_irods.errors import classify
 
     err = classify(exc)
     message = str(err).splitlines()[0] if str(err) else type(exc).__name__
-    return Failure(f"{what}: {message}", getattr(err, "exit_code", None) or EX_UNAVAILABLE)
+    return Failure(f"{what}: {message}", err.exit_code)
 
 
 def _catalogue(coll: str, layout_spec: str, stations, dates, channels):
-    """Open the zone from the iRODS environment and index COLL (a few bulk GenQueries)."""
+    """Open the zone from the iRODS environment and index COLL (a few bulk GenQueries).
+
+    Every query goes through ``secure_irods`` (node throttle, cool-down, retries) and
+    the command shares one deadline.  A collection that does not exist is exit 3.
+    """
     from secure_irods.client import connect
     from secure_irods.errors import SecureIrodsError
     from seisstore.catalogue import Catalogue
-    from seisstore.dayfiles import prc_session
 
     layout = _layout(layout_spec)
     scope = dict(stations=parse_stations(stations) if stations else None,
                  dates=parse_dates(dates) if dates else None,
                  channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None)
     try:
-        client = connect(throttle=False, cooldown=False)
+        client = connect()
+        client.deadline = client.policy.start_deadline()
         root = client.resolve(coll)
-        session = prc_session(client)
-    except SecureIrodsError as exc:
-        raise Failure(f"cannot reach the zone: {exc}", exc.exit_code) from None
-    except Exception as exc:
-        raise _zone_failure(exc, "cannot reach the zone") from None
-    try:
-        return Catalogue(session, root, layout, cache=False), scope
+        stat = client.stat(root)
+        if stat is None or not stat.is_collection:
+            client.close()
+            raise Failure(f"no such collection: {root}", ExitCode.PERMANENT)
+        return Catalogue(client, root, layout, cache=False), scope
     except ValueError as exc:
-        session.cleanup()
-        raise Failure(str(exc).splitlines()[0], EX_USAGE) from None
-    except Exception as exc:
-        session.cleanup()
-        raise _zone_failure(exc, f"cannot index {root}") from None
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
+    except SecureIrodsError as exc:
+        raise Failure(f"cannot index {coll}: {exc}", exc.exit_code) from None
 
 
 def _selection_options(fn):
@@ -252,30 +301,56 @@ def _selection_options(fn):
 @click.argument("local_dir", type=click.Path(path_type=Path))
 @click.argument("coll")
 @click.option("--layout", "layout_spec", default="sds", show_default=True, help=LAYOUT_HELP)
-def ingest_cmd(local_dir: Path, coll: str, layout_spec: str) -> None:
+@click.option("--default-network", default=None, metavar="NET",
+              help="Network code for traces that have none (SAC files often); never guessed without it.")
+@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+              help="Map a trace id as read to another, e.g. '.OGDI..HHZ=FR.OGDI.00.HHZ' (repeatable), "
+                   "or @file with one OLD=NEW a line.")
+@click.option("--merge", "merge_existing", is_flag=True,
+              help="Extend existing day files with new samples (download, merge, verify, replace atomically); "
+                   "without it they are left as they are and counted.")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
+               report_file) -> None:
     """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
 
-    Day files already in COLL are skipped (one bulk catalogue query finds them).
+    Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
+    and reported at the end (exit 3); day files already in COLL are skipped (one bulk
+    catalogue query finds them) unless --merge.
     """
     from secure_irods.client import connect
     from secure_irods.errors import SecureIrodsError
-    from seisstore.ingest import ingest
+    from seisstore.ingest import CodeMap, ingest
 
     layout = _layout(layout_spec)
     if not local_dir.is_dir():
-        raise Failure(f"no such directory: {local_dir}", EX_NOINPUT)
+        raise Failure(f"no such directory: {local_dir}", ExitCode.USAGE)
+    try:
+        codes = CodeMap.parse(renames, default_network)
+    except ValueError as exc:
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     try:
         with connect() as client:
-            report = ingest(client, local_dir, coll, layout, console=console)
+            report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
+                            merge_existing=merge_existing)
     except SecureIrodsError as exc:
         raise Failure(f"ingest into {coll} failed: {exc}", exc.exit_code) from None
     except ValueError as exc:
-        raise Failure(str(exc).splitlines()[0], EX_DATAERR) from None
-    except OSError as exc:
-        raise Failure(f"ingest into {coll} failed: {exc}", EX_UNAVAILABLE) from None
+        raise Failure(str(exc).splitlines()[0], ExitCode.PERMANENT) from None
     except Exception as exc:
         raise _zone_failure(exc, f"ingest into {coll} failed") from None
+    report.render(Console(highlight=False, soft_wrap=True))
     click.echo(report.summary())
+    if report_file is not None:
+        try:
+            report.write_json(report_file)
+        except OSError as exc:
+            raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
+    if report.exit_code:
+        raise Failure(f"{report.skipped} files, traces or day files skipped (see the report)", report.exit_code)
 
 
 @main.command("ls")
@@ -288,10 +363,8 @@ def ls_cmd(coll, layout_spec, stations, dates, channels, long_, limit) -> None:
     from seisstore.coverage import render_ls
 
     cat, scope = _catalogue(coll, layout_spec, stations, dates, channels)
-    try:
+    with cat.client:
         render_ls(Console(), cat.select(**scope), long=long_, limit=limit)
-    finally:
-        cat.session.cleanup()
 
 
 @main.command("coverage")
@@ -302,10 +375,18 @@ def coverage_cmd(coll, layout_spec, stations, dates, channels) -> None:
     from seisstore.coverage import render_coverage
 
     cat, scope = _catalogue(coll, layout_spec, stations, dates, channels)
-    try:
+    with cat.client:
         render_coverage(Console(), cat.coverage(**scope))
-    finally:
-        cat.session.cleanup()
+
+
+from seisstore.cli_rebalance import du_cmd, rebalance  # noqa: E402  (defined there)
+
+main.add_command(du_cmd)
+main.add_command(rebalance)
+
+from seisstore.cli_bundles import register as _register_bundles  # noqa: E402  (bundles, stack, export, plot)
+
+_register_bundles(main)
 
 
 if __name__ == "__main__":

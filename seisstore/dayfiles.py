@@ -8,9 +8,12 @@ Shared by :mod:`seisstore.ingest` (local files -> catalogue) and
   00:00:00 belongs to the new day. Concatenating a trace's pieces gives its
   samples back exactly.
 * :func:`store_days` writes each day as miniSEED in a private temporary
-  directory, uploads them with ``Client.put_many`` (atomic, checksummed), then
-  sets the :func:`day_avus` on each object (``metadata.set``: one call per
-  attribute, idempotent).
+  directory, in a lossless encoding chosen from the samples' dtype and read back
+  to check it (:mod:`seisstore.encodings`), uploads them with
+  ``Client.put_many`` (atomic, checksummed), then sets the :func:`day_avus` on
+  each object (one atomic metadata call); :func:`encode_day` and
+  :func:`upload_days` are its two halves, which an ingest runs in different
+  threads.
 """
 from __future__ import annotations
 
@@ -21,16 +24,20 @@ import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from .encodings import source_encoding, write_day
 from .layout import Key, Layout
 
-__all__ = ["AVU_ATTRIBUTES", "EMPTY_LOCATION", "day_avus", "prc_session", "split_days", "store_days"]
+__all__ = ["AVU_ATTRIBUTES", "EMPTY_LOCATION", "DayFile", "day_avus", "encode_day", "split_days", "store_days",
+           "upload_days"]
 
 log = logging.getLogger(__name__)
 
 #: Attributes set on every day file.
-AVU_ATTRIBUTES = ("network", "station", "location", "channel", "start", "end", "sampling_rate", "npts")
+AVU_ATTRIBUTES = ("network", "station", "location", "channel", "start", "end", "sampling_rate", "npts",
+                  "encoding", "source_encoding")
 #: iRODS AVU values cannot be empty: an empty location code is stored as ``--`` (the FDSN convention).
 EMPTY_LOCATION = "--"
 _NS = 1_000_000_000
@@ -74,12 +81,17 @@ def split_days(stream, typ: str = "D") -> dict[Key, object]:
     return {k: Stream(traces=v) for k, v in days.items()}
 
 
-def day_avus(key: Key, stream) -> dict[str, str]:
-    """The AVUs of one day file: codes, first start, last end, sampling rate(s), total samples."""
+def day_avus(key: Key, stream, *, encoding: str | None = None, sources=None) -> dict[str, str]:
+    """The AVUs of one day file: codes, first start, last end, sampling rate(s), total samples.
+
+    With ``encoding`` (the day file's, from :func:`seisstore.encodings.write_day`) and
+    ``sources`` (how its samples came: ``SRO``, ``STEIM1``, ``SAC``...), also ``encoding``
+    and ``source_encoding``.
+    """
     rates = sorted({float(tr.stats.sampling_rate) for tr in stream})
     start = min(tr.stats.starttime for tr in stream)
     end = max(tr.stats.endtime for tr in stream)
-    return {
+    avus = {
         "network": key.net,
         "station": key.sta,
         "location": key.loc or EMPTY_LOCATION,
@@ -89,34 +101,59 @@ def day_avus(key: Key, stream) -> dict[str, str]:
         "sampling_rate": ",".join(repr(r) for r in rates),
         "npts": str(sum(len(tr.data) for tr in stream)),
     }
+    if encoding:
+        avus["encoding"] = encoding
+    if sources:
+        avus["source_encoding"] = ",".join(sorted(set(sources)))
+    return avus
 
 
-def prc_session(client):
-    """A python-irodsclient session for ``client``'s zone and user (the caller cleans it up).
+@dataclass
+class DayFile:
+    """One day file written locally (encoded and verified), waiting for its upload."""
 
-    ``secure_irods.Client`` exposes no session, so this opens a second one
-    from the same environment and authentication files, through the same
-    backend code (same stall guard, same password handling).
+    key: Key
+    local: Path
+    remote: str
+    avus: dict[str, str]
+    size: int
+    force: bool = False
+
+
+def encode_day(key: Key, stream, local: Path, remote: str, *, sources=None, force: bool = False) -> DayFile:
+    """Write one channel-day as miniSEED at ``local`` in a lossless, verified encoding.
+
+    Raises :class:`seisstore.encodings.UnencodableError` if no encoding holds it exactly.
     """
-    from secure_irods.backend import PrcBackend
-
-    env = client.environment
-    auth = env.auth_file if env.auth_file.exists() else None
-    return PrcBackend.connect(env.env_file, auth, client.io_timeout).session
+    encoding = write_day(stream, local)
+    return DayFile(key, local, remote, day_avus(key, stream, encoding=encoding, sources=sources),
+                   local.stat().st_size, force)
 
 
-def set_avus(session, path: str, avus: dict[str, str]) -> None:
-    """Set each attribute of ``path`` to its one value (``imeta set``: replaces old values)."""
-    from irods.meta import iRODSMeta
-    from irods.models import DataObject
+def upload_days(client, files: list[DayFile], *, made: set[str] | None = None) -> list[str]:
+    """Upload day files with ``put_many`` (atomic, checksummed), then set their AVUs.
 
-    for name, value in avus.items():
-        session.metadata.set(DataObject, path, iRODSMeta(name, value))
+    Parent collections not in ``made`` are created (and added to it). Local files are
+    removed once stored. Returns the object paths.
+    """
+    made = set() if made is None else made
+    for parent in sorted({f.remote.rsplit("/", 1)[0] for f in files} - made):
+        client.mkdir(parent)
+        made.add(parent)
+    for force in (False, True):
+        group = [f for f in files if f.force is force]
+        if group:
+            # sync: an identical object already there (a batch retried one by one) is not an error
+            client.put_many([(f.local, f.remote) for f in group], force=force, sync=True)
+    for f in files:
+        with contextlib.suppress(OSError):
+            os.unlink(f.local)
+        client.set_avus(f.remote, f.avus)
+    return [f.remote for f in files]
 
 
 def store_days(
     client,
-    session,
     collection: str,
     layout: Layout,
     days: dict[Key, object],
@@ -127,35 +164,26 @@ def store_days(
 ) -> list[str]:
     """Store each ``Key -> Stream`` at ``collection/layout.path(key)``, with its AVUs.
 
-    Day files are written as miniSEED ``batch`` at a time into a private temporary
-    directory (removed afterwards), uploaded with one ``put_many`` per batch, then
-    given their AVUs. Parent collections are created once each. ``advance(n)``
-    is called after each batch. Returns the object paths, in key order.
+    Day files are written as miniSEED (:func:`seisstore.encodings.write_day`: lossless,
+    read back and compared) ``batch`` at a time into a private temporary directory
+    (removed afterwards), uploaded with one ``put_many`` per batch, then given their
+    AVUs (one atomic metadata call each, through the client). Parent collections are
+    created once each. ``advance(n)`` is called after each batch. Returns the object
+    paths, in key order.
     """
     root = collection.rstrip("/")
     keys = sorted(days)
-    paths = [f"{root}/{layout.path(k)}" for k in keys]
-    for parent in sorted({p.rsplit("/", 1)[0] for p in paths}):
-        client.mkdir(parent)
+    made: set[str] = set()
+    paths = []
     with tempfile.TemporaryDirectory(prefix="seisstore-days-") as tmp:
         for lo in range(0, len(keys), batch):
-            items = []
-            for i in range(lo, min(lo + batch, len(keys))):
-                local = Path(tmp) / f"{i:07d}.mseed"
-                _write_mseed(days[keys[i]], local)
-                items.append((local, paths[i]))
-            client.put_many(items, force=force)
-            for i, (local, _) in zip(range(lo, lo + len(items)), items):
-                with contextlib.suppress(OSError):
-                    os.unlink(local)
-                set_avus(session, paths[i], day_avus(keys[i], days[keys[i]]))
+            files = [encode_day(k, days[k], Path(tmp) / f"{i:07d}.mseed", f"{root}/{layout.path(k)}",
+                                sources=[source_encoding(tr) for tr in days[k]], force=force)
+                     for i, k in enumerate(keys[lo:lo + batch], start=lo)]
+            paths += upload_days(client, files, made=made)
             if advance is not None:
-                advance(len(items))
+                advance(len(files))
     return paths
-
-
-def _write_mseed(stream, path: Path) -> None:
-    stream.write(str(path), format="MSEED")
 
 
 def iter_files(directory: Path) -> Iterable[Path]:

@@ -1,105 +1,383 @@
 """``seisstore ingest``: local seismic files of any ObsPy format -> day files in a catalogue.
 
-:func:`ingest` reads the headers of every file under a directory with ``obspy.read``
-(files ObsPy cannot read are skipped with a warning and counted), then one station at a
-time (memory holds one station's recordings, not the directory's) reads its files, merges
-the traces
-(``Stream.merge(method=-1)``: only contiguous or identical overlapping pieces
-are joined, so no sample is invented or dropped), cuts them at UTC midnight
-(:func:`seisstore.dayfiles.split_days`), and stores each channel-day as one
-miniSEED object at ``collection/layout.path(key)`` with ``put_many`` (atomic,
-checksummed) and AVUs.
+:func:`ingest` runs in two passes over ``local_dir``:
 
-Re-running skips channel-days already in the collection: one
-:class:`~seisstore.catalogue.Catalogue` refresh (a few bulk GenQueries) says
-what is there, never one existence test per file. Costs on the zone: that
-refresh, one ``mkdir`` per new collection, one put per new day file and
-8 metadata calls per new day file; if some day files were already there, one bulk query
-for those lacking their AVUs (a run killed between put and labels), which get them.
+1. **headers**: every file is read with ``obspy.read(headonly=True)``.  A file ObsPy
+   cannot read, or reads with a warning that it is damaged (a truncated last record,
+   ...), is skipped and reported with the reason -- it never stops the run.  Codes are
+   mapped through the explicit :class:`CodeMap` (``--rename``, ``--default-network``);
+   traces whose codes still make no valid :class:`~seisstore.layout.Key` (an empty
+   network, as SAC files often have) are counted per distinct id, never guessed.
+2. **stations**, one at a time (memory holds one station's recordings, not the
+   directory's): its files are read, its traces merged per id, sampling rate and dtype
+   with ``Stream.merge(method=-1)`` (contiguous pieces and identical overlaps are
+   joined; gaps stay gaps and overlaps with different samples stay separate traces,
+   hence separate records: no sample invented, averaged or dropped), cut at UTC
+   midnight (:func:`~seisstore.dayfiles.split_days`) and written as day files in a
+   lossless encoding, read back and compared (:mod:`seisstore.encodings`).  The day
+   files go to ``jobs`` upload threads, each with its own ``Client`` (one connection
+   each), which ``put_many`` them (atomic, checksummed) and set their AVUs while the
+   next station is read and cut.
+
+Day files already in the collection are left alone and counted (``existing``); one
+:class:`~seisstore.catalogue.Catalogue` refresh (a few bulk GenQueries) says what is
+there, never one existence test per file.  With ``merge=True`` a day file that the
+new data extends is downloaded, merged, checked to hold every sample of both (same
+bits at the same times) and replaced (``put -f``: a temporary object renamed over it,
+never a partial file at the name); if the new data adds nothing it is left alone.
+
+Costs on the zone: the refresh, one ``mkdir`` per new collection, one put and one
+atomic metadata call per new day file; if some day files were already there, one bulk
+query for those lacking their AVUs (a run killed between put and labels), which get
+them; with ``merge``, a get and an AVU query per existing day file the new data touches.
 """
 from __future__ import annotations
 
+import datetime
 import logging
+import queue
+import re
 import sys
-from collections.abc import Callable
+import tempfile
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dayfiles import day_avus, iter_files, prc_session, set_avus, split_days, store_days
-from .layout import Key, Layout
+from secure_irods.query import Query
 
-__all__ = ["IngestReport", "ingest"]
+from .dayfiles import DayFile, day_avus, encode_day, iter_files, split_days, upload_days
+from .encodings import UnencodableError, choose_encoding, planned_encoding, same_samples, source_encoding
+from .layout import Key, Layout
+from .report import IngestReport
+
+__all__ = ["CodeMap", "IngestReport", "ingest"]
 
 log = logging.getLogger(__name__)
 
+#: ObsPy warnings that mean a file is damaged: it is skipped, not half ingested.
+DAMAGE = re.compile(r"corrupt|not enough|truncat|broken|invalid|skipp|damag", re.IGNORECASE)
+#: Day files per ``put_many`` call.
+BATCH = 20
+
+
+class DamagedFile(Exception):
+    """ObsPy read a file but warned that part of it is damaged."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_code(name: str, value: str) -> str | None:
+    """Why ``value`` is not a valid code for field ``name`` (None if it is)."""
+    try:
+        Key(*(value if n == name else ("" if n == "loc" else "X") for n in ("net", "sta", "loc", "cha")),
+            datetime.date(2000, 1, 1))
+    except ValueError:
+        return f"{'empty' if not value else 'invalid'} {_FIELDS[name]} code {value!r}"
+    return None
+
+
+_FIELDS = {"net": "network", "sta": "station", "loc": "location", "cha": "channel"}
+
 
 @dataclass
-class IngestReport:
-    """What one :func:`ingest` did."""
+class CodeMap:
+    """Explicit code mappings, applied to every trace before anything else; never guesses.
 
-    files_read: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    traces: int = 0
-    stored: list[str] = field(default_factory=list)
-    skipped: list[Key] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    repaired: list[str] = field(default_factory=list)   # already there, AVUs completed
+    ``renames`` maps a whole id as ObsPy reads it (``NET.STA.LOC.CHA``, any part may be
+    empty: ``.OGDI..HHZ``) to a new id; ``default_network`` then fills an empty
+    network code.  Rules come from ``--rename 'old=new'`` (repeatable) or
+    ``--rename @file`` (one ``old=new`` a line, ``#`` comments).
+    """
 
-    def summary(self) -> str:
-        return (f"{self.files_read} files read ({len(self.unreadable)} unreadable), "
-                f"{len(self.stored)} day files stored, {len(self.skipped)} already there"
-                + (f" ({len(self.repaired)} given their missing AVUs)" if self.repaired else "")
-                + (f", {len(self.rejected)} traces with invalid codes" if self.rejected else ""))
+    renames: dict[str, str] = field(default_factory=dict)
+    default_network: str | None = None
+
+    @classmethod
+    def parse(cls, rules: Iterable[str] = (), default_network: str | None = None) -> "CodeMap":
+        """Build from option values; a malformed rule or an invalid target is a ``ValueError``."""
+        lines: list[tuple[str, str]] = []
+        for rule in rules:
+            if rule.startswith("@"):
+                try:
+                    text = Path(rule[1:]).read_text()
+                except OSError as exc:
+                    raise ValueError(f"cannot read rename rules from {rule[1:]}: {exc.strerror}") from None
+                lines += [(f"{rule[1:]}:{n}", ln.split("#", 1)[0].strip())
+                          for n, ln in enumerate(text.splitlines(), 1)]
+            else:
+                lines.append(("--rename", rule.strip()))
+        renames = {}
+        for where, line in lines:
+            if not line:
+                continue
+            old, sep, new = line.partition("=")
+            old, new = old.strip(), new.strip()
+            if not sep or old.count(".") != 3 or new.count(".") != 3:
+                raise ValueError(f"{where}: a rename is 'NET.STA.LOC.CHA=NET.STA.LOC.CHA', got {line!r}")
+            for name, value in zip(_FIELDS, new.split(".")):
+                why = _check_code(name, value)
+                if why:
+                    raise ValueError(f"{where}: rename target {new!r} has an {why}")
+            renames[old] = new
+        if default_network is not None and _check_code("net", default_network):
+            raise ValueError(f"--default-network: {_check_code('net', default_network)}")
+        return cls(renames, default_network)
+
+    def apply(self, trace, report: IngestReport | None = None) -> str | None:
+        """Map ``trace``'s codes in place; returns why its codes are invalid, or None."""
+        s = trace.stats
+        old = trace.id
+        new = self.renames.get(old)
+        if new is not None:
+            s.network, s.station, s.location, s.channel = new.split(".")
+        if not s.network and self.default_network:
+            s.network = self.default_network
+        if report is not None and trace.id != old:
+            report.mapped[f"{old} -> {trace.id}"] += 1
+        for name, attr in (("net", "network"), ("sta", "station"), ("loc", "location"), ("cha", "channel")):
+            why = _check_code(name, s[attr])
+            if why:
+                hint = " (use --default-network or --rename)" if name == "net" else " (use --rename)"
+                return why + hint
+        return None
 
 
-def _stations_of(directory: Path, report: IngestReport) -> dict[tuple[str, str], list[Path]]:
-    """(network, station) -> the files holding it, from headers only: memory stays small."""
+def _read(path: Path, headonly: bool = False):
+    """``obspy.read`` that raises :class:`DamagedFile` on a warning that data was lost."""
     import obspy
 
-    files: dict[tuple[str, str], list[Path]] = {}
-    for path in iter_files(directory):
-        try:
-            st = obspy.read(str(path), headonly=True)
-        except Exception as exc:  # ObsPy raises many types for foreign files
-            log.warning("skipping %s: not readable by ObsPy (%s)", path, str(exc).splitlines()[0]
-                        if str(exc) else type(exc).__name__)
-            report.unreadable.append(str(path))
-            continue
-        report.files_read += 1
-        for station in {(tr.stats.network, tr.stats.station) for tr in st}:
-            files.setdefault(station, []).append(path)
-    return files
-
-
-def _read_station(station: tuple[str, str], paths: list[Path], report: IngestReport):
-    """Every trace of one station, from the files that hold it."""
-    import obspy
-
-    stream = obspy.Stream()
-    for path in paths:
-        st = obspy.read(str(path)).select(network=station[0], station=station[1])
-        report.traces += len(st)
-        stream += st
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stream = obspy.read(str(path), headonly=headonly)
+    damage = [str(w.message) for w in caught if DAMAGE.search(str(w.message))]
+    if damage:
+        raise DamagedFile(f"damaged: {damage[0].splitlines()[0]}")
+    _check_mseed_length(path, stream)
     return stream
 
 
-def _valid(stream, report: IngestReport):
-    """Traces whose codes make a valid :class:`Key`; the others are reported and dropped."""
-    import datetime
+def _check_mseed_length(path: Path, stream) -> None:
+    """A miniSEED file of one record length that does not end on a record: its tail was lost.
 
+    ObsPy drops a partial last record, silently when it is longer than a header."""
+    lengths = {tr.stats.mseed.get("record_length") for tr in stream
+               if tr.stats.get("_format") == "MSEED" and "mseed" in tr.stats}
+    if len(lengths) == 1 and len(stream) and all(tr.stats.get("_format") == "MSEED" for tr in stream):
+        (reclen,) = lengths
+        excess = path.stat().st_size % reclen if reclen else 0
+        if excess:
+            raise DamagedFile(f"damaged: truncated, {excess} bytes after the last whole {reclen}-byte record")
+
+
+def _scan(directory: Path, codes: CodeMap, report: IngestReport, advance: Callable) -> dict:
+    """(network, station) -> [(path, size, stations in the file)], from headers only."""
+    files: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path in iter_files(directory):
+        report.files_seen += 1
+        size = path.stat().st_size
+        try:
+            st = _read(path, headonly=True)
+        except Exception as exc:  # ObsPy raises many types for foreign or broken files
+            why = _first_line(exc)
+            log.info("skipping %s: %s", path, why)
+            report.skip_file(path, why if isinstance(exc, DamagedFile) else f"not readable by ObsPy: {why}")
+            advance(files=1)
+            continue
+        report.files_read += 1
+        report.bytes_read += size
+        stations = set()
+        for tr in st:
+            original = tr.id
+            why = codes.apply(tr, report)
+            if why:
+                report.reject(original, why)
+            else:
+                stations.add((tr.stats.network, tr.stats.station))
+        for station in stations:
+            files[station].append(path)
+        sizes[path] = (size, len(stations))
+        advance(files=1)
+    return {station: [(p, *sizes[p]) for p in paths] for station, paths in files.items()}
+
+
+def _read_station(station, files, codes: CodeMap, report: IngestReport, advance: Callable):
+    """Every trace of one station (codes mapped), from the files that hold it."""
     import obspy
 
-    keep = obspy.Stream()
+    stream = obspy.Stream()
+    for path, size, n_stations in files:
+        if str(path) in report.skipped_files:
+            continue
+        try:
+            st = _read(path)
+        except Exception as exc:  # headers read, data did not
+            report.skip_file(path, _first_line(exc))
+            report.files_read -= 1
+            report.bytes_read -= size
+            continue
+        for tr in st:
+            if codes.apply(tr) is None and (tr.stats.network, tr.stats.station) == station:
+                stream.append(tr)
+        advance(bytes=size / n_stations)
+    report.traces += len(stream)
+    return stream
+
+
+def merge(stream):
+    """Join what can be joined without losing or inventing a sample (see the module docstring)."""
+    from obspy import Stream
+
+    groups = defaultdict(list)
+    for tr in stream:
+        groups[(tr.id, float(tr.stats.sampling_rate), tr.data.dtype.str)].append(tr)
+    out = Stream()
+    for group in groups.values():
+        part = Stream(traces=group)
+        part.merge(method=-1)
+        out += part
+    out.sort()
+    return out
+
+
+def _sources_by_day(stream, typ: str) -> dict[Key, set[str]]:
+    """``Key -> {source encodings}`` of the traces touching each channel-day (before merging)."""
+    found: dict[Key, set[str]] = defaultdict(set)
     for tr in stream:
         s = tr.stats
+        day, last = s.starttime.date, s.endtime.date
+        while day <= last:
+            found[Key(s.network, s.station, s.location, s.channel, day, typ)].add(source_encoding(tr))
+            day += datetime.timedelta(days=1)
+    return found
+
+
+def covers(whole, part) -> bool:
+    """True if every sample of every trace of ``part`` is in ``whole``, same bits, same time."""
+    for t in part:
+        rate = float(t.stats.sampling_rate)
+        data = choose_encoding(t.data)[0]
+        ok = False
+        for w in whole:
+            if w.id != t.id or abs(float(w.stats.sampling_rate) - rate) > 1e-9 * rate:
+                continue
+            offset = round((t.stats.starttime.ns - w.stats.starttime.ns) * rate / 1e9)
+            shift = t.stats.starttime.ns - w.stats.starttime.ns - offset * 1e9 / rate
+            if offset < 0 or offset + len(data) > len(w.data) or abs(shift) > 0.5e9 / rate / 100:
+                continue
+            if same_samples(w.data[offset:offset + len(data)], data):
+                ok = True
+                break
+        if not ok:
+            return False
+    return True
+
+
+class _Uploads:
+    """Day files to the zone: ``jobs`` threads with a Client each, or the caller's client if 0.
+
+    A bounded queue (two batches per thread) keeps the local day files waiting on disk
+    few.  A permanent failure of one day file is reported and the others go on; any
+    other failure (transient at the deadline, authentication) stops the run, raised by
+    :meth:`submit` or :meth:`close`.
+    """
+
+    def __init__(self, client, jobs: int, connect: Callable | None, report: IngestReport,
+                 advance: Callable) -> None:
+        self.client, self.report, self.advance = client, report, advance
+        self.made: set[str] = set()
+        self.made_lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=2 * max(jobs, 1))
+        self.threads = []
+        if jobs > 0:
+            connect = connect or _connect_like(client)
+            for i in range(jobs):
+                t = threading.Thread(target=self._worker, args=(connect,), name=f"ingest-upload-{i}", daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def submit(self, files: list[DayFile], merged: bool = False) -> None:
+        if self.error is not None:
+            raise self.error
+        if not self.threads:
+            self._upload(self.client, files, merged)
+            return
+        while True:
+            try:
+                self.queue.put((files, merged), timeout=0.5)
+                return
+            except queue.Full:
+                if self.error is not None:
+                    raise self.error
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join()
+        if self.error is not None:
+            raise self.error
+
+    def _worker(self, connect: Callable) -> None:
         try:
-            Key(s.network, s.station, s.location, s.channel, datetime.date(2000, 1, 1))
-        except ValueError as exc:
-            log.warning("skipping trace %s: %s", tr.id, exc)
-            report.rejected.append(tr.id)
-            continue
-        keep.append(tr)
-    return keep
+            with connect() as client:
+                while (item := self.queue.get()) is not None:
+                    if self.error is None:
+                        self._upload(client, *item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = self.error or exc
+            while self.queue.get() is not None:  # drain, so the producer never blocks
+                pass
+
+    def _upload(self, client, files: list[DayFile], merged: bool) -> None:
+        from secure_irods.errors import SecureIrodsError
+
+        with self.made_lock:  # a collection is made once, before any thread puts into it
+            for parent in sorted({f.remote.rsplit("/", 1)[0] for f in files} - self.made):
+                client.mkdir(parent)
+                self.made.add(parent)
+        try:
+            done = upload_days(client, files, made=set(self.made))
+        except SecureIrodsError as exc:
+            if exc.transient or len(files) == 1:
+                if exc.transient:
+                    raise
+                done = []
+                self._failed(files[0], exc)
+            else:  # find the one refused, store the others
+                done = []
+                for f in files:
+                    try:
+                        done += upload_days(client, [f], made=set(self.made))
+                    except SecureIrodsError as one:
+                        if one.transient:
+                            raise
+                        self._failed(f, one)
+        with self.report.lock:
+            (self.report.merged if merged else self.report.stored).extend(done)
+            self.report.bytes_written += sum(f.size for f in files if f.remote in set(done))
+        self.advance(days=len(done))
+
+    def _failed(self, f: DayFile, exc) -> None:
+        with self.report.lock:
+            self.report.failed[f.remote] = f"upload refused: {_first_line(exc)}"
+        f.local.unlink(missing_ok=True)
+
+
+def _connect_like(client) -> Callable:
+    """A factory of Clients on the same zone and account as ``client``, sharing its deadline."""
+    from secure_irods.client import connect
+
+    env = client.environment
+    return lambda: connect(env.env_file, env.auth_file, deadline=client.deadline)
 
 
 def ingest(
@@ -108,73 +386,121 @@ def ingest(
     collection: str,
     layout: Layout,
     *,
-    session=None,
     progress: bool | None = None,
     console=None,
     typ: str = "D",
     cache_dir=None,
+    codes: CodeMap | None = None,
+    jobs: int = 1,
+    connect: Callable | None = None,
+    merge_existing: bool = False,
 ) -> IngestReport:
     """Store every file ObsPy reads under ``local_dir`` as day files in ``collection``.
 
-    ``client`` is a :class:`secure_irods.Client`; ``session`` a python-irodsclient
-    session for the catalogue query and the AVUs (default: one opened from the
-    client's environment, closed at the end). ``progress``: a rich progress bar
-    on stderr (default: only when stderr is a terminal).
+    ``client`` is a :class:`secure_irods.Client`: the catalogue queries go through it,
+    and the uploads too if ``jobs == 0``; otherwise ``jobs`` threads upload, each with
+    its own Client from ``connect()`` (default: the same environment files as
+    ``client``, sharing its deadline).  ``codes``: explicit code mappings.
+    ``merge_existing``: extend existing day files (``--merge``) instead of leaving them.
+    ``progress``: a rich progress bar on stderr (default: only when stderr is a
+    terminal; otherwise a line every 30 s; ``False``: nothing).  Never raises for a
+    bad input file: see the returned :class:`IngestReport`.
     """
     from .catalogue import Catalogue
 
     directory = Path(local_dir)
     if not directory.is_dir():
         raise NotADirectoryError(f"not a directory: {directory}")
+    codes = codes or CodeMap()
     report = IngestReport()
-    stations = _stations_of(directory, report)
-    own = session is None
-    if own:
-        session = prc_session(client)
-    try:
-        root = client.resolve(collection)
+    started = time.monotonic()
+    root = client.resolve(collection)
+    with _Progress(progress, console, report) as bar, \
+            tempfile.TemporaryDirectory(prefix="seisstore-ingest-") as tmp:
+        stations = _scan(directory, codes, report, bar.advance)
+        bar.start_stations(sum({p: size for files in stations.values() for p, size, _ in files}.values()))
         client.mkdir(root)
-        cat = Catalogue(session, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
-        if progress is None:
-            progress = sys.stderr.isatty()
+        cat = Catalogue(client, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
+        uploads = _Uploads(client, jobs, connect, report, bar.advance)
         labelled = None
-        with _progress_bar(progress, console, len(stations)) as advance:
+        counter = iter(range(1 << 62))
+        try:
             for station in sorted(stations):   # one station in memory at a time
-                stream = _valid(_read_station(station, stations[station], report), report)
-                stream.merge(method=-1)
-                stream.sort()
-                days = split_days(stream, typ)
+                stream = _read_station(station, stations[station], codes, report, bar.advance)
+                sources = _sources_by_day(stream, typ)
+                days = split_days(merge(stream), typ)
                 present = {k: d for k, d in days.items() if k in cat}
-                report.skipped += list(present)
+                if present and merge_existing:
+                    present = _merge_into(client, cat, present, days, sources, Path(tmp), counter, uploads,
+                                          report)
                 if present:
-                    labelled = _labelled(session, root) if labelled is None else labelled
-                    report.repaired += _complete_avus(session, cat, present, labelled)
-                new = {k: d for k, d in days.items() if k not in cat}
-                report.stored += store_days(client, session, root, layout, new)
-                advance(1)
-    finally:
-        if own:
-            session.cleanup()
+                    report.existing += [cat.get(k).path for k in present]
+                    labelled = _labelled(client, root) if labelled is None else labelled
+                    report.repaired += _complete_avus(client, cat, present, labelled, sources)
+                new = sorted(k for k in days if k not in cat)
+                for lo in range(0, len(new), BATCH):
+                    files = []
+                    for key in new[lo:lo + BATCH]:
+                        remote = f"{root}/{layout.path(key)}"
+                        try:
+                            files.append(encode_day(key, days[key], Path(tmp) / f"{next(counter):09d}.mseed",
+                                                    remote, sources=sources.get(key)))
+                        except UnencodableError as exc:
+                            with report.lock:
+                                report.failed[remote] = str(exc)
+                    if files:
+                        uploads.submit(files)
+                del stream, days
+        finally:
+            uploads.close()
+    report.seconds = time.monotonic() - started
     log.info("ingest %s -> %s: %s", directory, collection, report.summary())
     return report
 
 
-def _labelled(session, root: str) -> set[str]:
+def _merge_into(client, cat, present: dict, days: dict, sources: dict, tmp: Path, counter, uploads,
+                report: IngestReport) -> dict:
+    """Extend the existing day files that the new data adds to; returns those left as they were."""
+    import obspy
+
+    left = {}
+    for key, day in present.items():
+        path = cat.get(key).path
+        local = tmp / f"{next(counter):09d}.old.mseed"
+        client.get(path, local, force=True)
+        old = obspy.read(str(local), format="MSEED")
+        local.unlink()
+        if covers(old, day):
+            left[key] = day
+            continue
+        combined = merge(old + day)
+        if not (covers(combined, old) and covers(combined, day)):
+            with report.lock:
+                report.failed[path] = "merge would lose samples (kept the existing day file)"
+            continue
+        before = set(client.avus(path).get("source_encoding", [""])[0].split(",")) - {""}
+        try:
+            f = encode_day(key, combined, tmp / f"{next(counter):09d}.mseed", path,
+                           sources=before | sources.get(key, set()), force=True)
+        except UnencodableError as exc:
+            with report.lock:
+                report.failed[path] = str(exc)
+            continue
+        uploads.submit([f], merged=True)
+    return left
+
+
+def _labelled(client, root: str) -> set[str]:
     """Paths under ``root`` that carry ``npts``, the AVU set last: their labels are complete.
 
     One bulk query (a call per 500 objects), made once per ingest and only if some day
     files were already there."""
-    from irods.column import Like
-    from irods.models import Collection, DataObject, DataObjectMeta
-
-    labelled = set()
-    for where in (Collection.name == root, Like(Collection.name, f"{root}/%")):
-        rows = session.query(Collection.name, DataObject.name).filter(where, DataObjectMeta.name == "npts")
-        labelled |= {f"{r[Collection.name]}/{r[DataObject.name]}" for r in rows}
-    return labelled
+    q = (Query("COLL_NAME", "DATA_NAME").where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+         .where("META_DATA_ATTR_NAME", "=", "npts"))
+    return {f"{coll}/{name}" for coll, name in client.query(q)}
 
 
-def _complete_avus(session, cat, present: dict, labelled: set[str]) -> list[str]:
+def _complete_avus(client, cat, present: dict, labelled: set[str], sources: dict) -> list[str]:
     """Set the AVUs of day files a killed run stored but did not label; returns their paths.
 
     The AVUs go on after the atomic put, so a run killed in between leaves an object
@@ -183,30 +509,63 @@ def _complete_avus(session, cat, present: dict, labelled: set[str]) -> list[str]
     for key, day in present.items():
         path = cat.get(key).path
         if path not in labelled:
-            set_avus(session, path, day_avus(key, day))
+            client.set_avus(path, day_avus(key, day, encoding=planned_encoding(day), sources=sources.get(key)))
             repaired.append(path)
     return repaired
 
 
-class _progress_bar:
-    """A rich ``Progress`` on stderr (or nothing); yields an ``advance(n)`` callable."""
+class _Progress:
+    """Progress on stderr: a rich bar over files then bytes on a terminal, else a line every ``every`` s.
 
-    def __init__(self, enabled: bool, console, total: int) -> None:
-        self.enabled, self.console, self.total = enabled, console, total
+    Yields itself; ``advance(files=, bytes=, days=)`` is thread-safe.
+    """
+
+    def __init__(self, enabled: bool | None, console, report: IngestReport, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mode = "off" if enabled is False else "bar" if (enabled or sys.stderr.isatty()) else "lines"
+        self.console, self.report, self.every, self.clock = console, report, every, clock
         self._progress = None
+        self._lock = threading.Lock()
+        self._files = self._bytes = self._days = 0
+        self._total_bytes = 0
+        self._next = clock() + every
 
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    def __enter__(self) -> "_Progress":
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
+                                       TimeRemainingColumn, TransferSpeedColumn)
 
-        self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                  MofNCompleteColumn(), TimeRemainingColumn(),
-                                  console=self.console or Console(stderr=True))
-        self._progress.__enter__()
-        task = self._progress.add_task("stations", total=self.total)
-        return lambda n: self._progress.advance(task, n)
+            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                      MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                      TimeRemainingColumn(), console=self.console or Console(stderr=True))
+            self._progress.__enter__()
+            self._files_task = self._progress.add_task("headers (files)", total=None)
+            self._bytes_task = self._progress.add_task("stations (bytes)", total=None, start=False)
+        return self
+
+    def start_stations(self, total_bytes: int) -> None:
+        self._total_bytes = total_bytes
+        if self._progress is not None:
+            self._progress.update(self._files_task, total=self.report.files_seen)
+            self._progress.update(self._bytes_task, total=total_bytes)
+            self._progress.start_task(self._bytes_task)
+
+    def advance(self, files: int = 0, bytes: float = 0, days: int = 0) -> None:
+        with self._lock:
+            self._files += files
+            self._bytes += bytes
+            self._days += days
+            if self._progress is not None:
+                if files:
+                    self._progress.advance(self._files_task, files)
+                if bytes:
+                    self._progress.advance(self._bytes_task, bytes)
+            elif self.mode == "lines" and self.clock() >= self._next:
+                self._next = self.clock() + self.every
+                print(f"ingest: {self._files} files scanned, {self._bytes / 1e6:.1f} of "
+                      f"{self._total_bytes / 1e6:.1f} MB cut, {self._days} day files uploaded",
+                      file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:

@@ -22,8 +22,8 @@ from seisstore.partition import station_pairs, sublists
 class Job:
     """``with Job(archive) as job: for key, stream in job.read(): ...``"""
 
-    def __init__(self, archive: str, layout: str | Layout = "sds", argv: Sequence[str] | None = None,
-                 workdir: str | os.PathLike = ".") -> None:
+    def __init__(self, archive: str | None = None, layout: str | Layout = "sds", argv: Sequence[str] | None = None,
+                 workdir: str | os.PathLike = ".", results: str | None = None) -> None:
         args = list(sys.argv[1:] if argv is None else argv)
         if len(args) not in (4, 5) or not all(a.isdigit() for a in args):
             raise ValueError("usage: job <n_dates> <idate> <n_stations> <istation> [<jstation>]")
@@ -37,11 +37,14 @@ class Job:
         other = sublists(self.all_stations, self.n_stations, self.jstation) if self.jstation is not None else []
         self.stations = list(dict.fromkeys([*mine, *other]))
         self.name = os.environ.get("SEISSTORE_JOB_NAME") or "_".join(args)
-        self.archive = archive
+        self.archive = archive or os.environ.get("SEISSTORE_ARCHIVE")
+        if not self.archive:
+            raise ValueError("no archive: pass Job(archive) or set SEISSTORE_ARCHIVE (campaign new --archive does)")
+        #: where results go: SEISSTORE_RESULTS, which ``campaign new --results`` writes into start.bash
+        self.results = results or os.environ.get("SEISSTORE_RESULTS")
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.client = None
         self.catalogue = None
-        self._session = None
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Station pairs of a correlation line (within one sublist, or across two)."""
@@ -51,18 +54,16 @@ class Job:
     def __enter__(self) -> "Job":
         from secure_irods import connect
         from seisstore.catalogue import Catalogue
-        from seisstore.dayfiles import prc_session
 
         self.client = connect()
-        self._session = prc_session(self.client)
-        self.catalogue = Catalogue(self._session, self.archive, self.layout, stations=self.stations,
-                                   dates=self.dates, cache=False)
-        self._session.cleanup()   # indexed: give the connection back (PRC reconnects if needed)
+        try:
+            self.catalogue = Catalogue(self.client, self.archive, self.layout, stations=self.stations,
+                                       dates=self.dates, cache=False)
+        finally:
+            self.client.disconnect()   # indexed: free the node's slot while the job computes
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._session is not None:
-            self._session.cleanup()
         if self.client is not None:
             self.client.close()
 
@@ -70,6 +71,16 @@ class Job:
         """(Key, obspy.Stream) of this line's subset, downloads running ``prefetch`` ahead."""
         return self.catalogue.read(self.catalogue.select(**select), client=self.client, prefetch=prefetch)
 
-    def put(self, local: str | os.PathLike, remote: str) -> None:
-        """Store a result atomically (checksummed, replaced if a killed earlier run left one)."""
-        self.client.put(local, remote, force=True)
+    def put(self, local: str | os.PathLike, remote: str | None = None, avus: dict[str, str] | None = None) -> str:
+        """Store a result atomically (checksummed, replaced if a killed earlier run left one).
+
+        ``remote`` defaults to ``<results>/<local name>``; ``avus`` are set on it in one
+        atomic call (provenance: the job's name is always among them).  Returns the path.
+        """
+        if remote is None:
+            if not self.results:
+                raise ValueError("no results collection: pass remote, or set SEISSTORE_RESULTS")
+            remote = f"{self.results.rstrip('/')}/{Path(local).name}"
+        result = self.client.put(local, remote, force=True)
+        self.client.set_avus(result.destination, {"job": self.name, **(avus or {})})
+        return result.destination

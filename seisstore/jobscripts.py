@@ -13,8 +13,9 @@ the scripts re-check their arguments before using them.
 """
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from seisstore.jdl import Cluster, check_collection, check_shell_line
 from seisstore.params import check_name
@@ -31,6 +32,17 @@ def _array(words: Sequence[str], what: str) -> str:
     return "(" + " ".join(shlex.quote(w) for w in words) + ")"
 
 
+def _exports(environment: Mapping[str, str]) -> list[str]:
+    lines = []
+    for name, value in sorted(environment.items()):
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            raise ValueError(f"bad environment variable name {name!r}")
+        if "\n" in value:
+            raise ValueError(f"environment variable {name} has a newline")
+        lines.append(f"export {name}={shlex.quote(value)}")
+    return lines
+
+
 def start_bash(
     name: str,
     irods_collection: str,
@@ -40,13 +52,15 @@ def start_bash(
     interpreter: Sequence[str] = ("python3",),
     setup: Sequence[str] = (),
     fetch_command: Sequence[str] = ("secure-iget", "-f"),
+    environment: Mapping[str, str] | None = None,
 ) -> str:
     """Text of ``start.bash``: ``start.bash <job name> <int>...``.
 
     ``inputs`` are file names in ``irods_collection`` fetched into the work
     directory (``job_script`` is added if missing); ``setup`` are trusted
-    one-line commands such as ``module load python``. Exit codes: 64 for a
-    wrong argument count, 65 for an unsafe argument, else the job's own.
+    one-line commands such as ``module load python``; ``environment`` is exported to
+    the job (the campaign carries its archive and results collections to any cluster). Exit codes: 1 (bad options) for a
+    wrong argument count or an unsafe argument, else the job's own.
     """
     check_name(name, "campaign name")
     coll = check_collection(irods_collection)
@@ -70,18 +84,18 @@ def start_bash(
         'if [ "$#" -lt 5 ] || [ "$#" -gt 6 ]; then',
         '    echo "usage: $0 <job name> <n_dates> <idate> <n_stations> <istation>'
         ' [<jstation>]" >&2',
-        "    exit 64",
+        "    exit 1",
         "fi",
         'job_name="$1"',
         "shift",
         'if [[ ! "$job_name" =~ ^[A-Za-z0-9_.][A-Za-z0-9_.-]*$ ]]; then',
         '    echo "start.bash: unsafe job name: ${job_name}" >&2',
-        "    exit 65",
+        "    exit 1",
         "fi",
         'for arg in "$@"; do',
         '    if [[ ! "$arg" =~ ^[0-9]+$ ]]; then',
         '        echo "start.bash: job parameter is not a non-negative integer: ${arg}" >&2',
-        "        exit 65",
+        "        exit 1",
         "    fi",
         "done",
         "",
@@ -102,6 +116,7 @@ def start_bash(
         '    "${FETCH[@]}" "${IRODS_COLL}/${input}" "./${input}"',
         "done",
         "",
+        *_exports(environment or {}),
         'export SEISSTORE_JOB_NAME="$job_name"',
         'export SEISSTORE_WORKDIR="$workdir"',
         '"${RUNNER[@]}" "./${JOB_SCRIPT}" "$@"',
@@ -217,12 +232,12 @@ def slurm_script(
         'task="${SLURM_ARRAY_TASK_ID:-}"',
         'if [[ ! "$task" =~ ^[1-9][0-9]*$ ]]; then',
         '    echo "not running as a Slurm array task (SLURM_ARRAY_TASK_ID=${task})" >&2',
-        "    exit 65",
+        "    exit 1",
         "fi",
         f'line="$(sed -n "${{task}}p" {shlex.quote(param_file)})"',
         'if [ -z "$line" ]; then',
         f'    echo "no line ${{task}} in {param_file}" >&2',
-        "    exit 65",
+        "    exit 1",
         "fi",
         'read -r -a args <<< "$line"',
         f'bash ./{shlex.quote(exec_name)} "${{args[@]}}"',

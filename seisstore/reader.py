@@ -156,12 +156,12 @@ def write(catalogue, stream, client, *, force: bool = False, typ: str = "D",
     Traces spanning midnight are cut (exactly, by sample). Each day file is
     uploaded atomically and checksummed by ``client``; without ``force`` an
     existing day file is an error (``secure_irods.ExistsError``). The AVUs are
-    set through the catalogue's session. Then the catalogue is refreshed (one
+    set through ``client`` (one atomic metadata call per day file). Then the catalogue is refreshed (one
     stamp query plus the changed collections) unless ``refresh=False``.
     Returns the object paths.
     """
     days = split_days(stream, typ)
-    paths = store_days(client, catalogue.session, catalogue.root, catalogue.layout, days, force=force)
+    paths = store_days(client, catalogue.root, catalogue.layout, days, force=force)
     if refresh:
         catalogue.refresh()
     return paths

@@ -75,7 +75,8 @@ class Grid:
 
     def clear_faults(self) -> None:
         if self.local:
-            self.control.set(max_connections=0, drop_rate=0.0, latency_ms=0.0, down=[])
+            self.control.set(max_connections=0, drop_rate=0.0, latency_ms=0.0, down=[], bandwidth_mbps=0.0,
+                             total_bandwidth_mbps=0.0)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

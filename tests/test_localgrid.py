@@ -100,11 +100,6 @@ def test_genquery_paging_returns_every_row_once(session, coll):
     assert next(iter(ordered.limit(1).execute()))[DataObject.name] == "obj01999"
 
 
-def test_empty_query_raises_no_rows_on_first_batch(session, coll):
-    # PRC turns CAT_NO_ROWS_FOUND into an empty result set; the raw error is what the server sends
-    assert len(session.query(DataObject.name).filter(Collection.name == coll).all()) == 0
-
-
 def test_real_zone_exception_classes(grid, session, coll, tmp_path):
     with pytest.raises(ex.DataObjectDoesNotExist):
         session.data_objects.get(f"{coll}/missing")

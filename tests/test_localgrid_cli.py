@@ -29,6 +29,10 @@ def test_faults_and_stats_of_a_running_grid(grid):
     assert grid.control.faults()["down"] == ["nowhere"]
     back = run("faults", "--latency", "0", "--up")
     assert "down=[]" in back.stdout
+    shaped = run("faults", "--bandwidth", "125", "--total-bandwidth", "1250")
+    assert shaped.returncode == 0 and "bandwidth_mbps=125.0" in shaped.stdout
+    assert "total_bandwidth_mbps=1250.0" in shaped.stdout
+    assert run("faults", "--bandwidth", "0", "--total-bandwidth", "0").returncode == 0
     stats = run("stats")
     assert stats.returncode == 0 and "accepted=" in stats.stdout
 
@@ -41,6 +45,8 @@ def test_unreachable_grid_is_one_line_error(tmp_path):
 def test_bad_fault_values_are_refused(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--root", str(tmp_path), "--drop-rate", "2"])
     assert result.exit_code == 2 and "drop-rate" in result.output
+    result = CliRunner().invoke(main, ["serve", "--root", str(tmp_path), "--bandwidth", "-1"])
+    assert result.exit_code == 2 and "bandwidth" in result.output and "Traceback" not in result.output
 
 
 def test_condition_parsing():

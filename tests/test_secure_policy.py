@@ -214,9 +214,9 @@ def test_retries_logged_with_reason_and_wait_but_no_password(caplog):
             _policy(fake, attempts=3, uniform=lambda a, b: b).call(fn)
     records = [r for r in caplog.records if r.name == "secure_irods.retry"]
     text = "\n".join(r.getMessage() for r in records)
-    assert "attempt 1/3" in text and "attempt 2/3" in text
+    assert "retry 1 in 1.0s" in text and "retry 2 in 3.0s" in text and "deadline in 9m5" in text
     assert "TransientError" in text and "NetworkException" in text
-    assert "retrying in 1.00s" in text and "retrying in 3.00s" in text
+    assert all(r.levelno == logging.WARNING for r in records if "retry" in r.getMessage())  # shown by default
     assert "giving up after 3 attempt(s)" in text
     assert secret not in text and secret not in str(info.value)
 
@@ -294,14 +294,35 @@ def test_attempts_that_got_answers_do_not_spend_the_budget():
         policy.call_within(policy.start_deadline(), silent, progress=Progress())
     assert silent.calls == 3 and info.value.attempts == 3
 
-    # A zone that always answers something and then always drops is still bounded: 4 x attempts.
+    # A call that keeps making progress is retried until the deadline, not a fixed count.
     def always_answers_then_drops():
         progress.note()
         raise ConnectionResetError("dropped")
 
+    patient = _policy(fake, attempts=3, deadline=120.0, uniform=lambda a, b: b)
+    start = fake.now
     with pytest.raises(TransientError) as info:
-        policy.call_within(policy.start_deadline(), always_answers_then_drops, progress=progress)
-    assert info.value.attempts == 12 == policy.attempt_cap
-    assert policy.replace(max_attempts=5).attempt_cap == 5
-    with pytest.raises(InvalidInputError):
-        RetryPolicy(attempts=4, max_attempts=3)
+        patient.call_within(patient.start_deadline(), always_answers_then_drops, progress=progress)
+    assert info.value.attempts > 3 and fake.now - start <= 120.0
+    # ... and the next wait would have crossed the deadline
+    assert fake.now - start + min(60.0, 1.0 + 2.0 * (info.value.attempts - 1)) >= 120.0
+
+
+def test_only_a_run_of_barren_attempts_ends_a_call():
+    """Barren attempts between attempts that made progress do not add up: only a run does."""
+    fake = FakeTime()
+    progress = Progress()
+    calls = 0
+
+    def alternate():
+        nonlocal calls
+        calls += 1
+        if calls % 3 == 0:
+            progress.note()   # every third attempt gets further
+        if calls < 20:
+            raise ConnectionResetError("dropped")
+        return "ok"
+
+    policy = _policy(fake, attempts=3, uniform=lambda a, b: 0.0)
+    assert policy.call_within(policy.start_deadline(), alternate, progress=progress) == "ok"
+    assert calls == 20     # 2 barren in a row at most, 13 barren in all: never stopped

@@ -264,3 +264,51 @@ def test_cooldown_unusable_file_is_advisory(tmp_path):
     assert cd.refused() == 3.0  # could not share it, but still tells the caller to back off
     assert cd.state() == CooldownState() and cd.remaining() == 0.0
     cd.succeeded()
+
+
+def test_cooldown_is_kept_per_zone(tmp_path):
+    """A refusal by one zone (a wrong port, say) does not stall work on another."""
+    wrong = Cooldown(tmp_path, zone="127.0.0.1:1")
+    right = Cooldown(tmp_path, zone="127.0.0.1:1247")
+    wrong.refused()
+    assert wrong.remaining() > 0 and right.remaining() == 0
+    assert wrong.path != right.path and "127.0.0.1_1247" in right.path.name
+
+
+def _budget_take(directory: str, n: int, queue) -> None:
+    from secure_irods.throttle import RetryBudget
+
+    budget = RetryBudget(directory, zone="z:1", rate=1.0, burst=5.0)
+    queue.put([budget.take() for _ in range(n)])
+
+
+def test_retry_budget_is_one_bucket_for_the_node(tmp_path):
+    """Four processes retrying at once share one bucket: the waits they are given grow as if
+    one process had made all the retries, so together they add ``rate`` retries a second."""
+    queue = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_budget_take, args=(str(tmp_path), 5, queue))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    waits = sorted(w for _ in procs for w in queue.get(timeout=30))
+    for p in procs:
+        p.join(timeout=30)
+    assert len(waits) == 20
+    assert sum(1 for w in waits if w == 0.0) <= 6          # the burst (5), plus refill while they ran
+    assert waits[-1] >= 13.0                                 # the 20th retry waits ~15 tokens at 1/s
+
+
+def test_retry_budget_refills_with_time_and_successes(tmp_path):
+    from secure_irods.throttle import RetryBudget
+
+    now = [1000.0]
+    budget = RetryBudget(tmp_path, zone="z:1", rate=0.5, burst=2.0, ratio=0.5, clock=lambda: now[0])
+    assert budget.take() == 0.0 and budget.take() == 0.0
+    assert budget.take() == pytest.approx(2.0)     # one token short at 0.5/s
+    now[0] += 4.0                                   # two tokens back: -1 + 2 = 1
+    assert budget.tokens() == pytest.approx(1.0)
+    budget.credit()
+    budget.credit()                                 # successes give back half a token each, up to burst
+    assert budget.tokens() == pytest.approx(2.0)
+    (tmp_path / budget.path.name).write_text("not json")
+    assert budget.take() == 0.0                     # an unreadable file is a full bucket: advisory

@@ -81,11 +81,11 @@ def cache_dir(tmp_path):
     return tmp_path / "cache"
 
 
-def test_index_of_5000_matches_brute_force(grid, session, sds, cache_dir):
+def test_index_of_5000_matches_brute_force(grid, session, sds, cache_dir, client):
     root, keys = sds
-    session.collections.get(root)             # log in first: login API calls are not queries
+    client.stat(root)                         # log in first: login API calls are not queries
     stats0 = grid.control.stats()["api_calls"]
-    cat = Catalogue(session, root, SDS, cache_dir=cache_dir)
+    cat = Catalogue(client, root, SDS, cache_dir=cache_dir)
     api = grid.control.stats()["api_calls"] - stats0
     assert len(cat) == 5000
     assert set(cat.keys()) == set(keys)
@@ -102,22 +102,22 @@ def test_index_of_5000_matches_brute_force(grid, session, sds, cache_dir):
     assert keys[0] in cat and Key("FR", "XX", "00", "HHZ", FIRST_DAY) not in cat
 
 
-def test_cache_reload_costs_only_the_stamp_query(grid, session, sds, cache_dir):
+def test_cache_reload_costs_only_the_stamp_query(grid, session, sds, cache_dir, client):
     root, keys = sds
-    Catalogue(session, root, SDS, cache_dir=cache_dir, settle_seconds=0)
-    again = Catalogue(session, root, SDS, cache_dir=cache_dir, refresh=False)
+    Catalogue(client, root, SDS, cache_dir=cache_dir, settle_seconds=0)
+    again = Catalogue(client, root, SDS, cache_dir=cache_dir, refresh=False)
     assert len(again) == 5000 and again.counter.queries == 0
     report = again.refresh()
     assert report.queries == 1 and report.collections_read == () and report.rows == 0
     assert as_table(again) == brute_force(session, root, SDS)
-    other = Catalogue(session, root, PatternLayout(WHISPER_FMTSTR), cache_dir=cache_dir,
+    other = Catalogue(client, root, PatternLayout(WHISPER_FMTSTR), cache_dir=cache_dir,
                       refresh=False)
     assert other.cache_path != again.cache_path and len(other) == 0
 
 
-def test_select_filters_lazily_in_key_order(session, sds, cache_dir):
+def test_select_filters_lazily_in_key_order(session, sds, cache_dir, client):
     root, keys = sds
-    cat = Catalogue(session, root, SDS, cache=False)
+    cat = Catalogue(client, root, SDS, cache=False)
     day = FIRST_DAY + datetime.timedelta(100)
     gen = cat.select(stations=["S01", "FR.S03"], dates=[day, FIRST_DAY], channels="HHZ")
     assert iter(gen) is gen
@@ -133,10 +133,10 @@ def test_select_filters_lazily_in_key_order(session, sds, cache_dir):
         list(cat.select(dates=[datetime.datetime(2020, 1, 1)]))
 
 
-def test_scoped_catalogue_narrows_rows_on_the_server(grid, session, sds):
+def test_scoped_catalogue_narrows_rows_on_the_server(grid, session, sds, client):
     root, keys = sds
     days = [FIRST_DAY + datetime.timedelta(d) for d in (0, 99, 200)]
-    cat = Catalogue(session, root, SDS, cache=False, stations=["S02", "S07"], dates=days)
+    cat = Catalogue(client, root, SDS, cache=False, stations=["S02", "S07"], dates=days)
     want = {k for k in keys if k.sta in ("S02", "S07") and k.day in days}
     assert set(cat.keys()) == want and len(want) == 12
     # the LIKE patterns cut the rows read to (almost) the answer, not 5,000
@@ -144,11 +144,11 @@ def test_scoped_catalogue_narrows_rows_on_the_server(grid, session, sds):
     assert cat.counter.queries == 2
 
 
-def test_refresh_reads_only_changed_collections(grid, session, coll, tmp_path):
+def test_refresh_reads_only_changed_collections(grid, session, coll, tmp_path, client):
     keys = [Key("FR", sta, "", "HHZ", datetime.date(2021, 3, d))
             for sta in ("AA", "BB", "CC") for d in range(1, 11)]
     _create(grid, [f"{coll}/{SDS.path(k)}" for k in keys], threads=2)
-    cat = Catalogue(session, coll, SDS, cache_dir=tmp_path, settle_seconds=0)
+    cat = Catalogue(client, coll, SDS, cache_dir=tmp_path, settle_seconds=0)
     assert set(cat.keys()) == set(keys)
     report = cat.refresh()
     assert report.queries == 1 and report.collections_read == ()
@@ -179,21 +179,21 @@ def test_refresh_reads_only_changed_collections(grid, session, coll, tmp_path):
     assert as_table(cat) == brute_force(session, coll, SDS)
 
     # the cache written by refresh() is current in a new process
-    fresh = Catalogue(session, coll, SDS, cache_dir=tmp_path, refresh=False)
+    fresh = Catalogue(client, coll, SDS, cache_dir=tmp_path, refresh=False)
     assert as_table(fresh) == as_table(cat)
 
 
-def test_unsettled_collections_are_reread(grid, session, coll):
+def test_unsettled_collections_are_reread(grid, session, coll, client):
     keys = [Key("FR", "AA", "", "HHZ", datetime.date(2021, 3, d)) for d in (1, 2)]
     _create(grid, [f"{coll}/{SDS.path(k)}" for k in keys], threads=1)
-    cat = Catalogue(session, coll, SDS, cache=False, settle_seconds=3600)
+    cat = Catalogue(client, coll, SDS, cache=False, settle_seconds=3600)
     report = cat.refresh()                    # young stamps: re-read despite no change
     assert report.collections_read == (f"{coll}/2021/FR/AA/HHZ.D",) and report.changed == 0
-    settled = Catalogue(session, coll, SDS, cache=False, settle_seconds=0)
+    settled = Catalogue(client, coll, SDS, cache=False, settle_seconds=0)
     assert settled.refresh().collections_read == ()
 
 
-def test_only_good_replicas_count(grid, session, coll):
+def test_only_good_replicas_count(grid, session, coll, client):
     key = Key("FR", "AA", "", "HHZ", datetime.date(2021, 3, 1))
     other = Key("FR", "AA", "", "HHZ", datetime.date(2021, 3, 2))
     path = f"{coll}/{SDS.path(key)}"
@@ -206,7 +206,7 @@ def test_only_good_replicas_count(grid, session, coll):
         pytest.skip(f"cannot create a resource: {exc}")
     try:
         session.data_objects.replicate(path, resource=name)
-        cat = Catalogue(session, coll, SDS, cache=False)
+        cat = Catalogue(client, coll, SDS, cache=False)
         assert cat.get(key).resources == tuple(sorted(("demoResc", name)))
         # a write through demoResc leaves the replica on the new resource stale
         with session.data_objects.open(path, "w", **{kw.RESC_NAME_KW: "demoResc"}) as f:
@@ -239,25 +239,25 @@ def test_object_without_good_replica_is_unavailable():
     assert entry.modify_time.timestamp() == 10
 
 
-def test_whisper_layout_and_root_files(grid, session, coll):
+def test_whisper_layout_and_root_files(grid, session, coll, client):
     layout = PatternLayout(WHISPER_FMTSTR)
     keys = [Key("FR", sta, "00", "HHZ", datetime.date(2021, 3, d)) for sta in ("A1", "B2") for d in (1, 2)]
     _create(grid, [f"{coll}/{layout.path(k)}" for k in keys] + [f"{coll}/x.mseed"], threads=1)
-    cat = Catalogue(session, coll, layout, cache=False)
+    cat = Catalogue(client, coll, layout, cache=False)
     assert cat.keys() == sorted(keys)
-    scoped = Catalogue(session, coll, layout, cache=False, stations="B2",
+    scoped = Catalogue(client, coll, layout, cache=False, stations="B2",
                        dates=datetime.date(2021, 3, 2))
     assert scoped.keys() == [Key("FR", "B2", "00", "HHZ", datetime.date(2021, 3, 2))]
     assert scoped.counter.rows <= 2
 
 
-def test_fails_early_on_bad_arguments(session):
+def test_fails_early_on_bad_arguments(session, client):
     with pytest.raises(ValueError):
-        Catalogue(session, "relative/path", SDS, refresh=False, cache=False)
+        Catalogue(client, "relative/path", SDS, refresh=False, cache=False)
     with pytest.raises(TypeError):
-        Catalogue(session, "/z/home", "sds", refresh=False, cache=False)
+        Catalogue(client, "/z/home", "sds", refresh=False, cache=False)
     with pytest.raises(ValueError):
-        Catalogue(session, "/z/ho'me", SDS, refresh=False, cache=False)
+        Catalogue(client, "/z/ho'me", SDS, refresh=False, cache=False)
     with pytest.raises(ValueError):
         Scope.of(stations=[])
 

@@ -1,0 +1,108 @@
+"""Collections: create (COLL_CREATE_AN), remove (RM_COLL_AN) and rename (DATA_OBJ_RENAME_AN,
+which moves data objects too), as rsCollCreate.cpp, rsRmColl.cpp and rsDataObjRename.cpp.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import protocol as p
+from ..catalog import AccessLevel, normalize, now, split
+from ..errors import fail
+from ..resources import physical_path
+from . import api
+from .numbers import ApiNumber, OprType
+
+
+class CollectionApi:
+    @api(ApiNumber.COLL_CREATE_AN)
+    def api_coll_create(self, msg):
+        body = msg.xml()
+        path = normalize(p.text(body, "collName"))
+        kv = p.keyvals(body)
+        recursive = "recursiveOpr" in kv
+        with self.cat.transaction():
+            kind = self.cat.kind(path)
+            if kind == "data":
+                raise fail("CAT_NAME_EXISTS_AS_DATAOBJ", path)
+            if kind == "coll":
+                if recursive:
+                    return 0, b""
+                raise fail("CAT_NAME_EXISTS_AS_COLLECTION", path)
+            parent = split(path)[0]
+            if self.cat.coll(parent) is None:
+                if not recursive:
+                    raise fail("CAT_UNKNOWN_COLLECTION", f"no parent collection {parent}")
+                anc = parent
+                while self.cat.coll(anc) is None:
+                    anc = split(anc)[0]
+                self.require(self.cat.coll(anc)["coll_id"], AccessLevel.MODIFY_OBJECT, anc)
+                self.ensure_colls(path)
+            else:
+                self.require(self.cat.coll(parent)["coll_id"], AccessLevel.MODIFY_OBJECT, parent)
+                self.cat.insert_coll(path, self.user, self.zone)
+        return 0, b""
+
+    @api(ApiNumber.RM_COLL_AN)
+    def api_rm_coll(self, msg):
+        body = msg.xml()
+        path = normalize(p.text(body, "collName"))
+        kv = p.keyvals(body)
+        with self.cat.transaction():
+            row = self.coll_or_fail(path)
+            self.require(row["coll_id"], AccessLevel.OWN, path)
+            if path.count("/") <= 3 and not self.is_admin():
+                raise fail("SYS_NOT_ALLOWED", f"cannot remove {path}")
+            if self.cat.has_children(row["coll_id"], path) and "recursiveOpr" not in kv:
+                raise fail("CAT_COLLECTION_NOT_EMPTY", path)
+            if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
+                files = self.cat.delete_tree(path)
+            else:
+                self.ensure_colls(split(target := self.trash_path(path))[0])
+                self.cat.rename_collection(path, target)
+                files = []
+        for f in files:
+            f.unlink(missing_ok=True)
+        return 0, b""
+
+    @api(ApiNumber.DATA_OBJ_RENAME_AN)
+    def api_rename(self, msg):
+        body = msg.xml()
+        parts = body.findall("DataObjInp_PI")
+        if len(parts) != 2:
+            raise p.ProtocolError("rename needs source and destination")
+        src_el, dst_el = parts
+        src, dst = normalize(p.text(src_el, "objPath")), normalize(p.text(dst_el, "objPath"))
+        opr = p.integer(src_el, "oprType")
+        moves = []
+        with self.cat.transaction():
+            kind = self.cat.kind(src)
+            if kind is None or (opr == OprType.RENAME_DATA_OBJ and kind != "data") or \
+                    (opr == OprType.RENAME_COLL and kind != "coll"):
+                raise fail("CAT_UNKNOWN_FILE" if opr != OprType.RENAME_COLL else "CAT_UNKNOWN_COLLECTION", src)
+            existing = self.cat.kind(dst)
+            if existing:
+                raise fail("CAT_NAME_EXISTS_AS_DATAOBJ" if existing == "data" else "CAT_NAME_EXISTS_AS_COLLECTION",
+                           dst)
+            parent = self.coll_or_fail(split(dst)[0])
+            self.require(parent["coll_id"], AccessLevel.MODIFY_OBJECT, parent["coll_name"])
+            if kind == "coll":
+                if dst.startswith(src + "/"):
+                    raise fail("SYS_NOT_ALLOWED", "cannot move a collection into itself")
+                self.require(self.cat.coll(src)["coll_id"], AccessLevel.OWN, src)
+                self.cat.rename_collection(src, dst)
+            else:
+                reps = self.cat.replicas(src)
+                self.require(reps[0]["data_id"], AccessLevel.OWN, src)
+                for r in reps:
+                    leaf = self.cat.resource_by_id(r["resc_id"])
+                    new_phys = physical_path(leaf["resc_def_path"], dst)
+                    moves.append((Path(r["data_path"]), new_phys))
+                    self.cat.update_replica(r["data_id"], r["data_repl_num"], coll_id=parent["coll_id"],
+                                            data_name=split(dst)[1], data_path=str(new_phys), modify_ts=now())
+                for old, new in moves:   # physical renames inside the transaction: undone if one fails
+                    new.parent.mkdir(parents=True, exist_ok=True)
+                    if old.exists():
+                        os.replace(old, new)
+        return 0, b""

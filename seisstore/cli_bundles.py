@@ -1,0 +1,262 @@
+"""``seisstore bundles ls``, ``stack``, ``export`` and ``plot gather``: the correlations in the zone.
+
+``stack`` reads correlations selectively from the bundles (the bundle index says which
+bundle holds each (pair, date); each bundle is opened once and only the rows wanted are
+fetched) and writes the stacks to a local HDF5 file, which ``export`` (SAC or miniSEED
+through ObsPy) and ``plot gather`` (a PNG sorted by inter-station distance) read.
+
+Stacks file: ``/lags`` (seconds) and ``/stacks/<A>:<B>`` (one 1-D dataset per pair, attrs
+``station_a``, ``station_b``, ``coords_a``, ``coords_b``, ``distance_m``, ``dates``,
+``method``); root attrs ``sampling_rate``, ``max_lag_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from secure_irods.exitcodes import ExitCode
+
+
+def _failure(message: str, code: int):
+    from seisstore.cli import Failure
+
+    return Failure(message, code)
+
+
+def _index(coll: str, cache: bool = True):
+    from secure_irods.client import connect
+    from secure_irods.errors import SecureIrodsError
+    from seisstore.bundles import BundleIndex
+
+    try:
+        client = connect()
+        client.deadline = client.policy.start_deadline()
+        root = client.resolve(coll)
+        stat = client.stat(root)
+        if stat is None or not stat.is_collection:
+            client.close()
+            raise _failure(f"no such collection: {root}", ExitCode.PERMANENT)
+        return client, BundleIndex(client, root, cache=cache)
+    except SecureIrodsError as exc:
+        raise _failure(f"cannot index bundles of {coll}: {exc}", exc.exit_code) from None
+
+
+def _pairs(values) -> list[tuple[str, str]] | None:
+    return [(a, b) for a, b in values] if values else None
+
+
+@click.group("bundles")
+def bundles() -> None:
+    """Correlation bundles in the zone (HDF5, indexed by their AVUs)."""
+
+
+@bundles.command("ls")
+@click.argument("coll")
+@click.option("--pair", "pairs", nargs=2, multiple=True, help="Only bundles holding this pair (A B; repeatable).")
+@click.option("--date", "dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file.")
+@click.option("--cells", is_flag=True, help="One line per (pair, date): the bundle that holds it.")
+def bundles_ls(coll, pairs, dates, cells) -> None:
+    """List the bundles under COLL from their AVUs (bulk GenQuery; no bundle is opened)."""
+    from seisstore.cli import parse_dates
+
+    client, index = _index(coll)
+    with client:
+        chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
+        out = Console()
+        if cells:
+            for path, items in chosen.items():
+                for (a, b), d in items:
+                    click.echo(f"{a}:{b}\t{d}\t{path}")
+            return
+        table = Table("bundle", "job", "pairs", "dates", "first", "last", box=None)
+        for path, items in chosen.items():
+            info = index.bundles[path]
+            days = sorted({d for _, d in items})
+            table.add_row(path, info.job, str(len({p for p, _ in items})), str(len(days)), str(days[0]), str(days[-1]))
+        out.print(table)
+        click.echo(f"{len(chosen)} bundles, {sum(len(v) for v in chosen.values())} correlations"
+                   f" ({index.queries} GenQuery round trips)", err=True)
+
+
+def stack_command(coll, pairs, all_, dates, method, output) -> None:
+    """Body of ``seisstore stack`` (see its help)."""
+    import h5py
+
+    from secure_irods.errors import SecureIrodsError
+    from seisstore.bundles import pair_name, read_pairs
+    from seisstore.cli import parse_dates
+    from seisstore.xcorr import Stacker
+
+    if not pairs and not all_:
+        raise _failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
+    client, index = _index(coll)
+    rows: dict = {}          # pair -> running Stacker (one row's memory per pair, whatever the dates)
+    meta: dict = {}
+    stats: dict = {}
+    lags, rate = None, None
+    try:
+        with client:
+            for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
+                                stats=stats):
+                rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
+                meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
+                lags, rate = c.lags, c.rate
+    except SecureIrodsError as exc:
+        raise _failure(f"reading bundles of {coll} failed: {exc}", exc.exit_code) from None
+    if not rows:
+        raise _failure("no correlation matches the selection", ExitCode.PERMANENT)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs["sampling_rate"] = rate
+        h5.attrs["max_lag_s"] = float(lags[-1])
+        h5.attrs["method"] = method
+        h5["lags"] = lags
+        group = h5.create_group("stacks")
+        for pair in sorted(rows):
+            ca, cb, dist, days = meta[pair]
+            ds = group.create_dataset(pair_name(*pair), data=rows[pair].result().astype("f8"))
+            ds.attrs.update({"station_a": pair[0], "station_b": pair[1], "coords_a": ca, "coords_b": cb,
+                             "distance_m": dist, "dates": sorted(d.isoformat() for d in days), "method": method})
+    tmp.replace(output)
+    click.echo(f"{len(rows)} pairs stacked ({method}) over {sum(len(m[3]) for m in meta.values())} pair-days"
+               f" from {stats.get('bundles', 0)} bundles: {stats.get('bytes', 0)} bytes,"
+               f" {stats.get('round_trips', 0)} read round trips -> {output}", err=True)
+
+
+def _read_stacks(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise _failure(f"no such stacks file: {path}", ExitCode.USAGE)
+    with h5py.File(path, "r") as h5:
+        lags = h5["lags"][()]
+        rate = float(h5.attrs["sampling_rate"])
+        out = []
+        for name, ds in h5["stacks"].items():
+            out.append((name, ds[()], {k: ds.attrs[k] for k in ds.attrs}))
+    return lags, rate, out
+
+
+def export_command(stacks: Path, fmt: str, out_dir: Path) -> None:
+    """Body of ``seisstore export``."""
+    import numpy as np
+    from obspy import Trace, UTCDateTime
+    from obspy.core.util import AttribDict
+
+    lags, rate, items = _read_stacks(stacks)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data, attrs in items:
+        a, b = str(attrs["station_a"]), str(attrs["station_b"])
+        ca, cb = [float(x) for x in attrs["coords_a"]], [float(x) for x in attrs["coords_b"]]
+        dist = float(attrs["distance_m"])
+        tr = Trace(np.asarray(data, dtype=np.float32))
+        tr.stats.sampling_rate = rate
+        tr.stats.starttime = UTCDateTime(0) + float(lags[0])
+        net_a, _, sta_a = a.rpartition(".")
+        net_b, _, sta_b = b.rpartition(".")
+        tr.stats.network = (net_a or "XX")[:2]
+        tr.stats.station = sta_b[:5]
+        tr.stats.location = ""
+        tr.stats.channel = "CCZ"
+        stem = name.replace(":", "_")
+        if fmt == "SAC":
+            sac = AttribDict(b=float(lags[0]), e=float(lags[-1]), o=0.0, kevnm=sta_a[:16], kstnm=sta_b[:8],
+                             kuser0=a[:8], kuser1=b[:8], kcmpnm="CCZ", knetwk=(net_b or "XX")[:8])
+            if all(math.isfinite(x) for x in ca[:2]):
+                sac.update({"evla": ca[0], "evlo": ca[1], "evdp": 0.0})
+            if all(math.isfinite(x) for x in cb[:2]):
+                sac.update({"stla": cb[0], "stlo": cb[1]})
+                if math.isfinite(cb[2]):
+                    sac.stel = cb[2]
+            if math.isfinite(dist):
+                sac.update({"dist": dist / 1000.0, "lcalda": 0})
+            tr.stats.sac = sac
+            tr.write(str(out_dir / f"{stem}.SAC"), format="SAC")
+        else:
+            tr.write(str(out_dir / f"{stem}.mseed"), format="MSEED", encoding="FLOAT32")
+            side = {"station_a": a, "station_b": b, "coords_a": ca, "coords_b": cb, "distance_m": dist,
+                    "first_lag_s": float(lags[0]), "sampling_rate": rate}
+            (out_dir / f"{stem}.json").write_text(json.dumps(side, allow_nan=True, indent=1) + "\n")
+    click.echo(f"{len(items)} stacked correlations written as {fmt} to {out_dir}", err=True)
+
+
+def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
+    """Body of ``seisstore plot gather``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lags, rate, items = _read_stacks(stacks)
+    if not items:
+        raise _failure(f"{stacks} holds no stack", ExitCode.PERMANENT)
+    dist = np.array([float(attrs["distance_m"]) / 1000.0 for _, _, attrs in items])
+    known = np.isfinite(dist)
+    ypos = np.where(known, dist, np.arange(len(items)))
+    order = np.argsort(ypos, kind="stable")
+    span = np.ptp(ypos) if len(items) > 1 else 1.0
+    scale = 0.5 * (span / max(1, len(items) - 1) if len(items) > 1 and span else 1.0)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for k in order:
+        name, data, _ = items[k]
+        peak = np.max(np.abs(data)) or 1.0
+        ax.plot(lags, ypos[k] + scale * data / peak, lw=0.6, color="k")
+    if max_lag:
+        ax.set_xlim(-max_lag, max_lag)
+    ax.set_xlabel("lag (s)")
+    ax.set_ylabel("inter-station distance (km)" if known.all() else "distance (km) or rank")
+    ax.set_title(f"{len(items)} stacked correlations")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    click.echo(f"gather of {len(items)} correlations -> {output}", err=True)
+
+
+def register(main: click.Group) -> None:
+    """Add ``bundles``, ``stack``, ``export`` and ``plot`` to the ``seisstore`` group."""
+    main.add_command(bundles)
+
+    @main.command("stack")
+    @click.argument("coll")
+    @click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
+    @click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
+    @click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
+    @click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True,
+                  help="Linear or phase-weighted stack.")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("stacks.h5"),
+                  show_default=True, help="Local HDF5 file of the stacks.")
+    def stack_cmd(coll, pairs, all_, dates, method, output) -> None:
+        """Stack over dates the correlations in the bundles under COLL, read selectively."""
+        stack_command(coll, pairs, all_, dates, method, output)
+
+    @main.command("export")
+    @click.argument("stacks", type=click.Path(path_type=Path))
+    @click.option("--format", "fmt", type=click.Choice(["SAC", "MSEED"], case_sensitive=False), default="SAC",
+                  show_default=True)
+    @click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("export"),
+                  show_default=True)
+    def export_cmd(stacks, fmt, out_dir) -> None:
+        """Write the stacks of STACKS (from `seisstore stack`) as SAC (distance and coordinates in
+        the header) or miniSEED (with a JSON sidecar: miniSEED has no such header fields)."""
+        export_command(stacks, fmt.upper(), out_dir)
+
+    @main.group("plot")
+    def plot() -> None:
+        """Pictures of stacked correlations."""
+
+    @plot.command("gather")
+    @click.argument("stacks", type=click.Path(path_type=Path))
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("gather.png"),
+                  show_default=True)
+    @click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
+    def gather_cmd(stacks, output, max_lag) -> None:
+        """A PNG of the stacked correlations of STACKS sorted by inter-station distance."""
+        plot_gather(stacks, output, max_lag)

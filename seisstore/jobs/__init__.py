@@ -1,0 +1,88 @@
+"""Campaign jobs run by ``start.bash`` (``python -m seisstore.jobs.<name> <param line>``).
+
+Each takes its settings from its job script (``main(config={...})``: the script is what
+``start.bash`` fetches with the campaign), else a small JSON file (:func:`load_config`),
+environment variables filling in; reaches the zone only through ``secure_irods``; and
+exits with the toolkit's codes: 0 done, 1 bad options or environment, 2 transient at the
+deadline (the runner resubmits), 3 permanent, 7 authentication.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["load_config", "main_wrapper", "ENV_CONFIG"]
+
+ENV_CONFIG = "SEISSTORE_CONFIG"
+
+
+def load_config(kind: str, workdir: str | os.PathLike = ".", client_factory: Callable[[], Any] | None = None) -> dict:
+    """Settings of a ``kind`` job (``preprocess``, ``correlate``).
+
+    From ``$SEISSTORE_CONFIG`` if set: inline JSON (starts with ``{``), a local file, or
+    ``i:/zone/path.json`` fetched from the zone (e.g. the campaign's collection);
+    otherwise ``<kind>.json`` in the work directory if there is one; otherwise ``{}``.
+    A file may hold ``{"preprocess": {...}, "correlate": {...}}`` for both jobs.
+    """
+    raw = os.environ.get(ENV_CONFIG, "").strip()
+    text = None
+    if raw.startswith("{"):
+        text = raw
+    elif raw.startswith("i:"):
+        from secure_irods import connect
+
+        local = Path(workdir) / f".{kind}-config.json"
+        with (client_factory or connect)() as client:
+            client.get(raw[2:], local, force=True)
+        text = local.read_text()
+    elif raw:
+        text = Path(raw).read_text()
+    elif (Path(workdir) / f"{kind}.json").is_file():
+        text = (Path(workdir) / f"{kind}.json").read_text()
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{kind} settings are not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind} settings must be a JSON object")
+    if isinstance(data.get(kind), dict):
+        data = data[kind]
+    return data
+
+
+def setting(config: dict, key: str, env: str, default: Any = None) -> Any:
+    """``config[key]``, else ``$env``, else ``default``."""
+    if config.get(key) not in (None, ""):
+        return config[key]
+    return os.environ.get(env) or default
+
+
+def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
+    """Run a job; one line on stderr and the toolkit's exit code on failure, never a traceback."""
+    from secure_irods.errors import SecureIrodsError, classify
+    from secure_irods.exitcodes import ExitCode
+
+    logging.basicConfig(level=os.environ.get("SEISSTORE_LOG", "WARNING").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = run(args)
+    except SecureIrodsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        code = int(ExitCode.USAGE)
+    except Exception as exc:   # a zone error PRC raised outside our calls: classify it
+        err = classify(exc)
+        print(f"error: {type(exc).__name__}: {err}", file=sys.stderr)
+        code = err.exit_code
+    sys.exit(code)

@@ -1,0 +1,121 @@
+"""What one ingest did: counts, what went where, and everything left out and why.
+
+The same :class:`IngestReport` is printed as a table at the end of ``seisstore ingest``
+(:meth:`IngestReport.render`) and written as JSON with ``--report FILE``
+(:meth:`IngestReport.to_dict`).  Anything left out -- a file ObsPy cannot read or that is
+damaged, traces whose codes make no valid key, a day file that could not be encoded or
+stored -- makes :attr:`IngestReport.exit_code` 3; day files already in the archive do not.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["IngestReport"]
+
+
+@dataclass
+class IngestReport:
+    """Counters and lists of one :func:`seisstore.ingest.ingest`; thread-safe through :attr:`lock`."""
+
+    files_seen: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    traces: int = 0
+    stored: list[str] = field(default_factory=list)       # new day files
+    merged: list[str] = field(default_factory=list)       # existing day files extended (--merge)
+    existing: list[str] = field(default_factory=list)     # already there: left as they are
+    repaired: list[str] = field(default_factory=list)     # already there, AVUs completed
+    bytes_written: int = 0
+    skipped_files: dict[str, str] = field(default_factory=dict)     # path -> why
+    rejected: Counter = field(default_factory=Counter)              # trace id as read -> traces
+    rejected_why: dict[str, str] = field(default_factory=dict)      # trace id as read -> why
+    mapped: Counter = field(default_factory=Counter)                # "old -> new" -> traces
+    failed: dict[str, str] = field(default_factory=dict)            # day file -> why
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def unreadable(self) -> list[str]:
+        return list(self.skipped_files)
+
+    @property
+    def skipped(self) -> int:
+        """Files, traces and day files left out (exit 3 if any)."""
+        return len(self.skipped_files) + sum(self.rejected.values()) + len(self.failed)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.skipped else 0
+
+    def skip_file(self, path, why: str) -> None:
+        with self.lock:
+            self.skipped_files.setdefault(str(path), why)
+
+    def reject(self, trace_id: str, why: str, n: int = 1) -> None:
+        with self.lock:
+            self.rejected[trace_id] += n
+            self.rejected_why.setdefault(trace_id, why)
+
+    def summary(self) -> str:
+        parts = [f"{self.files_read} files read ({len(self.skipped_files)} skipped)",
+                 f"{self.traces} traces", f"{len(self.stored)} day files stored"]
+        if self.merged:
+            parts.append(f"{len(self.merged)} merged")
+        parts.append(f"{len(self.existing)} already there"
+                     + (f" ({len(self.repaired)} given their missing AVUs)" if self.repaired else ""))
+        if self.rejected:
+            parts.append(f"{sum(self.rejected.values())} traces with invalid codes")
+        if self.failed:
+            parts.append(f"{len(self.failed)} day files failed")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "files": {"seen": self.files_seen, "read": self.files_read, "bytes_read": self.bytes_read,
+                      "skipped": [{"path": p, "why": w} for p, w in sorted(self.skipped_files.items())]},
+            "traces": {"read": self.traces,
+                       "rejected": [{"id": i, "traces": n, "why": self.rejected_why.get(i, "")}
+                                    for i, n in sorted(self.rejected.items())],
+                       "mapped": [{"codes": c, "traces": n} for c, n in sorted(self.mapped.items())]},
+            "day_files": {"stored": sorted(self.stored), "merged": sorted(self.merged),
+                          "existing": len(self.existing), "repaired": sorted(self.repaired),
+                          "bytes_written": self.bytes_written,
+                          "failed": [{"path": p, "why": w} for p, w in sorted(self.failed.items())]},
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def render(self, console) -> None:
+        """The summary table, then one line per file skipped and per distinct invalid trace id."""
+        from rich.table import Table
+
+        table = Table(title="ingest", show_header=True, header_style="bold")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        table.add_column("bytes", justify="right")
+        rows = [("files read", self.files_read, self.bytes_read),
+                ("files skipped", len(self.skipped_files), None),
+                ("traces read", self.traces, None),
+                ("traces with invalid codes", sum(self.rejected.values()), None),
+                ("traces renamed", sum(self.mapped.values()), None),
+                ("day files stored", len(self.stored), self.bytes_written),
+                ("day files merged", len(self.merged), None),
+                ("day files already there", len(self.existing), None),
+                ("day files failed", len(self.failed), None)]
+        for what, count, size in rows:
+            table.add_row(what, str(count), "" if size is None else str(size))
+        console.print(table)
+        for path, why in sorted(self.skipped_files.items()):
+            console.print(f"skipped {path}: {why}", markup=False, highlight=False)
+        for trace_id, n in sorted(self.rejected.items()):
+            console.print(f"invalid codes {trace_id!r}: {n} traces, {self.rejected_why.get(trace_id, '')}",
+                          markup=False, highlight=False)
+        for path, why in sorted(self.failed.items()):
+            console.print(f"failed {path}: {why}", markup=False, highlight=False)

@@ -1,0 +1,153 @@
+"""The correlation kernel: every pair of a day's traces, stacked in the frequency domain.
+
+For one day of ``n`` preprocessed traces (same sampling rate, sample 0 at midnight) and
+``p`` station pairs ``(i, j)``:
+
+1. the day is cut into windows (``window_s``, step ``step_s``);
+2. each window of each trace is Fourier-transformed once (``scipy.fft.rfft``, length
+   ``next_fast_len(window + max_lag)`` so that lags up to ``max_lag`` do not wrap, with
+   ``workers``) -- ``n`` transforms per window, not ``2 p``;
+3. the cross-spectra of every pair, summed over the windows of a substack, come from one
+   batched complex matrix product per block of frequencies:
+   ``S[f] = F[f]^H F[f]`` (stations x windows times windows x stations; BLAS), of
+   which the pairs' entries are kept -- a linear stack is linear, so it is done before
+   the inverse transform;
+4. one ``irfft`` per pair and substack (not per window), cut to ``-max_lag..+max_lag``,
+   divided by the number of windows.
+
+Sign convention: ``cc[k] = mean over windows of sum_t a(t) b(t + lag_k)`` for the pair
+``(a, b)``: if ``b`` records ``a``'s noise delayed by ``L`` seconds, ``cc`` peaks at
+``+L`` (a wave travelling from the first station to the second arrives at positive lags).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["lag_axis", "correlate_day", "stack", "Stacker", "FREQ_BLOCK"]
+
+#: Frequencies per batched matrix product (bounds the memory of one Gram block).
+FREQ_BLOCK = 2048
+
+
+def lag_axis(rate: float, max_lag_s: float) -> np.ndarray:
+    """Lags in seconds of a correlation cut to +/- ``max_lag_s``."""
+    m = int(round(max_lag_s * rate))
+    return np.arange(-m, m + 1) / float(rate)
+
+
+def _windows(npts: int, wlen: int, step: int) -> np.ndarray:
+    if npts < wlen:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, npts - wlen + 1, step, dtype=np.int64)
+
+
+def correlate_day(data: np.ndarray, rate: float, pairs: Sequence[tuple[int, int]], *, window_s: float = 3600.0,
+                  step_s: float | None = None, max_lag_s: float = 200.0, substack_s: float | None = None,
+                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations of ``pairs`` (row indices of ``data``) over one day; see the module docstring.
+
+    ``data``: ``(n_traces, npts)``, sample 0 at the start of the day.  ``substack_s``:
+    length of a substack (``None``: the whole day is one).  Returns ``cc`` of shape
+    ``(n_pairs, n_substacks, 2 * max_lag + 1)`` (float32) and the number of windows of
+    each substack.
+    """
+    from scipy import fft
+
+    data = np.asarray(data, dtype=np.float32)
+    n_traces, npts = data.shape
+    workers = workers or os.cpu_count() or 1
+    wlen = int(round(window_s * rate))
+    step = int(round((step_s or window_s) * rate))
+    maxlag = int(round(max_lag_s * rate))
+    if wlen < 1 or step < 1 or maxlag < 0 or maxlag >= wlen:
+        raise ValueError("need 0 <= max_lag < window and a positive window and step")
+    nfft = fft.next_fast_len(wlen + maxlag, real=True)
+    starts = _windows(npts, wlen, step)
+    sublen = int(round(substack_s * rate)) if substack_s else max(npts, 1)
+    n_sub = max(1, -(-npts // sublen))
+    which = starts // sublen
+    pi = np.array([p[0] for p in pairs], dtype=np.int64)
+    pj = np.array([p[1] for p in pairs], dtype=np.int64)
+    used = np.unique(np.concatenate([pi, pj])) if len(pi) else np.zeros(0, dtype=np.int64)
+    pos = {int(s): k for k, s in enumerate(used)}
+    ri = np.array([pos[int(i)] for i in pi], dtype=np.int64)
+    rj = np.array([pos[int(j)] for j in pj], dtype=np.int64)
+    nfreq = nfft // 2 + 1
+    out = np.zeros((len(pi), n_sub, 2 * maxlag + 1), dtype=np.float32)
+    counts = np.zeros(n_sub, dtype=np.int64)
+    if not len(pi):
+        return out, counts
+    for s in range(n_sub):
+        mine = starts[which == s]
+        counts[s] = len(mine)
+        if not len(mine):
+            continue
+        segs = np.stack([data[used, a:a + wlen] for a in mine])            # (w, n, wlen)
+        spec = fft.rfft(segs, n=nfft, axis=-1, workers=workers)            # (w, n, nfreq) complex64
+        del segs
+        cross = np.empty((len(pi), nfreq), dtype=np.complex64)
+        for f0 in range(0, nfreq, FREQ_BLOCK):
+            block = np.ascontiguousarray(spec[:, :, f0:f0 + FREQ_BLOCK].transpose(2, 1, 0))  # (f, n, w)
+            gram = np.matmul(block.conj(), block.transpose(0, 2, 1))       # (f, n, n): sum_w conj(Fi) Fj
+            cross[:, f0:f0 + FREQ_BLOCK] = gram[:, ri, rj].T
+        del spec
+        for p0 in range(0, len(pi), 256):
+            cc = fft.irfft(cross[p0:p0 + 256], n=nfft, axis=-1, workers=workers)
+            out[p0:p0 + 256, s, :maxlag] = cc[:, nfft - maxlag:]
+            out[p0:p0 + 256, s, maxlag:] = cc[:, :maxlag + 1]
+        out[:, s] /= len(mine)
+    return out, counts
+
+
+class Stacker:
+    """A running stack: rows are added as they are read, memory stays one row's worth.
+
+    ``linear``: the mean.  ``pws``: the phase-weighted stack (Schimmel and Paulssen 1997),
+    the mean times ``|mean of the unit phasors of the rows' analytic signals| ** power``;
+    both are sums, so neither keeps the rows.  Rows with NaNs are skipped.
+    """
+
+    def __init__(self, method: str = "linear", power: float = 2.0) -> None:
+        if method not in ("linear", "pws"):
+            raise ValueError(f"unknown stack method {method!r} (linear or pws)")
+        self.method, self.power = method, power
+        self.count = 0
+        self._sum: np.ndarray | None = None
+        self._phase: np.ndarray | None = None
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add ``(n, n_lag)`` rows (or one 1-D row)."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        if not len(rows):
+            return
+        if self._sum is None:
+            self._sum = np.zeros(rows.shape[1])
+            if self.method == "pws":
+                self._phase = np.zeros(rows.shape[1], dtype=np.complex128)
+        self._sum += rows.sum(axis=0)
+        if self._phase is not None:
+            from scipy.signal import hilbert
+
+            analytic = hilbert(rows, axis=1)
+            self._phase += (analytic / np.maximum(np.abs(analytic), 1e-30)).sum(axis=0)
+        self.count += len(rows)
+
+    def result(self) -> np.ndarray:
+        if not self.count:
+            raise ValueError("nothing to stack")
+        linear = self._sum / self.count
+        if self._phase is None:
+            return linear
+        return linear * np.abs(self._phase / self.count) ** self.power
+
+
+def stack(rows: np.ndarray, method: str = "linear", power: float = 2.0) -> np.ndarray:
+    """Stack correlations ``(n, n_lag)`` over their first axis (see :class:`Stacker`)."""
+    stacker = Stacker(method, power)
+    stacker.add(rows)
+    return stacker.result()

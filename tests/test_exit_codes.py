@@ -1,0 +1,149 @@
+"""One exit-code table for every command (secure_irods.exitcodes), checked per failure class.
+
+0 ok; 1 bad options or environment; 2 transient at the deadline; 3 permanent; 7 authentication.
+Every case runs the real command against the local grid (or a port nothing listens on).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from seisstore.cli import main as seisstore_main
+
+BIN = Path(sys.executable).parent
+
+
+def _leaves(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from _leaves(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+SEISSTORE_COMMANDS = sorted(_leaves(seisstore_main))
+
+
+@pytest.mark.parametrize("command", SEISSTORE_COMMANDS, ids=" ".join)
+def test_every_seisstore_subcommand_exits_1_on_a_bad_option(command):
+    result = CliRunner().invoke(seisstore_main, [*command, "--no-such-option"])
+    assert result.exit_code == 1, result.output
+    assert "no such option" in result.output.lower() and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", SEISSTORE_COMMANDS, ids=" ".join)
+def test_every_seisstore_subcommand_has_help(command):
+    result = CliRunner().invoke(seisstore_main, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+@pytest.mark.parametrize("tool", ["secure-iget", "secure-iput"])
+def test_secure_commands_exit_1_on_a_bad_option(tool):
+    result = subprocess.run([str(BIN / tool), "--no-such-option", "x"], capture_output=True, text=True)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ------------------------------------------------------------------ zone-facing failures
+
+
+@pytest.fixture
+def env_for(grid, tmp_path):
+    """Environment variables for a subprocess reaching the grid, or a broken variant of it."""
+    def make(*, port: int | None = None, password: str | None = None) -> dict[str, str]:
+        env = grid.environ()
+        settings = json.loads(grid.env_file.read_text())
+        if port is not None:
+            settings["irods_port"] = port
+        path = tmp_path / f"env-{port}-{password}.json"
+        path.write_text(json.dumps(settings))
+        env["IRODS_ENVIRONMENT_FILE"] = str(path)
+        if password is not None:
+            from irods.password_obfuscation import encode
+
+            auth = tmp_path / f"auth-{password}"
+            auth.write_text(encode(password))
+            env["IRODS_AUTHENTICATION_FILE"] = str(auth)
+        env.update(SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"), SECURE_IRODS_DEADLINE="2",
+                   SECURE_IRODS_COOLDOWN="0.2", SECURE_IRODS_MAX_WAIT="0.5")
+        return env
+    return make
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:      # bound, then released: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _commands(home: str, local: Path, tmp_path: Path) -> dict[str, list[str]]:
+    job = tmp_path / "job.py"
+    job.write_text("print('job')\n")
+    return {
+        "secure-iget": [str(BIN / "secure-iget"), f"{home}/no-such-object", str(tmp_path)],
+        "secure-iput": [str(BIN / "secure-iput"), str(local), f"{home}/no-such-collection/"],
+        "seisstore ls": [str(BIN / "seisstore"), "ls", f"{home}/no-such-archive"],
+        "seisstore coverage": [str(BIN / "seisstore"), "coverage", f"{home}/no-such-archive"],
+        "seisstore campaign new --upload": [
+            str(BIN / "seisstore"), "campaign", "new", "c", "--dates", "2011-01-01", "--stations", "A",
+            "--n-dates", "1", "--n-stations", "1", "--script", str(job), "--out", str(tmp_path / "camp"),
+            "--collection", f"{home}/no-such-parent/c", "--upload", "--force"],
+    }
+
+
+CASES = ["secure-iget", "secure-iput", "seisstore ls", "seisstore coverage", "seisstore campaign new --upload"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_zone_down_at_the_deadline_is_2(grid, env_for, tmp_path, name):
+    local = tmp_path / "f.txt"
+    local.write_text("x")
+    cmd = _commands(grid.home, local, tmp_path)[name]
+    result = subprocess.run(cmd, env=env_for(port=_free_port()), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "refused" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_missing_object_or_collection_is_3(grid, env_for, tmp_path, name):
+    local = tmp_path / "f.txt"
+    local.write_text("x")
+    cmd = _commands(grid.home, local, tmp_path)[name]
+    result = subprocess.run(cmd, env=env_for(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no-such" in last and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wrong_password_is_7(grid, env_for, tmp_path, name):
+    if not grid.local:
+        pytest.skip("would count failed log-ins against a real account")
+    local = tmp_path / "f.txt"
+    local.write_text("x")
+    cmd = _commands(grid.home, local, tmp_path)[name]
+    result = subprocess.run(cmd, env=env_for(password="not-the-password"), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 7, result.stderr
+    assert "not-the-password" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ingest_exit_codes(grid, env_for, tmp_path):
+    """ingest: a missing local directory is 1; a zone refusing until the deadline is 2."""
+    seis = str(BIN / "seisstore")
+    missing = subprocess.run([seis, "ingest", str(tmp_path / "nope"), f"{grid.home}/a"], env=env_for(),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1, missing.stderr
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "x.txt").write_text("not seismic")
+    down = subprocess.run([seis, "ingest", str(raw), f"{grid.home}/a"], env=env_for(port=_free_port()),
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 2, down.stderr
