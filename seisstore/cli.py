@@ -228,7 +228,7 @@ def campaign_status_cmd(directory: Path, results: str | None, array_job: int | N
     try:
         lines, note = gather(directory, results, array_job)
     except ValueError as exc:
-        raise Failure(str(exc).splitlines()[0], EX_DATAERR) from None
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except SecureIrodsError as exc:
         raise Failure(f"cannot list {results}: {exc}", exc.exit_code) from None
     render_status(Console(), lines)

@@ -99,7 +99,7 @@ def test_status_command_prints_a_table_and_a_summary(campaign, monkeypatch, tmp_
     assert "rms3_0_2_1" in result.output and "RUNNING" in result.output and "JobArrayTaskLimit" in result.output
     assert "4 lines: 2 -, 1 RUNNING, 1 PENDING, 0 with results (no sacct (accounting disabled))" in result.output
     bad = CliRunner().invoke(main, ["campaign", "status", str(tmp_path)])
-    assert bad.exit_code == 65 and "not a campaign directory" in bad.output
+    assert bad.exit_code == 1 and "not a campaign directory" in bad.output
 
 
 def test_status_help():
