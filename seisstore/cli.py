@@ -216,8 +216,8 @@ def mkdir_cmd(collections: tuple[str, ...], parents: bool) -> None:
 
 @campaign.command("status")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--results", envvar="SEISSTORE_RESULTS", default=None,
-              help="iRODS collection of the jobs' results [env SEISSTORE_RESULTS]; omitted: not checked.")
+@click.option("--results", default=None,
+              help="iRODS collection of the jobs' results (default: start.bash's, then $SEISSTORE_RESULTS).")
 @click.option("--job", "array_job", type=int, default=None,
               help="Slurm array job id (default: the newest with the campaign's job name).")
 def campaign_status_cmd(directory: Path, results: str | None, array_job: int | None) -> None:
@@ -230,7 +230,7 @@ def campaign_status_cmd(directory: Path, results: str | None, array_job: int | N
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except SecureIrodsError as exc:
-        raise Failure(f"cannot list {results}: {exc}", exc.exit_code) from None
+        raise Failure(f"cannot list the campaign's results: {exc}", exc.exit_code) from None
     render_status(Console(), lines)
     counts = ", ".join(f"{n} {state}" for state, n in summary(lines).items())
     click.echo(f"{len(lines)} lines: {counts}{f' ({note})' if note else ''}")

@@ -12,7 +12,9 @@ line's job name, or starts with it and a dot (``rms3_0_2_1.csv``).
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,12 +23,13 @@ from typing import Any
 
 from seisstore.runlocal import read_lines
 
-__all__ = ["LineStatus", "TaskState", "campaign_job_name", "campaign_status", "render_status", "slurm_tasks",
+__all__ = ["LineStatus", "TaskState", "campaign_job_name", "campaign_results", "campaign_status", "render_status", "slurm_tasks",
            "zone_results"]
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 _TASK = re.compile(r"^(\d+)_(\d+)$")
 _JOB_NAME = re.compile(r"^#SBATCH --job-name=(\S+)$", re.M)
+_RESULTS = re.compile(r"^export SEISSTORE_RESULTS=(.+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,20 @@ class LineStatus:
 
 def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+
+
+def campaign_results(directory: Path) -> str | None:
+    """The results collection ``start.bash`` exports (``campaign new --results``), if any."""
+    start = Path(directory) / "start.bash"
+    text = start.read_text(encoding="utf-8", errors="replace") if start.is_file() else ""
+    found = _RESULTS.search(text)
+    if not found:
+        return None
+    try:
+        words = shlex.split(found.group(1))
+    except ValueError:
+        return None
+    return words[0] if len(words) == 1 else None
 
 
 def campaign_job_name(directory: Path) -> str:
@@ -164,11 +181,15 @@ def gather(directory: Path, results_collection: str | None = None, array_job: in
            run: Runner = _run, client: Any = None) -> tuple[list[LineStatus], str]:
     """:func:`campaign_status` of ``directory`` from the scheduler and (if given) the results collection.
 
-    ``client`` defaults to ``secure_irods.connect(throttle=False, cooldown=False)`` from
-    the iRODS environment, opened only if ``results_collection`` is given.
+    ``results_collection`` defaults to the one ``start.bash`` exports (``campaign new
+    --results``), then to ``$SEISSTORE_RESULTS``; ``client`` to
+    ``secure_irods.connect(throttle=False, cooldown=False)`` from the iRODS environment,
+    opened only if there is a results collection.
     """
     directory = Path(directory)
     read_lines(directory)           # fails early (ValueError) on something that is not a campaign
+    results_collection = (results_collection or campaign_results(directory)
+                          or os.environ.get("SEISSTORE_RESULTS") or None)
     tasks, note = slurm_tasks(campaign_job_name(directory), array_job, run=run)
     found: list[str] = []
     if results_collection:

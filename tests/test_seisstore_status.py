@@ -67,6 +67,30 @@ def test_lines_are_joined_with_tasks_and_results(campaign):
     assert summary(lines) == {"-": 4, "with results": 2}
 
 
+def test_results_collection_comes_from_start_bash_then_the_environment(campaign, monkeypatch):
+    from seisstore.status import campaign_results
+
+    assert campaign_results(campaign) is None
+    (campaign / "start.bash").write_text("#!/bin/bash\nexport SEISSTORE_RESULTS='/z/home/a/res ults'\n")
+    assert campaign_results(campaign) == "/z/home/a/res ults"
+    seen = []
+
+    class Client:
+        def resolve(self, path):
+            return path
+
+        def scan(self, path):
+            seen.append(path)
+            return []
+
+    monkeypatch.setenv("SEISSTORE_RESULTS", "/z/home/a/env")
+    gather(campaign, run=fake_run(""), client=Client())
+    gather(campaign, "/z/home/a/flag", run=fake_run(""), client=Client())
+    (campaign / "start.bash").write_text("#!/bin/bash\n")
+    gather(campaign, run=fake_run(""), client=Client())
+    assert seen == ["/z/home/a/res ults", "/z/home/a/flag", "/z/home/a/env"]
+
+
 def test_no_slurm_here_is_a_note_not_a_failure(campaign):
     def run(args):
         raise FileNotFoundError(2, "No such file or directory", args[0])
