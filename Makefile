@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+# The oldest python-irodsclient setup.cfg admits: CI runs the suite on it too.
+PRC_OLDEST := 3.1.0
+OLD        := .venv-prc-$(PRC_OLDEST)
+
+.PHONY: demo test test-prc-oldest bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +26,18 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
+# The suite again on the oldest supported python-irodsclient (the default venv has the newest).
+$(OLD)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(OLD)
+	$(OLD)/bin/pip install --quiet --upgrade pip
+	$(OLD)/bin/pip install --quiet -e '.[test]' 'python-irodsclient==$(PRC_OLDEST)'
+	touch $@
+
+test-prc-oldest: $(OLD)/.installed
+	$(OLD)/bin/python -m pytest -q -p no:cacheprovider -m "not slurm and not oar and not slow" tests
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/grid_throughput.py
 
 clean:
-	rm -rf $(VENV) demo-grid
+	rm -rf $(VENV) $(OLD) demo-grid

@@ -40,13 +40,15 @@ def serve(root: Path, host: str, port: int, zone: str, max_connections: int, dro
           latency_ms: float, bandwidth_mbps: float, total_bandwidth_mbps: float, seed: int | None,
           down: tuple[str, ...]) -> None:
     """Start the grid; print `ready HOST PORT` once it accepts connections."""
-    from .server import GridServer
+    from .server import GridBusyError, GridServer
 
     faults = FaultPolicy(max_connections=max_connections, drop_rate=drop_rate, latency_ms=latency_ms,
                          bandwidth_mbps=bandwidth_mbps, total_bandwidth_mbps=total_bandwidth_mbps,
                          seed=seed, down=set(down))
     try:
         server = GridServer(root, host=host, port=port, zone=zone, faults=faults)
+    except GridBusyError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start the grid: {exc.strerror or exc}") from None
     server.write_client_files()

@@ -7,6 +7,7 @@ and ``control.sock`` (faults and counters while it runs).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -26,6 +27,10 @@ log = logging.getLogger("localgrid.server")
 ADMIN = "rods"
 
 
+class GridBusyError(RuntimeError):
+    """A second server asked for a root a live server holds."""
+
+
 class GridServer:
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, zone: str = "tempZone",
                  faults: FaultPolicy | None = None, password: str | None = None) -> None:
@@ -36,6 +41,7 @@ class GridServer:
         self.vault_root = self.root / "vault"
         self.catalog_path = self.root / "catalog.sqlite"
         self._stop = threading.Event()
+        self._lock_fd = self._lock_root()
         self.password = self._bootstrap(password)
         self.state = GridState(zone=self.zone, vault_root=self.vault_root, catalog_path=self.catalog_path,
                                faults=self.faults)
@@ -44,6 +50,24 @@ class GridServer:
         self._control = None
 
     # ---------------------------------------------------------------- setup ------
+    def _lock_root(self) -> int:
+        """One server per root: an flock on ``serve.lock``, held for the server's life.
+
+        The kernel drops it when the holder dies, even by SIGKILL, so a killed server's
+        root is taken over by the next one; a live one makes the second refuse.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "serve.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise GridBusyError(f"another grid already serves {self.root} (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     def _bootstrap(self, password: str | None) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)   # the catalogue holds the users' passwords

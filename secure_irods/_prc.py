@@ -73,10 +73,30 @@ _guard_lock = threading.Lock()
 
 
 def install_stall_guard() -> None:
-    """Replace PRC's reply reader once per process (idempotent)."""
+    """Replace PRC's reply reader once per process (idempotent); quiet old finalizers."""
     with _guard_lock:
         if prc_message._recv_message_into is not _recv_message_into_guarded:
             prc_message._recv_message_into = _recv_message_into_guarded
+        _quiet_connection_finalizer()
+
+
+def _quiet_connection_finalizer() -> None:
+    """PRC before 3.2 lets ``Connection.__del__`` raise on a dead socket, which Python prints
+    to stderr as "Exception ignored in ..." (our commands promise one line); 3.2 catches it."""
+    from irods.connection import Connection
+
+    original = Connection.__dict__.get("__del__")
+    if original is None or getattr(original, "_secure_irods_quiet", False):
+        return
+
+    def __del__(self) -> None:
+        try:
+            original(self)
+        except Exception:
+            pass
+
+    __del__._secure_irods_quiet = True  # type: ignore[attr-defined]
+    Connection.__del__ = __del__
 
 
 # ----------------------------------------------------------------------- connections
@@ -229,7 +249,8 @@ def self_check() -> None:
     from irods.session import iRODSSession
     need("self._auth_file" in inspect.getsource(iRODSSession.__init__),
          "iRODSSession no longer keeps _auth_file (authentication file choice)")
-    columns = {col.icat_key: col for col in ModelBase.columns().values()}
+    found = ModelBase.columns() if callable(ModelBase.columns) else ModelBase.columns   # a dict before PRC 3
+    columns = {col.icat_key: col for col in found.values()}
     need("COLL_NAME" in columns and "DATA_NAME" in columns, "irods.models.ModelBase.columns() lacks COLL_NAME")
     # PRC keeps some C macro names (COL_META_DATA_ATTR_NAME); iquest's name drops the prefix.
     _COLUMNS.update({key.removeprefix("COL_"): col for key, col in columns.items()})

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -53,6 +54,8 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "[env: SECURE_IRODS_RETRIES, attempts, 8; at most 4x as many in all]."),
         click.option("--deadline", type=click.FloatRange(min=0, min_open=True),
                      help="Seconds after which no new attempt starts; the whole command shares it [600]."),
+        click.option("--progress-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                     help="Off a terminal (a batch job's log): one progress line every this many seconds (0: none)."),
         click.option("--max-connections", type=click.IntRange(min=0),
                      help="Node-wide connection cap, shared by all processes (0: no throttle) [env: SECURE_IRODS_MAX_CONNECTIONS, 4]."),
     ]
@@ -65,10 +68,10 @@ class _Job:
     """The one context object: a connected client, a shared deadline, progress and verbosity."""
 
     def __init__(self, prog: str, verbose: int, retries: int | None, deadline: float | None,
-                 max_connections: int | None) -> None:
+                 max_connections: int | None, progress_interval: float = 30.0) -> None:
         from .client import connect
 
-        self.prog, self.verbose = prog, verbose
+        self.prog, self.verbose, self.progress_interval = prog, verbose, progress_interval
         overrides: dict[str, Any] = {}
         if retries is not None:
             overrides["attempts"] = retries + 1
@@ -89,6 +92,9 @@ class _Job:
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
+        if not console.is_terminal:
+            yield _PeriodicLine(self.prog, total, self.progress_interval)
+            return
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeRemainingColumn(), console=console,
                       disable=not console.is_terminal or self.verbose > 0) as bar:
@@ -100,6 +106,33 @@ class _Job:
             for r in results:
                 state = "skipped (identical)" if r.skipped else f"{r.size} bytes"
                 click.echo(f"   {r.destination}  {state}")
+
+
+class _PeriodicLine:
+    """Byte progress for batch logs: one stderr line every ``interval`` seconds, none if 0."""
+
+    def __init__(self, prog: str, total: int, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.prog, self.total, self.interval, self.clock = prog, total, interval, clock
+        self.done = 0
+        self.start = self.last = clock()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if self.interval and now - self.last >= self.interval:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            left = (self.total - self.done) / rate if rate else float("inf")
+            click.echo(f"{self.prog}: {_size(self.done)} of {_size(self.total)}"
+                       f" ({100 * self.done / max(self.total, 1):.0f}%), {_size(rate)}/s, {left:.0f}s left", err=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def _setup_logging(prog: str, verbose: int) -> None:
@@ -122,7 +155,7 @@ def _setup_logging(prog: str, verbose: int) -> None:
 @click.argument("paths", nargs=-1, required=True)
 def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, threads: int | None,
          resource: str | None, verbose: int, retries: int | None, deadline: float | None,
-         max_connections: int | None) -> None:
+         max_connections: int | None, progress_interval: float) -> None:
     """secure-iget [options] srcDataObj|srcCollection ... [destLocalFile|destLocalDir]
 
     Atomic, checksum-verified, resumable iget with retries and a node-wide connection cap.
@@ -133,7 +166,7 @@ def iget(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
         raise NotFoundError(f"no such local directory: {paths[-1]} (a target ending in / must exist)")
     if len(sources) > 1 and not dest.is_dir():
         raise InvalidInputError(f"target {dest} must be an existing directory for several sources")
-    job = _Job("secure-iget", verbose, retries, deadline, max_connections)
+    job = _Job("secure-iget", verbose, retries, deadline, max_connections, progress_interval)
     with job.client as client:
         items: list[tuple[str, Path]] = []
         total = 0
@@ -175,7 +208,7 @@ def iget_main(args: list[str] | None = None) -> None:
 @click.option("--parents", is_flag=True, help="Create the target collection and its parents if missing.")
 def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, threads: int | None,
          resource: str | None, verbose: int, retries: int | None, deadline: float | None,
-         max_connections: int | None, parents: bool) -> None:
+         max_connections: int | None, progress_interval: float, parents: bool) -> None:
     """secure-iput [options] localSrcFile|localSrcDir ... [destDataObj|destCollection]
 
     Uploads to a temporary name, verifies the server's checksum, then renames into place.
@@ -185,7 +218,7 @@ def iput(paths: tuple[str, ...], force: bool, verify: bool, recursive: bool, thr
     for source in sources:      # before any connection: a typo costs the zone nothing
         if not Path(source).exists():
             raise NotFoundError(f"no such local file or directory: {source}")
-    job = _Job("secure-iput", verbose, retries, deadline, max_connections)
+    job = _Job("secure-iput", verbose, retries, deadline, max_connections, progress_interval)
     with job.client as client:
         dest_path = client.resolve(dest if dest is not None else ".")
         dest_stat = client.stat(dest_path)

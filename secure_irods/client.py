@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import json
 import logging
 import os
@@ -232,19 +233,25 @@ class Client:
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
 
-        Every answered request (a log-in, a backend call that returned, a GenQuery batch)
-        is progress for the policy (see :mod:`secure_irods.policy`): a run of attempts
-        the zone answered nothing in (refused, dropped before the log-in) ends the call,
-        others go on until the deadline.
+        Every answered request (a connection accepted, a log-in, a backend call that
+        returned, a GenQuery batch) is progress for the policy (see
+        :mod:`secure_irods.policy`): a run of attempts the zone refused or never answered
+        (connection refused or capped, time-outs) ends the call; others go on until the
+        deadline, under the node's cool-down and retry budget.
         """
         deadline = deadline or self.deadline or self.policy.start_deadline()
         progress = RetryProgress()
 
         def attempt() -> T:
             opened = self.connections_opened
-            backend = self._connected(deadline)
+            try:
+                backend = self._connected(deadline)
+            except Exception as exc:
+                if _accepted_then_dropped(exc):
+                    progress.note()  # the zone took the connection: it is up, the link is lossy
+                raise
             if self.connections_opened != opened:
-                progress.note()  # the zone accepted and logged us in: it is up, the link is lossy
+                progress.note()  # the zone accepted and logged us in
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
                 return fn(_Answered(backend, progress), deadline)
@@ -308,6 +315,22 @@ class Client:
             found.extend(s for s in entries if not s.is_collection)
             todo.extend(s.path for s in entries if s.is_collection)
         return found
+
+    def require_collection(self, path: str, *, create: bool = False) -> str:
+        """The absolute path of an existing collection; a missing one is a ``NotFoundError``
+        naming it (and the zone, if the path is outside it), unless ``create`` makes it."""
+        path = self.resolve(path)
+        stat = self.stat(path)
+        if stat is not None and stat.is_collection:
+            return path
+        if stat is not None:
+            raise NotFoundError(f"{path} is a data object, not a collection")
+        if create:
+            self.mkdir(path)
+            return path
+        zone = self.environment.settings["irods_zone_name"]
+        outside = "" if path.startswith(f"/{zone}/") else f", and it is outside your zone /{zone}"
+        raise NotFoundError(f"no such collection: {path}{outside}")
 
     def mkdir(self, path: str) -> None:
         """Create a collection and its parents."""
@@ -392,6 +415,7 @@ class Client:
         path = self.resolve(path)
         add, remove = list(add), list(remove)
         self._call(lambda b, d: b.change_collection_avus(path, add, remove))
+
     # ------------------------------------------------------------ selective reads
 
     def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
@@ -438,9 +462,15 @@ class Client:
         """Upload a file to ``remote`` (an object path, or a collection to put it in; default: cwd)."""
         source = Path(local)
         target = self._remote_target(source, remote, deadline)
-        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, force=force,
-                                                   resource=resource or self.environment.default_resource,
-                                                   progress=progress), deadline)
+        return self._put(source, target, deadline, force=force,
+                         resource=resource or self.environment.default_resource, progress=progress)
+
+    def _put(self, source: Path, target: str, deadline: Deadline | None, **options: Any) -> TransferResult:
+        """One retried upload; a retry that finds its own finished result (a drop after the
+        rename) succeeds instead of reporting the target as existing."""
+        tries = itertools.count()
+        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, retried=next(tries) > 0,
+                                                   **options), deadline)
 
     def sync(self, source: str | os.PathLike, destination: str | os.PathLike, **options: Any) -> TransferResult:
         """Like ``irsync``: exactly one side is an iRODS path written ``i:/path``.
@@ -487,15 +517,9 @@ class Client:
                  resource: str | None = None, progress: Progress | None = None,
                  deadline: Deadline | None = None) -> list[TransferResult]:
         """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection."""
-        results = []
         resc = resource or self.environment.default_resource
-        for local, remote in items:
-            source, target = Path(local), self.resolve(remote)
-            results.append(self._call(
-                lambda b, d, source=source, target=target: _put_object(
-                    b, source, target, deadline=d, force=force, sync=sync, resource=resc, progress=progress),
-                deadline))
-        return results
+        return [self._put(Path(local), self.resolve(remote), deadline, force=force, sync=sync, resource=resc,
+                          progress=progress) for local, remote in items]
 
     def _remote_target(self, local: Path, remote: str | None, deadline: Deadline | None) -> str:
         if remote is None:
@@ -534,6 +558,21 @@ class _Answered:
             return result
 
         return answered
+
+
+def _accepted_then_dropped(exc: BaseException) -> bool:
+    """A connection the zone accepted and then dropped (not refused, capped or silent)."""
+    err = classify(exc)
+    if not err.transient or isinstance(err, ZoneBusyError):
+        return False
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, (TimeoutError, ConnectionRefusedError)):
+            return False
+        link = link.__cause__ or link.__context__
+    return True
 
 
 def _local_target(remote: str, local: str | os.PathLike | None) -> Path:

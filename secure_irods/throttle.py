@@ -292,29 +292,20 @@ class Cooldown:
         """Cool-down after ``refusals`` consecutive refusals."""
         return min(self.maximum, self.base + self.step * max(0, refusals - 1))
 
-    @contextlib.contextmanager
-    def _locked(self, mode: int) -> Iterator[int]:
-        fd = _open_shared(self.path)
-        try:
-            fcntl.flock(fd, mode)
-            yield fd
-        finally:
-            os.close(fd)
+    def _locked(self, mode: int) -> contextlib.AbstractContextManager[int]:
+        return _SharedState(self.path).locked(mode)
 
     @staticmethod
     def _read(fd: int) -> CooldownState:
-        raw = os.pread(fd, 4096, 0)
+        data = _SharedState.read(fd)
         try:
-            data = json.loads(raw or b"{}")
             return CooldownState(float(data.get("until", 0.0)), int(data.get("refusals", 0)))
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError):
             return CooldownState()  # unreadable file: behave as if no cool-down
 
     @staticmethod
     def _write(fd: int, state: CooldownState) -> None:
-        data = json.dumps({"until": state.until, "refusals": state.refusals}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        _SharedState.write(fd, {"until": state.until, "refusals": state.refusals})
 
     def state(self) -> CooldownState:
         """Current shared state; an unusable file counts as no cool-down (it is advisory)."""

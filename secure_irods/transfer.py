@@ -493,8 +493,14 @@ def _put_object(
     chunk: int = CHUNK,
     progress: Progress | None = None,
     resume: bool = True,
+    retried: bool = False,
 ) -> TransferResult:
-    """Upload one file to ``remote`` atomically; see the module docstring."""
+    """Upload one file to ``remote`` atomically; see the module docstring.
+
+    ``retried``: an earlier attempt of this same upload may have finished on the zone
+    (the connection dropped after the rename): a target with the source's size and
+    checksum is then that result, not a conflict.
+    """
     if local.is_dir():
         raise InvalidInputError(f"{local} is a directory (use -r)")
     size = local.stat().st_size  # FileNotFoundError -> NotFoundError
@@ -502,8 +508,12 @@ def _put_object(
     if existing is not None:
         if existing.is_collection:
             raise ExistsError(f"{remote} is a collection")
-        if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
+        same = existing.size == size and existing.checksum and _same(local, size, existing.checksum)
+        if same and (sync or force):
             return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
+        if same and retried:
+            logger.info("put of %s: %s is this upload's own result (an earlier attempt finished)", local, remote)
+            return TransferResult(str(local), remote, size, existing.checksum)
         if not force:
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import sys
@@ -92,7 +93,8 @@ class _Group(click.Group):
 def main(verbose: int) -> None:
     """Seismic recordings in iRODS: catalogue, ingest, and grid campaigns."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    fmt = "seisstore: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt, force=True)   # warnings: one line per wait
     # PRC logs every dropped connection at CRITICAL (they are retried) and, at debug, its
     # login exchange, which no verbosity may print (-vvv shows its warnings).
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
@@ -152,11 +154,10 @@ def _upload(camp, directory: Path, parents: bool) -> None:
     try:
         with connect() as client:
             client.deadline = client.policy.start_deadline()
-            stat = client.stat(camp.irods_collection)
-            if stat is None and parents:
-                client.mkdir(camp.irods_collection)
-            elif stat is None or not stat.is_collection:
-                raise NotFoundError(f"no such collection: {camp.irods_collection} (--parents creates it)")
+            try:
+                client.require_collection(camp.irods_collection, create=parents)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc.message} (--parents creates it)") from None
             client.put_many([(directory / f, f"{camp.irods_collection}/{f}") for f in camp.uploads], force=True)
     except SecureIrodsError as exc:
         raise Failure(f"upload to {camp.irods_collection} failed: {exc}", exc.exit_code) from None
@@ -273,17 +274,23 @@ def _catalogue(coll: str, layout_spec: str, stations, dates, channels):
                  channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None)
     try:
         client = connect()
-        client.deadline = client.policy.start_deadline()
-        root = client.resolve(coll)
-        stat = client.stat(root)
-        if stat is None or not stat.is_collection:
-            client.close()
-            raise Failure(f"no such collection: {root}", ExitCode.PERMANENT)
-        return Catalogue(client, root, layout, cache=False), scope
+        client.deadline = client.policy.start_deadline()   # one for the whole command
+        with _closed_on_error(client):
+            return Catalogue(client, client.require_collection(coll), layout, cache=False), scope
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except SecureIrodsError as exc:
         raise Failure(f"cannot index {coll}: {exc}", exc.exit_code) from None
+
+
+@contextlib.contextmanager
+def _closed_on_error(client):
+    """Close ``client`` if what follows fails: the caller keeps it only on success."""
+    try:
+        yield client
+    except BaseException:
+        client.close()
+        raise
 
 
 def _selection_options(fn):
@@ -313,8 +320,9 @@ def _selection_options(fn):
               help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON to this file.")
+@click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
 def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
-               report_file) -> None:
+               report_file, create) -> None:
     """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
 
     Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
@@ -322,7 +330,7 @@ def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, re
     catalogue query finds them) unless --merge.
     """
     from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
+    from secure_irods.errors import NotFoundError, SecureIrodsError
     from seisstore.ingest import CodeMap, ingest
 
     layout = _layout(layout_spec)
@@ -334,6 +342,10 @@ def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, re
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
     try:
         with connect() as client:
+            try:   # a typo (of the zone, of a path) must not silently make a new tree
+                client.require_collection(coll, create=create)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc.message} (--create makes it)") from None
             report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
                             merge_existing=merge_existing)
     except SecureIrodsError as exc:

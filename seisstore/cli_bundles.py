@@ -37,12 +37,11 @@ def _index(coll: str, cache: bool = True):
     try:
         client = connect()
         client.deadline = client.policy.start_deadline()
-        root = client.resolve(coll)
-        stat = client.stat(root)
-        if stat is None or not stat.is_collection:
+        try:
+            return client, BundleIndex(client, client.require_collection(coll), cache=cache)
+        except BaseException:
             client.close()
-            raise _failure(f"no such collection: {root}", ExitCode.PERMANENT)
-        return client, BundleIndex(client, root, cache=cache)
+            raise
     except SecureIrodsError as exc:
         raise _failure(f"cannot index bundles of {coll}: {exc}", exc.exit_code) from None
 

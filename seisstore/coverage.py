@@ -115,11 +115,56 @@ def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = Fals
     return n
 
 
+#: Runs of at least this many days without any data are folded into one column.
+FOLD_DAYS = 7
+GAP = "┆"
+
+
+def _columns(coverage: Coverage, room: int) -> list[tuple[datetime.date, ...]]:
+    """Day groups to draw, one per column: long runs with no data at all fold into an empty
+    group (one ``┆``), and what remains is binned so it fits in ``room`` columns."""
+    have = {day for _, day in coverage.cells}
+    groups: list[list[datetime.date]] = []
+    run: list[datetime.date] = []
+    for day in coverage.days:
+        if day in have:
+            if len(run) >= FOLD_DAYS:
+                groups.append([])           # the folded gap
+            else:
+                groups.extend([d] for d in run)
+            run = []
+            groups.append([day])
+        else:
+            run.append(day)
+    shown = sum(1 for g in groups if g)
+    per = max(1, -(-shown // max(room - sum(1 for g in groups if not g), 1)))
+    columns: list[tuple[datetime.date, ...]] = []
+    for group in groups:
+        if not group:
+            columns.append(())
+        elif columns and columns[-1] and len(columns[-1]) < per:
+            columns[-1] = (*columns[-1], *group)
+        else:
+            columns.append(tuple(group))
+    return columns
+
+
+def _cell(coverage: Coverage, station: str, days: tuple[datetime.date, ...]) -> str:
+    if not days:
+        return GAP
+    states = {coverage.state(station, d) for d in days}
+    if states == {"full"}:
+        return FULL
+    return MISSING if states == {"missing"} else PARTIAL
+
+
 def render_coverage(console, coverage: Coverage, *, width: int | None = None) -> None:
     """Print one line per station: one character per day (█ all channels, ▄ some, · none).
 
-    With more days than ``width`` (default: the console width minus the
-    labels) the most recent days are shown.
+    The axis spans the days that have data: runs of :data:`FOLD_DAYS` or more days with
+    no data for any station fold into one ``┆``, and when more days remain than fit the
+    console, each column stands for several days (█ only if every one is complete).
+    The percentage is the share of complete station-days over the days drawn.
     """
     from rich.table import Table
 
@@ -127,21 +172,24 @@ def render_coverage(console, coverage: Coverage, *, width: int | None = None) ->
         console.print("nothing available")
         return
     label = max(len(s) for s in coverage.stations)
-    room = (width or console.width) - label - 12
-    days = coverage.days[-max(room, 10):]
+    room = max((width or console.width) - label - 12, 10)
+    columns = _columns(coverage, room)
+    drawn = [d for col in columns for d in col]
+    per = max((len(c) for c in columns), default=1)
     table = Table(show_edge=False, header_style="bold", box=None, pad_edge=False)
     table.add_column("station", no_wrap=True)
-    table.add_column(f"{days[0].isoformat()} .. {days[-1].isoformat()}", no_wrap=True)
+    table.add_column(f"{drawn[0].isoformat()} .. {drawn[-1].isoformat()}", no_wrap=True)
     table.add_column("full", justify="right", no_wrap=True)
-    styles = {FULL: "green", PARTIAL: "yellow", MISSING: "red"}
+    styles = {FULL: "green", PARTIAL: "yellow", MISSING: "red", GAP: "dim"}
     for station in coverage.stations:
-        line = "".join(
-            {"full": FULL, "partial": PARTIAL, "missing": MISSING}[coverage.state(station, d)]
-            for d in days
-        )
+        line = "".join(_cell(coverage, station, col) for col in columns)
         text = "".join(f"[{styles[c]}]{c}[/]" for c in line)
-        table.add_row(station, text, f"{coverage.fraction(station):.0%}")
+        full = sum(coverage.state(station, d) == "full" for d in drawn) / len(drawn)
+        table.add_row(station, text, f"{full:.0%}")
     console.print(table)
-    shown = "" if len(days) == len(coverage.days) else f" (last {len(days)} of {len(coverage.days)} days)"
-    console.print(f"{len(coverage.stations)} stations x {len(coverage.days)} days{shown}; "
+    folded = len(coverage.days) - len(drawn)
+    notes = [f"1 column = {per} days" if per > 1 else "",
+             f"{folded} days without data folded ({GAP})" if folded else ""]
+    note = "; ".join(n for n in notes if n)
+    console.print(f"{len(coverage.stations)} stations x {len(drawn)} days{f' ({note})' if note else ''}; "
                   f"{FULL} all channels, {PARTIAL} some, {MISSING} none")

@@ -33,6 +33,7 @@ def test_no_prc_outside_secure_irods():
 
 
 @pytest.mark.faults
+@pytest.mark.slow
 def test_sixteen_jobs_under_drops_stay_within_the_node_cap(grid, client, coll, tmp_path):
     """16 jobs, 8 at a time, against a grid dropping 20 % of calls and capped at 4 connections:
     every job's index (bulk GenQuery), reads and AVU writes succeed, and the grid never sees
@@ -86,3 +87,31 @@ def test_sixteen_jobs_under_drops_stay_within_the_node_cap(grid, client, coll, t
     rows = client.query(Query("DATA_NAME", "META_DATA_ATTR_VALUE")
                         .where("COLL_NAME", "=", results).where("META_DATA_ATTR_NAME", "=", "rows"))
     assert len(rows) == 16 and all(v == "1" for _, v in rows)  # each job: one station-day, AVUs written
+
+
+@pytest.mark.faults
+def test_five_megabytes_each_way_under_thirty_percent_drops(grid, coll, tmp_path, monkeypatch):
+    """Every call of every request dropped 30 % of the time: a 5 MB put and get still finish
+    within the default deadline (600 s), because attempts the zone answered are progress."""
+    import os
+
+    from secure_irods import RetryPolicy
+    from secure_irods.client import connect
+
+    src = tmp_path / "five.bin"
+    src.write_bytes(os.urandom(5 << 20))
+    monkeypatch.setenv("SECURE_IRODS_THROTTLE_DIR", str(tmp_path / "throttle"))
+    policy = RetryPolicy(max_wait=0.5)             # default deadline and attempts; short waits keep CI fast
+    assert policy.deadline == 600 and policy.attempts == 8
+    before = grid.control.stats()["drops"]
+    grid.set_faults(drop_rate=0.3, seed=30)
+    try:
+        with connect(grid.env_file, grid.auth_file, policy=policy) as client:
+            put = client.put(src, f"{coll}/five.bin")
+            got = client.get(f"{coll}/five.bin", tmp_path / "back.bin")
+        drops = grid.control.stats()["drops"] - before
+    finally:
+        grid.clear_faults()
+    assert drops >= 3                               # it really was dropped along the way
+    assert put.size == got.size == 5 << 20 and put.checksum == got.checksum
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()

@@ -214,7 +214,7 @@ def test_refusing_zone_exits_2_at_the_deadline(grid, coll, session, tmp_path):
         grid.clear_faults()
     assert result.returncode == 2, result.stderr
     *waits, last = result.stderr.strip().splitlines()
-    assert last.startswith("secure-iget: ZoneBusyError: gave up after")       # one line says why it ended
+    assert last.startswith("secure-iget: ") and "gave up after" in last        # one line says why it ended
     assert waits and all(re.search(r"zone 127\.0\.0\.1:\d+: .*; retry \d+ in [\d.]+s, deadline in", w)
                          for w in waits), waits                                # each wait says why and how long
     assert 1.5 < elapsed < 10

@@ -284,3 +284,22 @@ def test_coverage_and_rendering():
     empty = Console(record=True, width=80)
     render_coverage(empty, Coverage.from_keys([]))
     assert "nothing available" in empty.export_text()
+
+
+@pytest.mark.faults
+def test_index_under_drops_loses_or_doubles_no_row(grid, session, sds, client, monkeypatch, tmp_path):
+    """Every GenQuery batch may be dropped (20 %): a query cut short is restarted whole on a new
+    connection, so the index equals the fault-free one, with the batches counted honestly."""
+    root, keys = sds
+    clean = Catalogue(client, root, SDS, cache=False)
+    client.policy = client.policy.replace(max_wait=0.05)
+    grid.set_faults(drop_rate=0.2, seed=5)
+    try:
+        before = grid.control.stats()["drops"]
+        faulty = Catalogue(client, root, SDS, cache=False)
+        drops = grid.control.stats()["drops"] - before
+    finally:
+        grid.clear_faults()
+    assert drops > 0
+    assert as_table(faulty) == as_table(clean) and len(faulty) == 5000
+    assert faulty.counter.queries > clean.counter.queries      # restarted batches are round trips too
