@@ -261,6 +261,8 @@ def classify(exc: BaseException) -> SecureIrodsError:
 def _classify(exc: BaseException) -> SecureIrodsError:
     from irods import exception as prc  # lazy: only classification needs PRC
 
+    from ._prc import is_pam_error
+
     kind = type(exc).__name__
     if isinstance(exc, prc.iRODSException):
         return _from_code(getattr(exc, "code", None), kind, _text(exc), exc)
@@ -275,19 +277,25 @@ def _classify(exc: BaseException) -> SecureIrodsError:
             if _errno_of(root) in _REFUSED_ERRNOS:
                 return ZoneBusyError(f"NetworkException: {detail}")
         return TransientError(f"NetworkException: {detail}")
-    if isinstance(exc, prc.DataObjectExistsAtLogicalPath):
+    if isinstance(exc, _optional(prc, "DataObjectExistsAtLogicalPath")):   # PRC >= 3.2
         return ExistsError(_join(kind, _text(exc)))
     if isinstance(exc, (prc.DoesNotExist, prc.NoResultFound)):
         return NotFoundError(_join(kind, _text(exc)))
     if isinstance(exc, prc.InvalidInputArgument):
         return InvalidInputError(_join(kind, _text(exc)))
-    if kind == "PlainTextPAMPasswordError":  # irods.connection; PAM over an unencrypted link
+    if is_pam_error(exc):  # e.g. PRC's PlainTextPAMPasswordError: PAM over an unencrypted link
         return AuthenticationError(f"{kind}: PAM password refused on an unencrypted connection")
     if isinstance(exc, OSError):
         return _from_os_error(exc)
     if isinstance(exc, ValueError):
         return InvalidInputError(_join(kind, _text(exc)))
     return PermanentError(_join(kind, _text(exc)))
+
+
+def _optional(module: object, name: str) -> tuple[type, ...]:
+    """A class an older PRC may lack, as a tuple for ``isinstance`` (empty if absent)."""
+    cls = getattr(module, name, None)
+    return (cls,) if isinstance(cls, type) else ()
 
 
 def _from_code(code: object, kind: str | None, text: str, exc: BaseException) -> SecureIrodsError:
@@ -337,7 +345,9 @@ def _is_irods_code(args: tuple) -> bool:
 
 
 def _is_pam(exc: BaseException) -> bool:
-    return any(c.__name__ == "PAMException" for c in type(exc).__mro__)
+    from ._prc import is_pam_error
+
+    return is_pam_error(exc)
 
 
 def _errno_of(exc: BaseException) -> int | None:

@@ -215,6 +215,28 @@ def mkdir_cmd(collections: tuple[str, ...], parents: bool) -> None:
         raise Failure(f"mkdir: {exc}", exc.exit_code) from None
 
 
+@campaign.command("status")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--results", default=None,
+              help="iRODS collection of the jobs' results (default: start.bash's, then $SEISSTORE_RESULTS).")
+@click.option("--job", "array_job", type=int, default=None,
+              help="Slurm array job id (default: the newest with the campaign's job name).")
+def campaign_status_cmd(directory: Path, results: str | None, array_job: int | None) -> None:
+    """Each param.txt line of DIRECTORY: its Slurm task's state (squeue, sacct) and its results in the zone."""
+    from secure_irods.errors import SecureIrodsError
+    from seisstore.status import gather, render_status, summary
+
+    try:
+        lines, note = gather(directory, results, array_job)
+    except ValueError as exc:
+        raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
+    except SecureIrodsError as exc:
+        raise Failure(f"cannot list the campaign's results: {exc}", exc.exit_code) from None
+    render_status(Console(), lines)
+    counts = ", ".join(f"{n} {state}" for state, n in summary(lines).items())
+    click.echo(f"{len(lines)} lines: {counts}{f' ({note})' if note else ''}")
+
+
 LAYOUT_HELP = "sds, whisper, or a format string such as '{date}/{net}.{sta}.{loc}.{cha}.mseed'."
 
 

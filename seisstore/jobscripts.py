@@ -138,7 +138,11 @@ def oar_script(
 
     OAR passes each ``param_file`` line as the script's arguments
     (``--array-param-file``); ``besteffort`` plus ``idempotent`` makes OAR
-    resubmit jobs killed by local demand, like CiGri does. OAR has no
+    resubmit jobs killed by local demand, like CiGri does, and resubmit an
+    idempotent job that ends with exit 99 after running more than 60 s: a
+    transient failure of ``start.bash`` (exit 2) waits until the job has run
+    61 s (``SEISSTORE_OAR_MIN_RUN``; a back-off the zone needs anyway) and ends
+    with 99. OAR has no
     per-array concurrency cap, so ``max_jobs`` only applies under CiGri.
     """
     check_name(name, "campaign name")
@@ -146,6 +150,14 @@ def oar_script(
     check_name(exec_name, "exec file")
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ValueError(f"cores must be a positive int, got {cores!r}")
+    resubmit = [
+        "# exit 2 (transient): OAR resubmits an idempotent job ending with 99 after more than 60 s",
+        'if [ "$status" -eq 2 ]; then',
+        '    echo "seisstore: $1: transient failure (exit 2), exit 99 so that OAR resubmits it" >&2',
+        '    while [ "$SECONDS" -le "${SEISSTORE_OAR_MIN_RUN:-61}" ]; do sleep 1; done',
+        "    exit 99",
+        "fi",
+    ] if best_effort else []
     lines = [
         "#!/bin/bash",
         f"#OAR -n {name}",
@@ -157,9 +169,12 @@ def oar_script(
         f"#OAR -E {name}.%jobid%.err",
         f"# seisstore campaign {name}: submit from the campaign directory with",
         "#   oarsub -S ./<this file>",
-        "set -euo pipefail",
-        'cd -- "${OAR_WORKDIR:-.}"',
-        f'exec bash ./{shlex.quote(exec_name)} "$@"',
+        "set -uo pipefail",
+        'cd -- "${OAR_WORKDIR:-.}" || exit 1',
+        f'bash ./{shlex.quote(exec_name)} "$@"',
+        "status=$?",
+        *resubmit,
+        'exit "$status"',
         "",
     ]
     return "\n".join(lines)
@@ -174,42 +189,66 @@ def slurm_script(
     param_file: str = "param.txt",
     exec_name: str = "start.bash",
     best_effort: bool = True,
+    max_requeues: int = 10,
 ) -> str:
-    """Text of a Slurm array job: ``sbatch slurm_<cluster>.sh`` from the campaign directory.
+    """Text of a Slurm array job: ``sbatch [-p PARTITION] slurm_<cluster>.sh`` from the campaign directory.
 
-    Task ``k`` runs line ``k + 1`` of ``param_file``; ``max_jobs`` becomes the
-    array's ``%`` throttle. Sites cap arrays at ``MaxArraySize`` (1001 by
-    default): choose ``n_dates`` x ``n_stations`` below it or split the file.
+    What Slurm offers does the work: ``--array=1-N`` where task ``k`` runs line ``k``
+    of ``param_file`` (``SLURM_ARRAY_TASK_ID``), ``max_jobs`` is the array's ``%``
+    limit (tasks running at once), each task writes ``<name>_<array job>_<task>.out``
+    (appended to when the task runs again) and, if ``best_effort``, ``--requeue``
+    lets Slurm requeue a task that preemption or a node failure killed. A task
+    whose ``start.bash`` ends with exit 2 (``secure-iget``/``secure-iput``: transient,
+    resubmit later) requeues itself with ``scontrol requeue $SLURM_JOB_ID`` (Slurm
+    holds it back ``cred_expire`` + 1 s, 121 s by default) until it has been restarted
+    ``max_requeues`` times (``SEISSTORE_MAX_REQUEUES`` overrides it at run time);
+    then, and for every other code, the task ends with ``start.bash``'s exit code.
+    Sites cap arrays at ``MaxArraySize`` (1001 by default, so N <= 1000): choose
+    ``n_dates`` x ``n_stations`` below it or split the file.
     """
     check_name(name, "campaign name")
     check_name(param_file, "param file")
     check_name(exec_name, "exec file")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive int, got {n_jobs!r}")
-    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-        raise ValueError(f"cores must be a positive int, got {cores!r}")
+    for label, value, least in (("n_jobs", n_jobs, 1), ("cores", cores, 1), ("max_requeues", max_requeues, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{label} must be an int >= {least}, got {value!r}")
     throttle = f"%{cluster.max_jobs}" if cluster.max_jobs is not None else ""
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={name}",
-        f"#SBATCH --array=0-{n_jobs - 1}{throttle}",
+        f"#SBATCH --array=1-{n_jobs}{throttle}",
         f"#SBATCH --time={cluster.walltime}",
         f"#SBATCH --account={cluster.project}",
         "#SBATCH --ntasks=1",
         f"#SBATCH --cpus-per-task={cores}",
         f"#SBATCH --output={name}_%A_%a.out",
+        "#SBATCH --open-mode=append",
         *(["#SBATCH --requeue"] if best_effort else []),
-        f"# seisstore campaign {name}: submit from the campaign directory with sbatch.",
-        "set -euo pipefail",
-        'cd -- "${SLURM_SUBMIT_DIR:-.}"',
-        ': "${SLURM_ARRAY_TASK_ID:?not running as a Slurm array task}"',
-        f'line="$(sed -n "$((SLURM_ARRAY_TASK_ID+1))p" {shlex.quote(param_file)})"',
+        f"# seisstore campaign {name}: submit from the campaign directory with",
+        "#   sbatch [--partition=<best-effort partition>] <this file>",
+        "# Task k runs line k of the param file; exit 2 of start.bash (transient) requeues the task.",
+        "set -uo pipefail",
+        'cd -- "${SLURM_SUBMIT_DIR:-.}" || exit 1',
+        'task="${SLURM_ARRAY_TASK_ID:-}"',
+        'if [[ ! "$task" =~ ^[1-9][0-9]*$ ]]; then',
+        '    echo "not running as a Slurm array task (SLURM_ARRAY_TASK_ID=${task})" >&2',
+        "    exit 1",
+        "fi",
+        f'line="$(sed -n "${{task}}p" {shlex.quote(param_file)})"',
         'if [ -z "$line" ]; then',
-        f'    echo "no line $((SLURM_ARRAY_TASK_ID+1)) in {param_file}" >&2',
+        f'    echo "no line ${{task}} in {param_file}" >&2',
         "    exit 1",
         "fi",
         'read -r -a args <<< "$line"',
-        f'exec bash ./{shlex.quote(exec_name)} "${{args[@]}}"',
+        f'bash ./{shlex.quote(exec_name)} "${{args[@]}}"',
+        "status=$?",
+        f'max_requeues="${{SEISSTORE_MAX_REQUEUES:-{max_requeues}}}"',
+        'if [ "$status" -eq 2 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "$max_requeues" ]; then',
+        '    echo "seisstore: ${args[0]} (task ${task}): transient failure (exit 2), requeued after'
+        ' ${SLURM_RESTART_COUNT:-0} restarts" >&2',
+        '    scontrol requeue "${SLURM_JOB_ID}" || echo "seisstore: scontrol requeue failed" >&2',
+        "fi",
+        'exit "$status"',
         "",
     ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ marked ``faults`` need the local grid's fault injection and are skipped there.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import uuid
@@ -138,3 +139,15 @@ def client(grid, monkeypatch, tmp_path):
     monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", "16")
     with connect() as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _no_root_handler_on_a_closed_stream():
+    """A CLI run in-process (CliRunner) may call ``logging.basicConfig(force=True)``, which leaves
+    the root logger a handler on the runner's stream; the stream closes with the run, and any later
+    log record fails ("--- Logging error ---") in another test.  Drop such handlers after each test."""
+    yield
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False):
+            root.removeHandler(handler)

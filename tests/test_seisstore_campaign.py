@@ -268,10 +268,12 @@ def test_scripts_pass_bash_n(campaign_dir):
 def test_script_headers(campaign_dir):
     _, directory, _ = campaign_dir
     slurm = (directory / "slurm_c2.sh").read_text()
-    assert "#SBATCH --array=0-1279%450\n" in slurm
+    assert "#SBATCH --array=1-1280%450\n" in slurm
     assert "#SBATCH --time=00:30:00\n" in slurm
-    assert 'sed -n "$((SLURM_ARRAY_TASK_ID+1))p" param.txt' in slurm
-    assert "#SBATCH --array=0-1279\n" in (directory / "slurm_c1.sh").read_text()
+    assert "#SBATCH --requeue\n" in slurm and "#SBATCH --output=test_processing_%A_%a.out\n" in slurm
+    assert 'sed -n "${task}p" param.txt' in slurm
+    assert 'scontrol requeue "${SLURM_JOB_ID}"' in slurm
+    assert "#SBATCH --array=1-1280\n" in (directory / "slurm_c1.sh").read_text()
     oar = (directory / "oar_c1.sh").read_text()
     assert "#OAR --array-param-file param.txt\n" in oar
     assert "#OAR -l /core=1,walltime=00:20:00\n" in oar
@@ -369,16 +371,39 @@ def test_start_bash_rejects_bad_arguments(campaign_dir, fake_irods, args, code):
 def test_slurm_task_runs_its_param_line(campaign_dir, fake_irods, monkeypatch):
     _, directory, _ = campaign_dir
     _, _, out = fake_irods
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "9")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "10")
     monkeypatch.setenv("SLURM_SUBMIT_DIR", str(directory))
     result = subprocess.run([BASH, str(directory / "slurm_c1.sh")],
                             capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
     assert out.read_text().split(" ")[2:] == ["160", "1", "8", "1"]
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1280")
-    result = subprocess.run([BASH, str(directory / "slurm_c1.sh")],
-                            capture_output=True, text=True, cwd="/")
-    assert result.returncode == 1
+    for task in ("1281", "0", "1;id", ""):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        result = subprocess.run([BASH, str(directory / "slurm_c1.sh")],
+                                capture_output=True, text=True, cwd="/")
+        assert result.returncode == 1, task
+
+
+@needs_bash
+@pytest.mark.parametrize("code,restarts,requeued", [(2, "0", True), (2, "9", True), (2, "10", False),
+                                                     (3, "0", False), (0, "0", False)])
+def test_slurm_task_requeues_itself_on_a_transient_failure(campaign_dir, fake_irods, monkeypatch, tmp_path,
+                                                           code, restarts, requeued):
+    """Exit 2 (transient) -> ``scontrol requeue $SLURM_JOB_ID`` until SLURM_RESTART_COUNT reaches the cap."""
+    _, directory, _ = campaign_dir
+    calls = tmp_path / "scontrol.log"
+    scontrol = tmp_path / "bin" / "scontrol"
+    scontrol.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {str(calls)!r}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("SEISSTORE_TEST_EXIT", str(code))
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+    monkeypatch.setenv("SLURM_SUBMIT_DIR", str(directory))
+    result = subprocess.run([BASH, str(directory / "slurm_c1.sh")], capture_output=True, text=True, cwd="/")
+    assert result.returncode == code
+    assert (calls.read_text() if calls.exists() else "") == ("requeue 4242\n" if requeued else "")
+    assert ("requeued after" in result.stderr) == requeued
 
 
 @needs_bash
@@ -391,6 +416,22 @@ def test_oar_task_runs_its_arguments(campaign_dir, fake_irods, monkeypatch):
                             capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
     assert out.read_text().split(" ")[0] == "traces160_2_8_1"
+
+
+@needs_bash
+@pytest.mark.parametrize("code,expected", [(2, 99), (3, 3), (0, 0)])
+def test_oar_task_turns_a_transient_failure_into_a_resubmission(campaign_dir, fake_irods, monkeypatch,
+                                                               code, expected):
+    """OAR resubmits an idempotent job that ends with 99 (after 60 s: SEISSTORE_OAR_MIN_RUN shortens it here)."""
+    _, directory, _ = campaign_dir
+    monkeypatch.setenv("OAR_WORKDIR", str(directory))
+    monkeypatch.setenv("SEISSTORE_TEST_EXIT", str(code))
+    monkeypatch.setenv("SEISSTORE_OAR_MIN_RUN", "0")
+    line = (directory / "param.txt").read_text().splitlines()[3]
+    result = subprocess.run([BASH, str(directory / "oar_c1.sh"), *line.split()],
+                            capture_output=True, text=True, cwd="/")
+    assert result.returncode == expected, result.stderr
+    assert ("exit 99 so that OAR resubmits it" in result.stderr) == (code == 2)
 
 
 def test_inputs_files_round_trip(campaign_dir):
