@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from .errors import InvalidInputError, NotFoundError
+from .errors import InvalidInputError, LogFilter, NotFoundError
 from .exitcodes import run
 from .policy import RetryPolicy
 from .throttle import Throttle
@@ -144,6 +144,8 @@ def _setup_logging(prog: str, verbose: int) -> None:
     level = logging.WARNING if verbose < 2 else logging.INFO if verbose == 2 else logging.DEBUG
     fmt = f"{prog}: %(message)s" if verbose < 2 else f"{prog}: %(name)s: %(levelname)s: %(message)s"
     logging.basicConfig(level=level, stream=sys.stderr, format=fmt, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogFilter())
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)
 
 

@@ -17,6 +17,8 @@ and independent of the client library.
 from __future__ import annotations
 
 import errno
+import importlib.util
+import logging
 import re
 import socket
 import threading
@@ -38,6 +40,7 @@ __all__ = [
     "classify",
     "register_secret",
     "redact",
+    "LogFilter",
 ]
 
 
@@ -237,6 +240,23 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return _SECRET_FIELDS.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+
+
+class LogFilter(logging.Filter):
+    """For the handlers of our commands: no secret in any line, and nothing from inside
+    python-irodsclient below a warning (some releases log their log-in exchange, challenge
+    and digest included, through the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        spec = importlib.util.find_spec("irods")   # locates the package without importing it
+        self._prc_dirs = tuple(spec.submodule_search_locations or ()) if spec else ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and self._prc_dirs and record.pathname.startswith(self._prc_dirs):
+            return False
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
 
 
 # ---------------------------------------------------------------------------- classify

@@ -95,6 +95,10 @@ def main(verbose: int) -> None:
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     fmt = "seisstore: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s %(message)s"
     logging.basicConfig(level=level, stream=sys.stderr, format=fmt, force=True)   # warnings: one line per wait
+    from secure_irods.errors import LogFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogFilter())
     # PRC logs every dropped connection at CRITICAL (they are retried) and, at debug, its
     # login exchange, which no verbosity may print (-vvv shows its warnings).
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1 if verbose < 3 else logging.WARNING)

@@ -87,16 +87,16 @@ def socket_timeout() -> Exception:
 
 def test_transient_retried_up_to_attempts_then_our_error():
     fake = FakeTime()
-    fn = Flaky.always(prc.SYS_SOCK_READ_TIMEDOUT("slow"))
+    fn = Flaky.always(prc.SYS_AGENT_INIT_ERR("slow"))
     with pytest.raises(TransientError) as info:
         _policy(fake, attempts=5).call(fn)
     assert not isinstance(info.value, tenacity.RetryError)
     assert fn.calls == 5 and len(fake.sleeps) == 4
     err = info.value
     assert err.attempts == 5
-    assert "gave up after 5 attempt(s)" in str(err) and "SYS_SOCK_READ_TIMEDOUT" in str(err)
-    assert err.code == -115000 and err.exit_code == 2
-    assert isinstance(err.__cause__, prc.SYS_SOCK_READ_TIMEDOUT)
+    assert "gave up after 5 attempt(s)" in str(err) and "SYS_AGENT_INIT_ERR" in str(err)
+    assert err.code == -38000 and err.exit_code == 2
+    assert isinstance(err.__cause__, prc.SYS_AGENT_INIT_ERR)
 
 
 def test_zone_busy_keeps_its_class_when_giving_up():
