@@ -303,3 +303,29 @@ def test_index_under_drops_loses_or_doubles_no_row(grid, session, sds, client, m
     assert drops > 0
     assert as_table(faulty) == as_table(clean) and len(faulty) == 5000
     assert faulty.counter.queries > clean.counter.queries      # restarted batches are round trips too
+
+
+def test_coverage_of_years_folds_empty_runs_and_bins_the_rest():
+    """A sparse archive over 16 years: the axis spans the days with data, long empty runs fold
+    into one column, and what remains fits the width (not "the last 61 days", all empty)."""
+    import io
+
+    from rich.console import Console
+
+    from seisstore.coverage import GAP, Coverage, render_coverage
+
+    first = datetime.date(2000, 1, 1)
+    keys = []
+    for n in [*range(0, 300), *range(2001, 2100), *range(5701, 5787)]:
+        day = first + datetime.timedelta(n)
+        keys.append(Key("XX", "A", "", "HHZ", day))
+        if n % 3:
+            keys.append(Key("XX", "B", "", "HHZ", day))
+    out = io.StringIO()
+    render_coverage(Console(file=out, width=100, color_system=None), Coverage.from_keys(keys))
+    text = out.getvalue()
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith("XX.")}
+    assert rows["XX.A"].count(GAP) == 2 and rows["XX.A"].rstrip().endswith("100%")
+    assert rows["XX.B"].rstrip().endswith("67%")            # complete days of B over the days drawn
+    assert all(len(line) <= 100 for line in text.splitlines())
+    assert "485 days" in text and "days without data folded" in text
