@@ -6,7 +6,6 @@ import datetime
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
