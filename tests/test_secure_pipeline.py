@@ -508,7 +508,6 @@ def test_put_with_force_whose_rename_reply_was_lost_finds_its_object(tmp_path):
     assert len([e for e in zone.log if e[0] == "rename"]) == 1
 
 
-@pytest.mark.xfail(strict=True, raises=ExistsError, reason="a retry after a lost rename reply says 'exists'")
 def test_put_whose_rename_reply_was_lost_succeeds(tmp_path):
     """The rename happened; only its reply was lost.  The retry finds the object it renamed
     there: the put succeeded and must say so rather than 'exists'."""
@@ -520,3 +519,16 @@ def test_put_whose_rename_reply_was_lost_succeeds(tmp_path):
         result = client.put(src, "/z/home/u/out.bin")
     assert bytes(zone.objects["/z/home/u/out.bin"].data) == data and result.checksum == sha2(data)
     assert [p for p in zone.objects if "/.out.bin.part-" in p] == []
+    assert not result.skipped and len([e for e in zone.log if e[0] == "rename"]) == 1
+
+
+def test_put_without_force_onto_an_identical_object_still_says_exists(tmp_path):
+    """The lost-reply rule applies only to this process's own rename: an object that was
+    there before is another upload, even with the same bytes."""
+    data = os.urandom(1000)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    zone = FakeZone()
+    zone.put_object("/z/home/u/out.bin", data)
+    with fake_client(zone, tmp_path) as client, pytest.raises(ExistsError):
+        client.put(src, "/z/home/u/out.bin")
