@@ -318,6 +318,32 @@ def test_primary_dying_at_chunk_k_truncates_to_the_hashed_prefix(tmp_path, k):
     assert primary.readers[0].closed
 
 
+def test_bytes_written_beyond_the_hashed_prefix_are_cut_off(tmp_path):
+    """Reads run ahead of the hash (up to the window); when the transfer fails, the chunks
+    written but not hashed are truncated away: the file holds exactly the resume point."""
+    zone = FakeZone()
+    zone.put_object(PATH, DATA)
+    chunk, h = 64 * KiB, 4
+    out = tmp_path / "out"
+
+    class FailingHasher(CountingHasher):
+        def update(self, data) -> None:
+            if self.taken == h * chunk:
+                deadline = Deadline(10)
+                while out.stat().st_size < (h + 3) * chunk:   # the reader wrote chunks h, h+1, h+2
+                    assert not deadline.expired
+                    threading.Event().wait(0.001)
+                raise Dropped("hash stage failed")
+            super().update(data)
+
+    hasher = FailingHasher()
+    primary = zone.connect()
+    with open(out, "wb", buffering=0) as f, pytest.raises(Dropped, match="hash stage"):
+        _get_pipelined(primary, PATH, f.fileno(), 0, len(DATA), hasher, deadline=Deadline(60), resource=None,
+                       chunk=chunk, progress=None, spares=None, streams=1, flush_every=0)
+    assert out.read_bytes() == DATA[:h * chunk] and hasher.taken == h * chunk
+
+
 def test_spare_dying_gives_its_chunk_back_and_the_others_finish(tmp_path):
     zone = FakeZone()
     zone.put_object(PATH, DATA)
