@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
 import json
 import logging
 import os
@@ -466,11 +465,8 @@ class Client:
                          resource=resource or self.environment.default_resource, progress=progress)
 
     def _put(self, source: Path, target: str, deadline: Deadline | None, **options: Any) -> TransferResult:
-        """One retried upload; a retry that finds its own finished result (a drop after the
-        rename) succeeds instead of reporting the target as existing."""
-        tries = itertools.count()
-        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, retried=next(tries) > 0,
-                                                   **options), deadline)
+        """One retried upload (a retry that finds its own renamed result succeeds: see transfer)."""
+        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, **options), deadline)
 
     def sync(self, source: str | os.PathLike, destination: str | os.PathLike, **options: Any) -> TransferResult:
         """Like ``irsync``: exactly one side is an iRODS path written ``i:/path``.

@@ -493,27 +493,22 @@ def _put_object(
     chunk: int = CHUNK,
     progress: Progress | None = None,
     resume: bool = True,
-    retried: bool = False,
 ) -> TransferResult:
-    """Upload one file to ``remote`` atomically; see the module docstring.
-
-    ``retried``: an earlier attempt of this same upload may have finished on the zone
-    (the connection dropped after the rename): a target with the source's size and
-    checksum is then that result, not a conflict.
-    """
+    """Upload one file to ``remote`` atomically; see the module docstring."""
     if local.is_dir():
         raise InvalidInputError(f"{local} is a directory (use -r)")
     size = local.stat().st_size  # FileNotFoundError -> NotFoundError
     existing = backend.stat(remote)
+    sent = _renames_sent.pop(_rename_key(local, remote), None)
     if existing is not None:
         if existing.is_collection:
             raise ExistsError(f"{remote} is a collection")
-        same = existing.size == size and existing.checksum and _same(local, size, existing.checksum)
-        if same and (sync or force):
-            return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
-        if same and retried:
-            logger.info("put of %s: %s is this upload's own result (an earlier attempt finished)", local, remote)
+        if sent is not None and existing.size == size and existing.checksum == sent:
+            # our rename happened but its reply was lost: this is our upload, verified, at its name
+            logger.info("put of %s: the rename of an earlier attempt had happened", local)
             return TransferResult(str(local), remote, size, existing.checksum)
+        if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
+            return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
         if not force:
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
 
@@ -559,11 +554,25 @@ def _put_object(
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
+    key = _rename_key(local, remote)
+    _renames_sent[key] = server_sum  # if the reply is lost, a retry finds <name> holding these bytes
     backend.rename(temp, remote)
+    _renames_sent.pop(key, None)
     for stale in backend.leftovers(parent, f".{name}.part-%"):
         if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
             _quietly(backend.unlink, stale)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
+
+
+# Renames sent by this process whose reply has not come (yet): (local file, remote) -> checksum.
+# A retry of a put whose rename happened but whose reply was lost finds <name> there; this
+# tells it the object is its own upload rather than another one's ("exists").
+_renames_sent: dict[tuple, str] = {}
+
+
+def _rename_key(local: Path, remote: str) -> tuple:
+    st = local.stat()
+    return (str(local.resolve()), remote, st.st_size, st.st_mtime_ns)
 
 
 def _fresh_temp(parent: str, name: str) -> str:

@@ -11,86 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from helpers import Grid, start_grid
 
 
-@dataclass
-class Grid:
-    """What a test needs to reach a zone: its environment file, and the grid's controls if local."""
-
-    env_file: Path
-    auth_file: Path | None
-    root: Path | None = None
-    process: subprocess.Popen | None = None
-    host: str = ""
-    port: int = 0
-    env: dict = field(default_factory=dict)
-
-    @property
-    def local(self) -> bool:
-        return self.process is not None
-
-    @property
-    def zone(self) -> str:
-        return self.env["irods_zone_name"]
-
-    @property
-    def home(self) -> str:
-        return self.env.get("irods_home") or f"/{self.zone}/home/{self.env['irods_user_name']}"
-
-    def session(self, **overrides):
-        from irods.session import iRODSSession
-
-        kwargs = {"irods_env_file": str(self.env_file)}
-        if self.auth_file:
-            kwargs["irods_authentication_file"] = str(self.auth_file)
-        if overrides:
-            # explicit credentials (e.g. another user): no environment file
-            kwargs = {"host": self.host or self.env["irods_host"], "port": self.port or self.env["irods_port"],
-                      "zone": self.zone, **overrides}
-        return iRODSSession(**kwargs)
-
-    def environ(self) -> dict[str, str]:
-        """Variables a subprocess (secure-iget, a job script) needs to reach this zone."""
-        env = dict(os.environ, IRODS_ENVIRONMENT_FILE=str(self.env_file))
-        if self.auth_file:
-            env["IRODS_AUTHENTICATION_FILE"] = str(self.auth_file)
-        return env
-
-    @property
-    def control(self):
-        if not self.local:
-            pytest.skip("needs the local grid's fault injection")
-        from localgrid import GridControl
-
-        return GridControl(self.root)
-
-    def set_faults(self, **faults) -> None:
-        self.control.set(**faults)
-
-    def clear_faults(self) -> None:
-        if self.local:
-            self.control.set(max_connections=0, drop_rate=0.0, latency_ms=0.0, down=[], bandwidth_mbps=0.0,
-                             total_bandwidth_mbps=0.0)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-
-
-def start_grid(root: Path, *args: str) -> Grid:
-    """Start `secure-irods-grid serve` on port 0 (extra args: faults) and wait until it is ready."""
-    from localgrid.spawn import spawn
-
-    g = spawn(root, *args)
-    return Grid(g.env_file, g.auth_file, g.root, g.process, g.host, g.port, g.env)
+@pytest.fixture(autouse=True)
+def _root_logging():
+    """Restore the root logger after each test: a CLI invoked in-process (CliRunner) may call
+    ``logging.basicConfig(force=True, stream=<the runner's stderr>)``, a stream closed once the
+    invocation ends; a later test's log records would then go to it ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from irods.column import Like
 from irods.models import Collection, DataObject, DataObjectMeta, Resource
 
-from conftest import start_grid
+from helpers import start_grid
 
 
 def sha2(data: bytes) -> str:

@@ -6,7 +6,7 @@ import datetime
 import numpy as np
 import obspy
 from click.testing import CliRunner
-from obspy import Stream, Trace, UTCDateTime
+from obspy import Stream, UTCDateTime
 
 from seisstore.catalogue import Catalogue
 from seisstore.cli import main
@@ -14,14 +14,10 @@ from seisstore.dayfiles import EMPTY_LOCATION, split_days
 from seisstore.ingest import ingest
 from seisstore.layout import Key, PatternLayout, SDSLayout, WHISPER_FMTSTR
 
+from helpers import synthetic
+
 START = UTCDateTime("2021-01-01T12:00:00")
 DAYS = [datetime.date(2021, 1, d) for d in (1, 2, 3, 4)]
-
-
-def synthetic(sta="OGDI", loc="00", cha="HHZ", rate=1.0, start=START, seconds=3 * 86400, seed=0):
-    data = np.random.default_rng(seed).integers(-2**20, 2**20, int(seconds * rate), dtype=np.int32)
-    return Trace(data=data, header={"network": "FR", "station": sta, "location": loc, "channel": cha,
-                                    "sampling_rate": rate, "starttime": start})
 
 
 def test_split_days_is_exact_and_cuts_at_midnight():

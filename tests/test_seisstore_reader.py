@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime
-import time
+import threading
 
 import numpy as np
 import obspy
@@ -14,7 +14,7 @@ from seisstore.catalogue import Catalogue
 from seisstore.cli import main
 from seisstore.layout import Key, SDSLayout
 
-from test_seisstore_ingest import synthetic
+from helpers import synthetic
 
 DAY0 = UTCDateTime("2021-03-01T00:00:00")
 
@@ -101,25 +101,44 @@ def test_temp_files_removed_when_breaking_out_and_on_error(filled, client, tmp_p
     assert list(tmp.iterdir()) == []
 
 
-@pytest.mark.faults
-def test_prefetch_overlaps_downloads(grid, filled, client, tmp_path):
+def test_prefetch_overlaps_downloads(filled, client, tmp_path, monkeypatch):
+    """With prefetch=4 a second download starts while the first is still running, and never
+    more than 4 run at once: events, not timings (the first get waits for a second to start)."""
+    from secure_irods.client import Client
+
     selection = list(filled.select())
-    list(filled.read(selection[:1], client=client, prefetch=0))   # connection opened outside the timings
-    grid.set_faults(latency_ms=40)
-    try:
-        t0 = time.perf_counter()
-        n0 = sum(1 for _ in filled.read(selection, client=client, prefetch=0, tmpdir=tmp_path))
-        serial = time.perf_counter() - t0
-        opened = client.connections_opened
-        t0 = time.perf_counter()
-        n4 = sum(1 for _ in filled.read(selection, client=client, prefetch=4, tmpdir=tmp_path))
-        ahead = time.perf_counter() - t0
-        assert client.connections_opened == opened   # workers use their own clients
-    finally:
-        grid.clear_faults()
-    assert n0 == n4 == len(selection) == 8
-    print(f"8 files, 40 ms latency: prefetch=0 {serial:.2f} s, prefetch=4 {ahead:.2f} s")
-    assert ahead < 0.6 * serial, (serial, ahead)
+    real_get = Client.get
+    lock = threading.Lock()
+    running, peak, gets = [0], [0], [0]
+    second_started = threading.Event()
+
+    def get(self, remote, local=None, **kw):
+        with lock:
+            gets[0] += 1
+            first = gets[0] == 1
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            if running[0] >= 2:
+                second_started.set()
+        try:
+            if first:
+                second_started.wait(timeout=10)   # serial downloads would never set it
+            return real_get(self, remote, local, **kw)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(Client, "get", get)
+    opened = client.connections_opened
+    n4 = sum(1 for _ in filled.read(selection, client=client, prefetch=4, tmpdir=tmp_path))
+    assert client.connections_opened == opened   # workers use their own clients
+    assert n4 == gets[0] == len(selection) == 8
+    assert second_started.is_set() and 2 <= peak[0] <= 4, peak
+
+    running[0] = peak[0] = gets[0] = 0
+    second_started.clear()
+    n0 = sum(1 for _ in filled.read(selection, client=client, prefetch=0, tmpdir=tmp_path))
+    assert n0 == gets[0] == 8 and peak[0] == 1    # prefetch=0: one at a time, in the caller's thread
 
 
 def test_ls_and_coverage_cli(grid, filled, monkeypatch):
