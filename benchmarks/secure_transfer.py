@@ -73,17 +73,21 @@ def main() -> None:
                 for remote in (remote_plain, remote_ours):  # a put onto identical bytes would be skipped (sync)
                     if session.data_objects.exists(remote):
                         session.data_objects.unlink(remote, force=True)
+                os.sync()   # no earlier step's writeback competes with the timed one
                 t = time.perf_counter()
                 session.data_objects.put(str(src), remote_plain, force=True)
                 times["plain put"].append(time.perf_counter() - t)
+                session.data_objects.chksum(remote_plain)   # registered, as ours is: iget -K only compares
                 with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False,
                              policy=RetryPolicy()) as client:
                     client.stat(grid.home)   # logged in before the clock starts, as plain PRC's session is
+                    os.sync()   # no earlier step's writeback competes with the timed one
                     t = time.perf_counter()
                     client.put(src, remote_ours, force=True)
                     times["ours put"].append(time.perf_counter() - t)
                 for p in (tmp / "plain.out", tmp / "ours.out"):
                     p.unlink(missing_ok=True)
+                os.sync()   # no earlier step's writeback competes with the timed one
                 t = time.perf_counter()
                 session.data_objects.get(remote_plain, str(tmp / "plain.out"), force=True)
                 times["plain get"].append(time.perf_counter() - t)
@@ -104,6 +108,7 @@ def main() -> None:
                 with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False,
                              policy=RetryPolicy()) as client:
                     client.stat(grid.home)
+                    os.sync()   # no earlier step's writeback competes with the timed one
                     t = time.perf_counter()
                     client.get(remote_ours, tmp / "ours.out", force=True)
                     times["ours get"].append(time.perf_counter() - t)
