@@ -498,14 +498,17 @@ def _put_object(
     if local.is_dir():
         raise InvalidInputError(f"{local} is a directory (use -r)")
     size = local.stat().st_size  # FileNotFoundError -> NotFoundError
+    key = _rename_key(local, remote)
     existing = backend.stat(remote)
-    sent = _renames_sent.pop(_rename_key(local, remote), None)
+    sent = _renames_sent.get(key)
     if existing is not None:
         if existing.is_collection:
             raise ExistsError(f"{remote} is a collection")
         if sent is not None and existing.size == size and existing.checksum == sent:
-            # our rename happened but its reply was lost: this is our upload, verified, at its name
+            # our rename happened, then a reply (its own or a later step's) was lost: this is our
+            # upload, verified, at its name
             logger.info("put of %s: the rename of an earlier attempt had happened", local)
+            _renames_sent.pop(key, None)
             return TransferResult(str(local), remote, size, existing.checksum)
         if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
             return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
@@ -554,19 +557,18 @@ def _put_object(
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
-    key = _rename_key(local, remote)
-    _renames_sent[key] = server_sum  # if the reply is lost, a retry finds <name> holding these bytes
+    _renames_sent[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
     backend.rename(temp, remote)
-    _renames_sent.pop(key, None)
     for stale in backend.leftovers(parent, f".{name}.part-%"):
         if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
             _quietly(backend.unlink, stale)
+    _renames_sent.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
 
 
-# Renames sent by this process whose reply has not come (yet): (local file, remote) -> checksum.
-# A retry of a put whose rename happened but whose reply was lost finds <name> there; this
-# tells it the object is its own upload rather than another one's ("exists").
+# Renames sent by this process whose put has not returned (yet): (local file, remote) -> checksum.
+# A retry of a put whose rename happened but whose reply, or a later step's, was lost finds
+# <name> there; this tells it the object is its own upload rather than another one's ("exists").
 _renames_sent: dict[tuple, str] = {}
 
 

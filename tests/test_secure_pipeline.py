@@ -69,6 +69,7 @@ class FakeZone:
     write_limit: int | None = None   # the next writer dies once it has this many bytes in the object
     corrupt_kept: bool = False       # the bytes kept by a dead writer are not what was sent
     lose_rename_reply: int = 0       # renames whose reply is lost after they happened
+    drop_leftovers: int = 0          # leftovers queries (the step after a put's rename) dropped
     on_rename: object = None         # f(source, target): called before a rename, for observations
 
     def connect(self, io_timeout: float = 60.0) -> "FakeConnection":
@@ -222,6 +223,10 @@ class FakeConnection:
 
     def leftovers(self, collection: str, pattern: str) -> list[str]:
         self._alive()
+        if self.zone.drop_leftovers:
+            self.zone.drop_leftovers -= 1
+            self.dead = True
+            raise Dropped("connection dropped during the query after the rename")
         prefix = f"{collection.rstrip('/')}/{pattern.rstrip('%')}"
         return sorted(p for p, o in self.zone.objects.items() if p.startswith(prefix) and not o.writing)
 
@@ -546,6 +551,19 @@ def test_put_whose_rename_reply_was_lost_succeeds(tmp_path):
     assert bytes(zone.objects["/z/home/u/out.bin"].data) == data and result.checksum == sha2(data)
     assert [p for p in zone.objects if "/.out.bin.part-" in p] == []
     assert not result.skipped and len([e for e in zone.log if e[0] == "rename"]) == 1
+
+
+def test_put_dropped_after_its_rename_succeeds(tmp_path):
+    """Regression (CI, 10 % drops): the rename's reply came back, then the next step's query
+    was dropped; the retry finds the object this put renamed: success, not 'exists'."""
+    data = os.urandom(1000)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    zone = FakeZone(drop_leftovers=1)
+    with fake_client(zone, tmp_path) as client:
+        result = client.put(src, "/z/home/u/out.bin")
+    assert bytes(zone.objects["/z/home/u/out.bin"].data) == data and result.checksum == sha2(data)
+    assert len([e for e in zone.log if e[0] == "rename"]) == 1
 
 
 def test_put_without_force_onto_an_identical_object_still_says_exists(tmp_path):
