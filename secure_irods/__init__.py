@@ -20,6 +20,7 @@ from .errors import (
     register_secret,
 )
 from .policy import Deadline, RetryPolicy
+from .query import Query
 from .throttle import Cooldown, Throttle
 from .client import Client, connect
 from .transfer import TransferResult
@@ -35,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "PermanentError",
     "PermissionDeniedError",
+    "Query",
     "RetryPolicy",
     "SecureIrodsError",
     "StallError",
