@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,3 +137,21 @@ def synthetic(sta="OGDI", loc="00", cha="HHZ", rate=1.0, start=START, seconds=3 
                                     "sampling_rate": rate, "starttime": start})
 
 
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.25, describe=lambda: ""):
+    """``predicate()``'s first truthy value within ``timeout`` s; else fail, saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}: {describe()}")
+
+
+def checksums(env_file, auth_file, collection: str) -> dict[str, str]:
+    """``{path under collection: checksum}`` of every data object below ``collection``."""
+    with connect(env_file=env_file, auth_file=auth_file, throttle=False, cooldown=False) as client:
+        root = client.resolve(collection)
+        return {s.path[len(root) + 1:]: s.checksum for s in client.scan(root)}

@@ -32,6 +32,8 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
+import helpers
+
 pytestmark = pytest.mark.oar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,8 +188,7 @@ def zone(grid):
 
 
 def checksums(grid, collection: str) -> dict[str, str]:
-    with zone(grid) as client:
-        return {s.path.rsplit("/", 1)[1]: s.checksum for s in client.scan(collection)}
+    return helpers.checksums(grid.env_file, grid.auth_file, collection)
 
 
 def oarstat() -> list[tuple[str, str]]:
@@ -196,14 +197,8 @@ def oarstat() -> list[tuple[str, str]]:
     return [(row.split()[0], row.split()[1]) for row in rows if row.strip()]
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}: {as_user(['oarstat']).stdout}")
+def wait_for(predicate, timeout: float, what: str):
+    return helpers.wait_for(predicate, timeout, what, poll=0.5, describe=lambda: as_user(["oarstat"]).stdout)
 
 
 def err_logs(directory: Path) -> str:

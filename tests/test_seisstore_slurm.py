@@ -27,6 +27,9 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
+import helpers
+from helpers import wait_for
+
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,23 +129,8 @@ def tasks(job: str, env) -> dict[int, tuple[str, int]]:
     return found
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def checksums(env, collection: str) -> dict[str, str]:
-    from secure_irods.client import connect
-
-    with connect(env_file=env["IRODS_ENVIRONMENT_FILE"], auth_file=env["IRODS_AUTHENTICATION_FILE"],
-                 throttle=False, cooldown=False) as client:
-        root = client.resolve(collection)
-        return {s.path[len(root) + 1:]: s.checksum for s in client.scan(root)}
+    return helpers.checksums(env["IRODS_ENVIRONMENT_FILE"], env["IRODS_AUTHENTICATION_FILE"], collection)
 
 
 @pytest.fixture(scope="session")
