@@ -3,8 +3,8 @@
 Our guarantees rest on a few PRC details that are not public API: the module global
 that reads a reply's bytes (the stall guard replaces it), the pool's sets of open
 connections (socket time-outs reach open connections through them), the account's
-authentication-file attribute, and the raw GenQuery request and reply (the fast bulk
-path).  A PRC release that renames one of them must not silently drop a guarantee, so
+authentication-file attribute, the raw GenQuery request and reply (the fast bulk
+path) and the raw DATA_OBJ_WRITE request (a put's chunk sent without copies).  A PRC release that renames one of them must not silently drop a guarantee, so
 :func:`self_check` runs at import and raises :class:`PrcCompatibilityError` with one
 line naming the PRC version and the missing piece.  Nothing else in the project touches
 PRC internals; public PRC API is used from :mod:`secure_irods.backend`.
@@ -32,7 +32,7 @@ from irods.pool import Pool
 from .errors import AuthenticationError, InvalidInputError
 
 __all__ = ["PRC_VERSION", "PrcCompatibilityError", "self_check", "install_stall_guard", "open_sockets",
-           "use_auth_file", "run_genquery", "column", "is_pam_error", "UNMATCHED_API"]
+           "use_auth_file", "run_genquery", "column", "is_pam_error", "write_data_object", "UNMATCHED_API"]
 
 PRC_VERSION = getattr(irods, "__version__", None) or __import__("irods.version").version.__version__
 
@@ -222,6 +222,33 @@ def run_genquery(session: Any, select: list[tuple[str | None, str]], where: list
 _COLUMNS: dict[str, Any] = {}
 
 
+# ------------------------------------------------------------------------ data-object write
+
+
+def write_data_object(raw: Any, data: Any) -> int:
+    """One DATA_OBJ_WRITE of ``data`` (any contiguous buffer) on PRC's raw file ``raw``.
+
+    PRC's ``write`` turns a memoryview into bytes and its message ``pack`` copies those
+    again behind the header: two copies of every chunk, each into freshly allocated pages.
+    This sends the same bytes on the wire -- header, request body, then the buffer itself
+    -- with no copy.  Returns the byte count the server reports written.
+    """
+    conn = raw.conn
+    body = prc_message.OpenedDataObjRequest(l1descInx=raw.desc, len=len(data), whence=0, oprType=0, offset=0,
+                                            bytesWritten=0, KeyValPair_PI=prc_message.StringStringMap())
+    main = prc_message.iRODSMessage.encode_unicode(body.pack())
+    header = prc_message.iRODSMessage.pack_header("RODS_API_REQ", len(main), 0, len(data),
+                                                  api_number["DATA_OBJ_WRITE_AN"])
+    try:
+        conn.socket.sendall(header + main)
+        conn.socket.sendall(data)
+    except OSError as exc:   # as PRC's own send: the connection is done for
+        conn.release(True)
+        raise prc_exception.NetworkException(f"Unable to send message: {exc}") from exc
+    return conn.recv().int_info
+
+
+
 # ------------------------------------------------------------------------ self-check
 
 
@@ -246,6 +273,17 @@ def self_check() -> None:
     need(isinstance(Criterion.__dict__.get("irods_value"), property),
          "irods.column.Criterion.irods_value is no longer a property (GenQuery conditions)")
     need(hasattr(prc_exception, "CAT_NO_ROWS_FOUND"), "irods.exception.CAT_NO_ROWS_FOUND not found")
+    need(all(hasattr(prc_message, c) for c in ("OpenedDataObjRequest", "StringStringMap"))
+         and "DATA_OBJ_WRITE_AN" in api_number
+         and list(inspect.signature(prc_message.iRODSMessage.pack_header).parameters)
+         == ["type", "msg_len", "err_len", "bs_len", "int_info"],
+         "irods.message lacks OpenedDataObjRequest/pack_header(type, msg_len, err_len, bs_len, int_info) (put)")
+    from irods.data_object import iRODSDataObjectFileRaw
+    from irods.connection import Connection
+    raw_init = inspect.getsource(iRODSDataObjectFileRaw.__init__)
+    need("self.conn = " in raw_init and "self.desc = " in raw_init
+         and "self.socket" in inspect.getsource(Connection) and hasattr(Connection, "release"),
+         "irods.data_object.iRODSDataObjectFileRaw no longer keeps .conn/.desc, or Connection .socket (put)")
     from irods.session import iRODSSession
     need("self._auth_file" in inspect.getsource(iRODSSession.__init__),
          "iRODSSession no longer keeps _auth_file (authentication file choice)")

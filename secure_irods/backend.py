@@ -74,6 +74,24 @@ class RawReader:
         self.raw.close()  # closes the replica, releases the connection; the wrapper then is closed too
 
 
+class RawWriter:
+    """PRC's raw data-object file for writing: each ``write`` is one DATA_OBJ_WRITE of the
+    caller's buffer, sent without PRC's copies (:func:`secure_irods._prc.write_data_object`)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.raw = handle.raw  # type: ignore[attr-defined]
+
+    def seek(self, offset: int) -> int:
+        return self.raw.seek(offset)
+
+    def write(self, data) -> int:
+        return _prc.write_data_object(self.raw, data)
+
+    def close(self) -> None:
+        self.raw.close()  # the server registers the checksum here (regChksum)
+
+
 def _split(path: str) -> tuple[str, str]:
     parent, _, name = path.rstrip("/").rpartition("/")
     return parent or "/", name
@@ -251,13 +269,13 @@ class PrcBackend:
             reader.seek(offset)
         return reader
 
-    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> BinaryIO:
-        """A writer (large writes bypass its buffer) creating ``path``, or continuing it at its end
-        with ``append``; the server registers a checksum on close."""
+    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> "RawWriter":
+        """An unbuffered writer creating ``path``, or continuing it at its end with ``append``;
+        the server registers a checksum on close."""
         options = {kw.REG_CHKSUM_KW: ""}
         if resource:
             options[kw.DEST_RESC_NAME_KW] = resource
-        return self.session.data_objects.open(path, "a" if append else "w", auto_close=False, **options)
+        return RawWriter(self.session.data_objects.open(path, "a" if append else "w", auto_close=False, **options))
 
     def partial(self, path: str) -> tuple[int, bool] | None:
         """Bytes held by the largest replica of ``path``, and whether a replica is still being

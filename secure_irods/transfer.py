@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import contextlib
 import logging
+import os
+import queue
 import re
 import threading
 import uuid
@@ -309,9 +309,18 @@ class _Pipeline:
         self.next = start
         self.given_back: list[int] = []
         self.in_flight = 0
-        self.ready: dict[int, bytearray] = {}
+        self.ready: dict[int, memoryview] = {}
         self.hashed = start
         self.error: BaseException | None = None
+        # Chunk buffers are reused: a fresh 8 MiB bytearray per chunk is a fresh mmap whose
+        # pages the kernel zeroes and faults in again, a cost the size of the transfer.
+        self.free: list[bytearray] = []
+
+    @property
+    def done(self) -> bool:
+        """Every chunk is handed out, or the transfer failed: a new reader would find nothing to do."""
+        with self.cv:
+            return self.error is not None or (self.next >= self.end and not self.given_back)
 
     def take(self) -> int | None:
         """The next chunk to read, or None when every chunk is read (or the transfer failed)."""
@@ -331,7 +340,17 @@ class _Pipeline:
                 self.in_flight += 1
                 return offset
 
-    def give(self, offset: int, data: bytearray) -> None:
+    def buffer(self) -> bytearray:
+        with self.cv:
+            return self.free.pop() if self.free else bytearray(self.chunk)
+
+    def recycle(self, data: memoryview) -> None:
+        buffer = data.obj
+        data.release()
+        with self.cv:
+            self.free.append(buffer)  # type: ignore[arg-type]
+
+    def give(self, offset: int, data: memoryview) -> None:
         with self.cv:
             self.in_flight -= 1
             self.ready[offset] = data
@@ -359,8 +378,7 @@ class _Pipeline:
                 size = min(self.chunk, self.end - offset)
                 if position != offset:
                     reader.seek(offset)
-                data = bytearray(size)
-                view = memoryview(data)
+                view = memoryview(self.buffer())[:size]
                 got = 0
                 while got < size:
                     n = reader.readinto(view[got:])
@@ -370,9 +388,8 @@ class _Pipeline:
                 written = 0
                 while written < size:
                     written += os.pwrite(self.fd, view[written:], offset + written)
-                view.release()
                 position = offset + size
-                self.give(offset, data)
+                self.give(offset, view)
                 offset = None
         except BaseException as exc:
             if primary:
@@ -393,11 +410,13 @@ class _Pipeline:
                         return
                     data = self.ready.pop(self.hashed)
                 self.hasher.update(data)  # releases the GIL: overlaps the reads
+                size = len(data)
+                self.recycle(data)
                 with self.cv:
-                    self.hashed += len(data)
+                    self.hashed += size
                     self.cv.notify_all()
                 if self.progress:
-                    self.progress(len(data))
+                    self.progress(size)
         except BaseException as exc:
             self.fail(exc)
 
@@ -434,30 +453,19 @@ def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int,
     pipe = _Pipeline(fd, start, end, chunk, hasher, (max(1, streams) + 2) * chunk, progress,
                      flush_every or end)
     primary = backend.open_read(remote, start, resource)
-    readers: list[Reader] = []
-    threads: list[threading.Thread] = []
+    threads = [threading.Thread(target=pipe.hash_in_order, name="secure-irods-hash", daemon=True)]
+    if flush_every:
+        threads.append(threading.Thread(target=pipe.flush_behind, name="secure-irods-flush", daemon=True))
+    if spares is not None and streams > 1:
+        threads.append(threading.Thread(target=_read_with_spares, name="secure-irods-spares", daemon=True,
+                                        args=(pipe, spares, streams - 1, remote, start, resource, deadline)))
     ok = False
     try:
-        with contextlib.ExitStack() as lent:
-            if spares is not None and streams > 1:
-                for spare in lent.enter_context(spares(streams - 1)):
-                    try:
-                        readers.append(spare.open_read(remote, start, resource))
-                    except Exception as exc:
-                        logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
-            workers = [threading.Thread(target=pipe.hash_in_order, name="secure-irods-hash", daemon=True)]
-            if flush_every:
-                workers.append(threading.Thread(target=pipe.flush_behind, name="secure-irods-flush", daemon=True))
-            workers += [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),
-                                         name="secure-irods-read", daemon=True) for r in readers]
-            threads = workers
-            for t in threads:
-                t.start()
-            pipe.read_with(primary, remote, deadline, True)
-            for t in threads:
-                t.join()
-            for r in readers:
-                _close_quietly(r)
+        for t in threads:
+            t.start()
+        pipe.read_with(primary, remote, deadline, True)
+        for t in threads:
+            t.join()
         if pipe.error is not None:
             raise pipe.error
         if pipe.hashed != end:  # cannot happen unless a stage misbehaves: refuse rather than guess
@@ -472,6 +480,32 @@ def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int,
                 t.join()
             _close_quietly(primary)
             os.ftruncate(fd, pipe.hashed)  # keep only the verified-in-order prefix: the resume point
+
+
+def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str, start: int,
+                      resource: str | None, deadline: Deadline) -> None:
+    """Borrow up to ``wanted`` spare connections and read chunks with them until none is left.
+
+    Runs beside the primary stream, which starts at once: connecting and logging in a spare
+    (a round trip or three) is hidden behind the first chunks rather than added before them.
+    """
+    with spares(wanted) as lent:
+        readers: list[Reader] = []
+        for spare in lent:
+            if pipe.done:
+                break
+            try:
+                readers.append(spare.open_read(remote, start, resource))
+            except Exception as exc:
+                logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
+        threads = [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),
+                                    name="secure-irods-read", daemon=True) for r in readers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in readers:
+            _close_quietly(r)
 
 
 def glob_escape(name: str) -> str:
@@ -527,17 +561,7 @@ def _put_object(
     try:
         if offset:
             writer.seek(offset)   # after the bytes the catalogue counts, whatever the file holds
-        with open(local, "rb", buffering=0) as src:
-            src.seek(offset)
-            while True:
-                _check_deadline(deadline, f"put of {local}")
-                data = src.read(chunk)
-                if not data:
-                    break
-                writer.write(data)
-                hasher.update(data)
-                if progress:
-                    progress(len(data))
+        _send_hashing(local, offset, writer, hasher, chunk=chunk, deadline=deadline, progress=progress)
         ok = True
     finally:
         if ok:
@@ -564,6 +588,55 @@ def _put_object(
             _quietly(backend.unlink, stale)
     _renames_sent.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
+
+
+def _send_hashing(local: Path, offset: int, writer: BinaryIO, hasher, *, chunk: int, deadline: Deadline,
+                  progress: Progress | None) -> None:
+    """Send ``local`` from ``offset`` through ``writer`` while a second thread hashes what was sent.
+
+    On loopback, hashing a chunk takes about as long as sending it: done beside the send of
+    the next chunk it costs no time.  A few buffers go round between the two threads (a fresh
+    8 MiB buffer per chunk is fresh pages for the kernel to zero and fault in, every time);
+    a failed send stops the loop, and the hasher still holds exactly the bytes sent.
+    """
+    free: queue.Queue = queue.Queue()
+    for _ in range(3):
+        free.put(bytearray(chunk))
+    sent: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []
+
+    def hash_sent() -> None:
+        while (item := sent.get()) is not None:
+            buffer, size = item
+            try:
+                if not failure:
+                    with memoryview(buffer) as view:
+                        hasher.update(view[:size])   # releases the GIL: overlaps the next send
+            except BaseException as exc:
+                failure.append(exc)
+            free.put(buffer)
+
+    thread = threading.Thread(target=hash_sent, name="secure-irods-hash", daemon=True)
+    thread.start()
+    try:
+        with open(local, "rb", buffering=0) as src:
+            src.seek(offset)
+            while not failure:
+                _check_deadline(deadline, f"put of {local}")
+                buffer = free.get()
+                with memoryview(buffer) as view:
+                    size = src.readinto(view)
+                    if not size:
+                        break
+                    writer.write(view[:size])
+                sent.put((buffer, size))
+                if progress:
+                    progress(size)
+    finally:
+        sent.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 # Renames sent by this process whose put has not returned (yet): (local file, remote) -> checksum.

@@ -376,6 +376,33 @@ def test_spare_dying_gives_its_chunk_back_and_the_others_finish(tmp_path):
     assert sorted(reads) == list(range(0, len(DATA), chunk))   # every chunk read exactly once in the end
 
 
+def test_the_primary_reads_while_a_spare_is_still_connecting(tmp_path):
+    """A spare's connection and log-in happen beside the first chunks, not before them."""
+    import contextlib
+
+    zone = FakeZone()
+    zone.put_object(PATH, DATA)
+    chunk = 64 * KiB
+    primary_read_3 = threading.Event()
+    lent: list[bool] = []
+
+    def fault(conn, reader, offset):
+        if conn == 1 and offset == 3 * chunk:
+            primary_read_3.set()
+
+    @contextlib.contextmanager
+    def slow_spares(n: int):
+        lent.append(primary_read_3.wait(5))   # the spare's log-in ends only once the primary has read on
+        yield [zone.connect()] if lent[-1] else []
+
+    zone.read_fault = fault
+    hasher, error, primary = pipelined(zone, PATH, tmp_path / "out", chunk=chunk, streams=2, spares=slow_spares)
+    assert error is None and lent == [True]
+    assert (tmp_path / "out").read_bytes() == DATA and hasher.digest() == hashlib.sha256(DATA).digest()
+    reads = sorted(e[3] for e in zone.log if e[0] == "read")
+    assert reads == list(range(0, len(DATA), chunk))     # each chunk read once, by whichever stream took it
+
+
 def test_primary_dying_fails_the_get_even_with_a_healthy_spare(tmp_path):
     zone = FakeZone()
     zone.put_object(PATH, DATA)
