@@ -32,7 +32,8 @@ from irods.pool import Pool
 from .errors import AuthenticationError, InvalidInputError
 
 __all__ = ["PRC_VERSION", "PrcCompatibilityError", "self_check", "install_stall_guard", "open_sockets",
-           "use_auth_file", "run_genquery", "column", "is_pam_error", "write_data_object", "UNMATCHED_API"]
+           "use_auth_file", "run_genquery", "column", "is_pam_error", "send_write", "write_reply",
+           "UNMATCHED_API"]
 
 PRC_VERSION = getattr(irods, "__version__", None) or __import__("irods.version").version.__version__
 
@@ -225,13 +226,14 @@ _COLUMNS: dict[str, Any] = {}
 # ------------------------------------------------------------------------ data-object write
 
 
-def write_data_object(raw: Any, data: Any) -> int:
-    """One DATA_OBJ_WRITE of ``data`` (any contiguous buffer) on PRC's raw file ``raw``.
+def send_write(raw: Any, data: Any) -> None:
+    """Send one DATA_OBJ_WRITE of ``data`` (any contiguous buffer) on PRC's raw file ``raw``.
 
     PRC's ``write`` turns a memoryview into bytes and its message ``pack`` copies those
     again behind the header: two copies of every chunk, each into freshly allocated pages.
     This sends the same bytes on the wire -- header, request body, then the buffer itself
-    -- with no copy.  Returns the byte count the server reports written.
+    -- with no copy, and does not wait for the reply (:func:`write_reply`), so that the
+    caller may send the next chunk while the server writes this one.
     """
     conn = raw.conn
     body = prc_message.OpenedDataObjRequest(l1descInx=raw.desc, len=len(data), whence=0, oprType=0, offset=0,
@@ -245,8 +247,11 @@ def write_data_object(raw: Any, data: Any) -> int:
     except OSError as exc:   # as PRC's own send: the connection is done for
         conn.release(True)
         raise prc_exception.NetworkException(f"Unable to send message: {exc}") from exc
-    return conn.recv().int_info
 
+
+def write_reply(raw: Any) -> int:
+    """The reply to the oldest DATA_OBJ_WRITE sent on ``raw`` and not yet answered: bytes written."""
+    return raw.conn.recv().int_info
 
 
 # ------------------------------------------------------------------------ self-check

@@ -75,8 +75,9 @@ class RawReader:
 
 
 class RawWriter:
-    """PRC's raw data-object file for writing: each ``write`` is one DATA_OBJ_WRITE of the
-    caller's buffer, sent without PRC's copies (:func:`secure_irods._prc.write_data_object`)."""
+    """PRC's raw data-object file for writing: each chunk is one DATA_OBJ_WRITE of the
+    caller's buffer, sent without PRC's copies; ``send`` does not wait for the reply, which
+    ``reply`` reads (replies come in the order of the requests)."""
 
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
@@ -85,8 +86,15 @@ class RawWriter:
     def seek(self, offset: int) -> int:
         return self.raw.seek(offset)
 
+    def send(self, data) -> None:
+        _prc.send_write(self.raw, data)
+
+    def reply(self) -> int:
+        return _prc.write_reply(self.raw)
+
     def write(self, data) -> int:
-        return _prc.write_data_object(self.raw, data)
+        self.send(data)
+        return self.reply()
 
     def close(self) -> None:
         self.raw.close()  # the server registers the checksum here (regChksum)

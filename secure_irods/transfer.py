@@ -48,7 +48,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, ContextManager, Protocol
+from typing import Callable, ContextManager, Protocol
 
 from .errors import (
     ChecksumMismatchError,
@@ -88,7 +88,7 @@ class Backend(Protocol):
     def stat(self, path: str) -> RemoteStatLike | None: ...
     def checksum(self, path: str) -> str: ...
     def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "Reader": ...
-    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> BinaryIO: ...
+    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> "Writer": ...
     def partial(self, path: str) -> tuple[int, bool] | None: ...
     def rename(self, source: str, target: str) -> None: ...
     def unlink(self, path: str) -> None: ...
@@ -101,6 +101,16 @@ class Reader(Protocol):
     def seek(self, offset: int) -> int: ...
     def readinto(self, buffer) -> int: ...
     def read(self, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    """An object open for writing: ``send`` a chunk without waiting for its reply, which
+    ``reply`` reads later (in order); ``close`` registers the checksum."""
+
+    def seek(self, offset: int) -> int: ...
+    def send(self, data) -> None: ...
+    def reply(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -189,7 +199,7 @@ def _check_deadline(deadline: Deadline, what: str) -> None:
         raise TransientError(f"deadline of {deadline.seconds:g}s passed during {what}")
 
 
-def _close_quietly(handle: BinaryIO) -> None:
+def _close_quietly(handle: Writer | Reader) -> None:
     try:
         handle.close()
     except Exception:
@@ -590,14 +600,16 @@ def _put_object(
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
 
 
-def _send_hashing(local: Path, offset: int, writer: BinaryIO, hasher, *, chunk: int, deadline: Deadline,
+def _send_hashing(local: Path, offset: int, writer: Writer, hasher, *, chunk: int, deadline: Deadline,
                   progress: Progress | None) -> None:
     """Send ``local`` from ``offset`` through ``writer`` while a second thread hashes what was sent.
 
     On loopback, hashing a chunk takes about as long as sending it: done beside the send of
-    the next chunk it costs no time.  A few buffers go round between the two threads (a fresh
-    8 MiB buffer per chunk is fresh pages for the kernel to zero and fault in, every time);
-    a failed send stops the loop, and the hasher still holds exactly the bytes sent.
+    the next chunk it costs no time.  One request stays in flight: chunk k+1 is sent before
+    the reply to chunk k is read, so the server writes k while k+1 travels (an error reply
+    still fails the put; the whole-object checksum then refuses anything written after it).
+    A few buffers go round between the two threads (a fresh 8 MiB buffer per chunk is fresh
+    pages for the kernel to zero and fault in, every time).
     """
     free: queue.Queue = queue.Queue()
     for _ in range(3):
@@ -618,6 +630,13 @@ def _send_hashing(local: Path, offset: int, writer: BinaryIO, hasher, *, chunk: 
 
     thread = threading.Thread(target=hash_sent, name="secure-irods-hash", daemon=True)
     thread.start()
+    unanswered = 0   # size of the chunk sent whose reply is still to read (0: none)
+
+    def answered() -> None:
+        writer.reply()
+        if progress:
+            progress(unanswered)
+
     try:
         with open(local, "rb", buffering=0) as src:
             src.seek(offset)
@@ -628,10 +647,13 @@ def _send_hashing(local: Path, offset: int, writer: BinaryIO, hasher, *, chunk: 
                     size = src.readinto(view)
                     if not size:
                         break
-                    writer.write(view[:size])
+                    writer.send(view[:size])
                 sent.put((buffer, size))
-                if progress:
-                    progress(size)
+                if unanswered:
+                    answered()
+                unanswered = size
+        if unanswered:
+            answered()
     finally:
         sent.put(None)
         thread.join()

@@ -37,6 +37,10 @@ class Dropped(TransientError):
     """The connection died (what a dropped socket becomes once classified)."""
 
 
+class Refused(TransientError):
+    """The zone answered one request with an error; the connection lives on."""
+
+
 @dataclass
 class Stat:
     path: str
@@ -68,6 +72,7 @@ class FakeZone:
     read_fault: object = None     # f(connection, reader_index, offset) -> raise to fail that read
     write_limit: int | None = None   # the next writer dies once it has this many bytes in the object
     corrupt_kept: bool = False       # the bytes kept by a dead writer are not what was sent
+    refuse_write_at: int | None = None   # the write of the chunk at this offset is answered with an error
     lose_rename_reply: int = 0       # renames whose reply is lost after they happened
     drop_leftovers: int = 0          # leftovers queries (the step after a put's rename) dropped
     on_rename: object = None         # f(source, target): called before a rename, for observations
@@ -125,6 +130,7 @@ class FakeWriter:
             obj = zone.objects[path] = Obj(bytearray())
         obj.writing, obj.checksum = True, ""
         self.obj, self.position = obj, len(obj.data)
+        self.replies: list[int] = []
 
     def seek(self, offset: int) -> int:
         self.position = offset
@@ -145,6 +151,21 @@ class FakeWriter:
         self.obj.data[self.position:self.position + len(data)] = data
         self.position += len(data)
         return len(data)
+
+    def send(self, data) -> None:
+        """The zone handles a request as it arrives; its reply waits for ``reply``."""
+        if self.conn.zone.refuse_write_at == self.position:   # an error reply: nothing written, offset kept
+            self.conn.zone.refuse_write_at = None
+            self.conn.zone.log.append(("write refused", self.conn.number, self.path, self.position))
+            self.replies.append(Refused(f"write at {self.position} refused"))
+            return
+        self.replies.append(self.write(data))
+
+    def reply(self) -> int:
+        answer = self.replies.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def close(self) -> None:
         if self.conn.dead:
@@ -522,6 +543,27 @@ def test_put_retried_after_its_writer_died_appends_after_the_kept_bytes(tmp_path
     assert renames == [(temp, "/z/home/u/out.bin")]
     writes = [e for e in zone.log if e[0] == "open_write"]
     assert [(c, p, append) for _, c, p, append in writes] == [(1, temp, False), (2, temp, True)]
+
+
+def test_put_whose_chunk_is_refused_while_the_next_is_in_flight_is_redone_whole(tmp_path):
+    """Chunk k+1 is sent before chunk k's reply: when k is refused, k+1 lands at k's offset.
+
+    The attempt fails on k's reply; the retry resumes after the bytes the zone holds, the
+    whole-object checksum refuses them, and the upload is redone from zero: the name only
+    ever gets the right bytes.
+    """
+    data = os.urandom(3 * CHUNK + 100)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    zone = FakeZone(refuse_write_at=CHUNK)
+    renames = _never_partial_at_the_name(zone, "/z/home/u/out.bin", data)
+    with fake_client(zone, tmp_path) as client:
+        result = client.put(src, "/z/home/u/out.bin")
+    assert bytes(zone.objects["/z/home/u/out.bin"].data) == data and result.checksum == sha2(data)
+    assert result.resumed_from == 0 and len(renames) == 1
+    (refused,) = [e for e in zone.log if e[0] == "write refused"]
+    assert refused[3] == CHUNK
+    assert [p for p in zone.objects if "/.out.bin.part-" in p] == []
 
 
 def test_put_whose_kept_bytes_are_corrupt_is_redone_whole(tmp_path):

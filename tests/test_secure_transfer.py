@@ -15,7 +15,7 @@ import pytest
 from secure_irods import RetryPolicy
 from secure_irods._prc import _recv_message_into_guarded
 from secure_irods.client import connect
-from secure_irods.transfer import get_temp_name, sha2_of_file
+from secure_irods.transfer import CHUNK, get_temp_name, sha2_of_file
 
 from helpers import BIN, MiB, client_for, command_env, make_file, remote_state, run
 
@@ -191,6 +191,25 @@ def test_refusing_zone_exits_2_at_the_deadline(grid, coll, session, tmp_path):
     assert attempts == len(waits) + 1 >= 3  # retried (cool-down waits count as attempts)
     assert stats["refused"] >= 2 and stats["logins"] == 0  # the zone refused it, more than once
     assert elapsed > 1.5  # it waited for the deadline (3 s) rather than giving up at the first refusal
+
+
+@pytest.mark.faults
+def test_put_of_several_chunks_in_flight_under_drops_lands_whole(grid, coll, session, tmp_path):
+    """A put keeps one write in flight ahead of the reply; connections dropped mid-chunk
+    (the grid keeps part of the chunk, then closes) leave nothing wrong at the name."""
+    src = make_file(tmp_path / "w.bin", 3 * CHUNK + 12345, seed=11)   # four DATA_OBJ_WRITEs a pass
+    grid.control.reset_stats()
+    grid.set_faults(drop_rate=0.15, seed=12)
+    try:
+        with client_for(grid, tmp_path, attempts=40) as client:
+            put = client.put(src, f"{coll}/w.bin")
+        drops = grid.control.stats()["drops"]
+    finally:
+        grid.clear_faults()
+    assert drops > 0 and put.checksum == sha2_of_file(src)
+    with session.data_objects.open(f"{coll}/w.bin", "r") as f:
+        assert f.read() == src.read_bytes()
+    assert remote_state(session, f"{coll}/w.bin") == [("1", put.checksum, src.stat().st_size)]
 
 
 @pytest.mark.faults
