@@ -1,11 +1,16 @@
 """Helpers shared by the test modules (test modules never import each other).
 
 ``Grid``/``start_grid``: a zone to test against (the fixtures live in ``conftest.py``);
-command and client helpers for secure_irods; ``synthetic`` traces for seisstore.
+command and client helpers for secure_irods; ``synthetic`` traces for seisstore; the
+correlation campaign the scheduler tests (Slurm, OAR) run, and what they compare its
+bundles on.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import os
 import random
 import subprocess
@@ -137,8 +142,6 @@ def synthetic(sta="OGDI", loc="00", cha="HHZ", rate=1.0, start=START, seconds=3 
                                     "sampling_rate": rate, "starttime": start})
 
 
-
-
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.25, describe=lambda: ""):
     """``predicate()``'s first truthy value within ``timeout`` s; else fail, saying what was awaited."""
     deadline = time.monotonic() + timeout
@@ -155,3 +158,147 @@ def checksums(env_file, auth_file, collection: str) -> dict[str, str]:
     with connect(env_file=env_file, auth_file=auth_file, throttle=False, cooldown=False) as client:
         root = client.resolve(collection)
         return {s.path[len(root) + 1:]: s.checksum for s in client.scan(root)}
+
+
+# --- the correlation campaign of the scheduler tests (test_seisstore_slurm.py, test_seisstore_oar.py)
+
+#: Small on purpose (CI has 15 minutes): 4 stations, so that with 2 station blocks every
+#: line of the campaign has pairs to correlate; 3 days recorded at 2 Hz, processed to 1 Hz.
+XC_STATIONS = ("STA1", "STA2", "STA3", "STA4")
+XC_DAYS = tuple(datetime.date(2011, 3, 8) + datetime.timedelta(days=k) for k in range(3))
+XC_RAW_RATE = 2.0
+XC_CHAIN = [{"op": "detrend"}, {"op": "taper", "fraction": 0.01}, {"op": "bandpass", "freqmin": 0.05, "freqmax": 0.4},
+            {"op": "resample", "rate": 1.0}, {"op": "onebit"}, {"op": "whiten", "freqmin": 0.05, "freqmax": 0.4}]
+XC_COORDS = {"STA1": [45.0, 5.0, 200.0], "STA2": [45.0, 5.1, 300.0], "STA3": [45.0, 5.3, 100.0],
+             "STA4": [45.1, 5.2, 150.0]}
+
+
+def correlate_settings(processed: str) -> str:
+    """``$SEISSTORE_CONFIG`` of the correlation jobs: every setting but the bundle collection.
+
+    The bundles go to ``$SEISSTORE_BUNDLES``, so that the same campaign writes into one
+    collection per run (run-local, the scheduler, a single requeued task) and the runs
+    can be compared.  One bundle per pair (``bundle_size`` 1): more objects to compare.
+    """
+    return json.dumps({"correlate": {"processed": processed, "window_s": 3600, "max_lag_s": 20, "bundle_size": 1,
+                                     "coordinates": XC_COORDS, "workers": 1}})
+
+
+def write_raw_noise(directory: Path) -> None:
+    """One miniSEED file per station, all the days: independent noise, as ``seisstore ingest`` takes it."""
+    from obspy import Stream
+
+    directory.mkdir(parents=True, exist_ok=True)
+    start = UTCDateTime(XC_DAYS[0].isoformat())
+    for i, sta in enumerate(XC_STATIONS):
+        trace = synthetic(sta=sta, rate=XC_RAW_RATE, start=start, seconds=len(XC_DAYS) * 86400, seed=i)
+        trace.stats.network = "XX"
+        Stream([trace]).write(str(directory / f"{sta}.mseed"), format="MSEED")
+
+
+def processed_archive(env: dict[str, str], workdir: Path, base: str) -> str:
+    """Raw noise ingested into ``base/archive`` and preprocessed once into ``base/processed``; returns the latter.
+
+    The preprocessing is not what the scheduler tests are about: one run of the
+    preprocess job over every station-day (one line: 1 0 1 0), in this process's zone.
+    """
+    from seisstore.ingest import ingest
+    from seisstore.layout import SDSLayout
+
+    write_raw_noise(workdir / "raw")
+    with connect(env_file=env["IRODS_ENVIRONMENT_FILE"], auth_file=env["IRODS_AUTHENTICATION_FILE"],
+                 throttle=False, cooldown=False) as client:
+        ingest(client, workdir / "raw", f"{base}/archive", SDSLayout(), progress=False)
+    job = workdir / "preprocess"
+    job.mkdir()
+    (job / "dates.txt").write_text("".join(f"{day.isoformat()}\n" for day in XC_DAYS))
+    (job / "stations.txt").write_text("".join(f"{sta}\n" for sta in XC_STATIONS))
+    config = {"archive": f"{base}/archive", "processed": f"{base}/processed", "chain": XC_CHAIN}
+    done = subprocess.run([sys.executable, "-m", "seisstore.jobs.preprocess", "1", "0", "1", "0"], cwd=job,
+                          env=dict(env, SEISSTORE_CONFIG=json.dumps(config), SEISSTORE_JOB_NAME="preprocess"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return f"{base}/processed"
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """What two runs of a correlation campaign are compared on (names relative to the bundle collection).
+
+    Not the HDF5 files' bytes: a bundle records when it was written (its attribute
+    ``created``, and HDF5's own times in the groups' object headers), so two runs of the
+    same line give different files and checksums.
+    """
+
+    arrays: dict[str, dict[str, str]]     # {bundle: {dataset: sha256 of its dtype, shape, values and attributes}}
+    index: dict[tuple, list[str]]         # the bundle index, from the AVUs: {(pair, date): [bundle]}
+    checksums: dict[str, str]             # the zone's checksum of each bundle file, for information
+
+
+def _dataset_digest(ds) -> str:
+    """sha256 of a dataset's dtype, shape, values and attributes (dates, n_windows: what each row is)."""
+    digest = hashlib.sha256(f"{ds.dtype.str} {ds.shape}".encode())
+    digest.update(np.ascontiguousarray(ds[()]).tobytes())
+    attrs = {key: np.asarray(value).tolist() for key, value in ds.attrs.items()}
+    digest.update(json.dumps(attrs, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _bundle_arrays(path: Path) -> dict[str, str]:
+    """{dataset name: digest} of every dataset of one HDF5 bundle (``lags``, ``pairs/A:B``)."""
+    import h5py
+
+    found: dict[str, str] = {}
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, item: found.__setitem__(name, _dataset_digest(item))
+                      if isinstance(item, h5py.Dataset) else None)
+    return found
+
+
+def read_bundles(env_file, auth_file, collection: str) -> Bundles:
+    """Every bundle of ``collection``: each downloaded and read with h5py, and the bundle index."""
+    import tempfile
+
+    from seisstore.bundles import BundleIndex
+
+    with connect(env_file=env_file, auth_file=auth_file, throttle=False, cooldown=False) as client, \
+            tempfile.TemporaryDirectory(prefix="bundles-") as tmp:
+        root = client.resolve(collection)
+        stats = {s.path[len(root) + 1:]: s for s in client.scan(root)}
+        arrays = {}
+        for name in stats:
+            local = Path(tmp) / name.replace("/", "_")
+            client.get(f"{root}/{name}", local)
+            arrays[name] = _bundle_arrays(local)
+        table = BundleIndex(client, root, cache=False).table()
+    index = {cell: sorted(path[len(root) + 1:] for path in paths) for cell, paths in table.items()}
+    return Bundles(arrays, index, {name: s.checksum for name, s in stats.items()})
+
+
+def assert_complete(bundles: Bundles, lines: list[str]) -> None:
+    """The reference run wrote every (pair, date) of the stations into one bundle, and every line wrote some."""
+    pairs = [(a, b) for k, a in enumerate(XC_STATIONS) for b in XC_STATIONS[k + 1:]]
+    assert sorted(bundles.index) == sorted((pair, day) for pair in pairs for day in XC_DAYS), bundles.index
+    assert all(len(names) == 1 for names in bundles.index.values()), bundles.index
+    idle = [line for line in lines if not any(name.startswith(f"{line}.") for name in bundles.arrays)]
+    assert not idle, f"lines without bundles: {idle}"
+
+
+def line_bundles(bundles: Bundles, line: str) -> Bundles:
+    """The part of ``bundles`` one param line wrote (its bundles are named ``<line>.b<k>.h5``)."""
+    mine = lambda name: name.startswith(f"{line}.")
+    return Bundles({n: a for n, a in bundles.arrays.items() if mine(n)},
+                   {cell: names for cell, names in bundles.index.items() if all(mine(n) for n in names)},
+                   {n: c for n, c in bundles.checksums.items() if mine(n)})
+
+
+def assert_same_correlations(got: Bundles, want: Bundles) -> str:
+    """Same bundle objects, same index, same correlation arrays; returns a line saying so (and about the bytes)."""
+    assert sorted(got.arrays) == sorted(want.arrays), f"bundle objects differ: {sorted(got.arrays)} != {sorted(want.arrays)}"
+    assert got.index == want.index, f"the bundle indexes differ: {got.index} != {want.index}"
+    differ = sorted(f"{name}:{ds}" for name, arrays in want.arrays.items() for ds in arrays
+                    if got.arrays[name].get(ds) != arrays[ds])
+    assert got.arrays == want.arrays, f"correlation arrays differ in {differ or 'the datasets present'}"
+    same_bytes = sum(got.checksums[name] == want.checksums[name] for name in want.checksums)
+    return (f"{len(want.arrays)} bundles, {sum(map(len, want.arrays.values()))} datasets and {len(want.index)}"
+            f" (pair, date) cells equal; {same_bytes} of {len(want.checksums)} files byte-identical")

@@ -1,23 +1,27 @@
-"""The generated OAR array on a real one-node OAR 2.5 cluster, against the local grid.
+"""The correlation campaign as an OAR array on a real one-node OAR 2.5 cluster, against the local grid.
 
 ``scripts/cluster/oar-up.sh`` installs Debian's OAR and PostgreSQL if missing and starts a
 private database, the server (Almighty) and the node (session fixture; ``oar-down.sh`` at
 the end).  OAR refuses jobs of root, so the campaign runs as the user ``seisoar``: OAR
 does not pass the submitter's environment, so the campaign's setup lines give the job its
-PATH, PYTHONPATH and collections (the system ``python3`` runs the checkout's packages:
-the virtualenv's own interpreter may sit under an unreadable ``/root``), and its iRODS
-environment is ``~seisoar/.irods``.  The array (``--array-param-file``, ``besteffort`` +
-``idempotent``) is preempted by a normal job mid-run; OAR resubmits the killed jobs and the
-results equal those of ``campaign run-local`` (same objects, same checksums).
+PATH, PYTHONPATH, settings and collections (the system ``python3`` runs the checkout's
+packages: the virtualenv's own interpreter may sit under an unreadable ``/root``), and its
+iRODS environment is ``~seisoar/.irods``.  The archive is preprocessed once (the
+preprocess job, in the fixture); the correlation campaign (``scripts/job_correlate.py``)
+runs as an array (``--array-param-file``, ``besteffort`` + ``idempotent``) preempted by a
+normal job mid-run; OAR resubmits the killed jobs and the bundles equal those of
+``campaign run-local`` (same objects, same bundle index, same correlation arrays read with
+h5py; not the same bytes: a bundle records when it was written).  A job whose transfers
+fail transiently (exit 2) ends with 99, is resubmitted, and writes run-local's bundles.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,21 +32,21 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-from obspy import Stream, Trace, UTCDateTime
 
 import helpers
+from helpers import XC_DAYS, XC_STATIONS
 
 pytestmark = pytest.mark.oar
 
 ROOT = Path(__file__).resolve().parent.parent
 UP, DOWN = ROOT / "scripts" / "cluster" / "oar-up.sh", ROOT / "scripts" / "cluster" / "oar-down.sh"
 USER = "seisoar"
-STATIONS = ["STA1", "STA2", "STA3"]
-DAY0 = datetime.date(2011, 3, 8)
-N_DAYS = 4
 SYSTEM_PYTHON = "/usr/bin/python3"
+#: Chooses OpenBLAS's kernels, hence the rounding of the cross-spectra (numpy's matmul): a
+#: job without the submitter's value writes correlations that differ from run-local's by
+#: float32 rounding (seen: OPENBLAS_CORETYPE=Haswell on an AVX-512 machine)
+NUMERIC_ENV = ("OPENBLAS_CORETYPE",)
 
 
 def _skip_reason() -> str | None:
@@ -87,7 +91,7 @@ def oar():
     print(f"\noar-up.sh: {time.monotonic() - began:.1f} s")
     home = Path(pwd.getpwnam(USER).pw_dir)
     site = sysconfig.get_paths()["purelib"]
-    probe = as_user([SYSTEM_PYTHON, "-c", "import obspy, irods, seisstore.job, secure_irods.cli"],
+    probe = as_user([SYSTEM_PYTHON, "-c", "import obspy, irods, h5py, seisstore.jobs.correlate, secure_irods.cli"],
                     env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{site}"), cwd="/")
     if probe.returncode != 0:
         subprocess.run(["bash", str(DOWN), str(state)], capture_output=True, timeout=120)
@@ -103,20 +107,18 @@ def oar():
 @dataclass
 class OarCampaign:
     directory: Path               # the campaign directory, the job user's
-    base: str                     # the collection holding archive/, code/, local/, oar/, transient/
+    base: str                     # the collection holding archive/, processed/, code/, local/, oar/, transient/
     n: int
-    local: dict[str, str]         # run-local's results: {object name: checksum}
+    local: helpers.Bundles        # run-local's bundles
 
 
 @pytest.fixture(scope="session")
 def oar_campaign(grid, oar):
-    """The RMS campaign as the job user sees it, and the results of its run-local."""
+    """The correlation campaign as the job user sees it, and the bundles of its run-local."""
     from irods.password_obfuscation import decode, encode
 
     from seisstore.campaign import Campaign, write_campaign
-    from seisstore.ingest import ingest
     from seisstore.jdl import Cluster
-    from seisstore.layout import SDSLayout
 
     home = oar
     work = Path(tempfile.mkdtemp(prefix="seisstore-oar-test-"))    # the job user reads and writes here
@@ -140,40 +142,34 @@ def oar_campaign(grid, oar):
                                    f"'import sys; from secure_irods.cli import {entry}; sys.exit({entry}())' \"$@\"\n")
         (bindir / tool).chmod(0o755)
 
-    raw = work / "raw"
-    raw.mkdir()
-    for i, sta in enumerate(STATIONS):
-        data = np.random.default_rng(i).normal(0, 100 * (i + 1), N_DAYS * 86400 * 2).astype(np.int32)
-        Stream([Trace(data=data, header={"network": "XX", "station": sta, "location": "00", "channel": "HHZ",
-                                         "sampling_rate": 2.0, "starttime": UTCDateTime(DAY0.isoformat())})]
-               ).write(str(raw / f"{sta}.mseed"), format="MSEED")
     base = f"{grid.home}/oar-{uuid.uuid4().hex[:8]}"
+    env = dict(grid.environ(), SECURE_IRODS_THROTTLE_DIR=str(work / "throttle-root"))
+    processed = helpers.processed_archive(env, work, base)
     with zone(grid) as client:
-        ingest(client, raw, f"{base}/archive", SDSLayout(), progress=False)
         for coll in ("code", "local", "oar", "transient"):
             client.mkdir(f"{base}/{coll}")
         site = sysconfig.get_paths()["purelib"]
         camp = Campaign(
-            name="rms", dates=[DAY0 + datetime.timedelta(days=d) for d in range(N_DAYS)], stations=STATIONS,
-            n_dates=3, n_stations=2, job_script=ROOT / "scripts" / "job_rms.py", irods_collection=f"{base}/code",
+            name="xc", kind="correlation", dates=XC_DAYS, stations=XC_STATIONS, n_dates=2, n_stations=2,
+            job_script=ROOT / "scripts" / "job_correlate.py", irods_collection=f"{base}/code",
             clusters={"local": Cluster(project="whisper", walltime="00:10:00")}, interpreter=(SYSTEM_PYTHON,),
             # OAR starts jobs with the user's login environment, not the submitter's
             setup=[f"export PATH={bindir}:$PATH PYTHONPATH={ROOT}:{site}",
-                   f"export SEISSTORE_ARCHIVE={base}/archive",
-                   f'export SEISSTORE_RESULTS="${{SEISSTORE_RESULTS:-{base}/oar}}"',
-                   f'export SECURE_IRODS_THROTTLE_DIR="${{SECURE_IRODS_THROTTLE_DIR:-{work}/throttle}}"'])
-        directory = work / "rms"
+                   f"export SEISSTORE_CONFIG={shlex.quote(helpers.correlate_settings(processed))}",
+                   f'export SEISSTORE_BUNDLES="${{SEISSTORE_BUNDLES:-{base}/oar}}"',
+                   f'export SECURE_IRODS_THROTTLE_DIR="${{SECURE_IRODS_THROTTLE_DIR:-{work}/throttle}}"',
+                   *(f"export {name}={shlex.quote(os.environ[name])}" for name in NUMERIC_ENV if name in os.environ)])
+        directory = work / "xc"
         write_campaign(camp, directory)
         client.put_many([(directory / f, f"{base}/code/{f}") for f in camp.uploads], force=True)
     for path in [directory, *directory.iterdir()]:
         shutil.chown(path, USER)
-    env = dict(grid.environ(), SECURE_IRODS_THROTTLE_DIR=str(work / "throttle-root"), SEISSTORE_RESULTS=f"{base}/local")
     ran = subprocess.run([sys.executable, "-m", "seisstore.cli", "campaign", "run-local", str(directory), "-j", "2"],
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=dict(env, SEISSTORE_BUNDLES=f"{base}/local"), capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr
     shutil.rmtree(directory / ".run")
-    local = checksums(grid, f"{base}/local")
-    assert len(local) == camp.n_jobs
+    local = bundles(grid, f"{base}/local")
+    helpers.assert_complete(local, [line.split()[0] for line in (directory / "param.txt").read_text().splitlines()])
     try:
         yield OarCampaign(directory, base, camp.n_jobs, local)
     finally:
@@ -187,8 +183,8 @@ def zone(grid):
     return connect(env_file=grid.env_file, auth_file=grid.auth_file, throttle=False, cooldown=False)
 
 
-def checksums(grid, collection: str) -> dict[str, str]:
-    return helpers.checksums(grid.env_file, grid.auth_file, collection)
+def bundles(grid, collection: str) -> helpers.Bundles:
+    return helpers.read_bundles(grid.env_file, grid.auth_file, collection)
 
 
 def oarstat() -> list[tuple[str, str]]:
@@ -202,7 +198,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def err_logs(directory: Path) -> str:
-    return "".join(f"{p.name}: {p.read_text()[-600:]}\n" for p in sorted(directory.glob("rms.*.err")))
+    return "".join(f"{p.name}: {p.read_text()[-600:]}\n" for p in sorted(directory.glob("xc.*.err")))
 
 
 def test_oar_array_preempted_by_a_normal_job_equals_run_local(grid, request, oar_campaign):
@@ -229,12 +225,13 @@ def test_oar_array_preempted_by_a_normal_job_equals_run_local(grid, request, oar
         if killed:
             break
     wait_for(lambda: not oarstat(), 240, "every job to end")
-    outputs = len(list(camp.directory.glob("rms.*.out")))
+    outputs = len(list(camp.directory.glob("xc.*.out")))
     print(f"\nOAR array of {camp.n} jobs: {time.monotonic() - began:.1f} s, {killed} killed and resubmitted"
           f" ({outputs} job outputs)")
     assert killed, f"no best-effort job was killed by the normal job in 4 tries\n{err_logs(camp.directory)}"
     assert outputs >= camp.n + killed          # the resubmissions are new jobs
-    assert checksums(grid, f"{camp.base}/oar") == camp.local, err_logs(camp.directory)
+    grid.clear_faults()
+    print(helpers.assert_same_correlations(bundles(grid, f"{camp.base}/oar"), camp.local))
 
 
 def test_oar_job_exiting_2_is_resubmitted_and_succeeds(grid, oar_campaign):
@@ -245,7 +242,7 @@ def test_oar_job_exiting_2_is_resubmitted_and_succeeds(grid, oar_campaign):
     script = (camp.directory / "oar_local.sh").read_text()
     script = script.replace("--array-param-file param.txt", "--array-param-file one.txt").replace(
         "set -uo pipefail\n", f"set -uo pipefail\nexport SECURE_IRODS_DEADLINE=3 SECURE_IRODS_MAX_WAIT=1"
-                              f" SEISSTORE_RESULTS={camp.base}/transient\n")
+                              f" SEISSTORE_BUNDLES={camp.base}/transient\n")
     (camp.directory / "oar_one.sh").write_text(script)
     for name in ("one.txt", "oar_one.sh"):
         shutil.chown(camp.directory / name, USER)
@@ -256,13 +253,13 @@ def test_oar_job_exiting_2_is_resubmitted_and_succeeds(grid, oar_campaign):
         sub = as_user(["oarsub", "-S", "./oar_one.sh"], cwd=camp.directory)
         assert sub.returncode == 0, sub.stderr + sub.stdout
         first = re.search(r"OAR_JOB_ID=(\d+)", sub.stdout).group(1)
-        err = camp.directory / f"rms.{first}.err"
+        err = camp.directory / f"xc.{first}.err"
         wait_for(lambda: err.exists() and "exit 99 so that OAR resubmits it" in err.read_text(), 120,
                  "the job's transient failure")
     finally:
         grid.clear_faults()
-    wait_for(lambda: not oarstat() and len(list(camp.directory.glob("rms.*.out"))) and
-             checksums(grid, f"{camp.base}/transient"), 180, "the resubmitted job")
+    wait_for(lambda: not oarstat() and len(list(camp.directory.glob("xc.*.out"))) and
+             helpers.checksums(grid.env_file, grid.auth_file, f"{camp.base}/transient"), 180, "the resubmitted job")
     print(f"\nOAR job with a transient failure, resubmitted: {time.monotonic() - began:.1f} s")
-    name = line.split()[0]
-    assert checksums(grid, f"{camp.base}/transient") == {f"{name}.csv": camp.local[f"{name}.csv"]}
+    want = helpers.line_bundles(camp.local, line.split()[0])
+    print(helpers.assert_same_correlations(bundles(grid, f"{camp.base}/transient"), want))

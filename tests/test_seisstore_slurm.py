@@ -1,19 +1,21 @@
-"""The generated Slurm array on a real one-node Slurm cluster, against the local grid.
+"""The correlation campaign as a Slurm array on a real one-node Slurm cluster, against the local grid.
 
 ``scripts/cluster/slurm-up.sh`` installs Slurm and munge from Debian's packages if missing
-and starts them (session fixture; ``slurm-down.sh`` at the end).  The RMS campaign of
-``scripts/job_rms.py`` runs once with ``campaign run-local`` and once as a Slurm array
-(``besteffort`` partition) whose tasks are cancelled (``scancel``) and requeued
-(``scontrol requeue``) mid-run and preempted by a ``main`` job: both leave the same result
-objects with the same checksums.  A task whose transfers fail transiently (exit 2)
-requeues itself and succeeds once the zone answers again.
+and starts them (session fixture; ``slurm-down.sh`` at the end).  The archive is
+preprocessed once (the preprocess job, in the fixture); the correlation campaign
+(``scripts/job_correlate.py``) runs once with ``campaign run-local`` and once as a Slurm
+array (``besteffort`` partition) whose tasks are cancelled (``scancel``) and requeued
+(``scontrol requeue``) mid-run and preempted by a ``main`` job.  Both leave the same
+bundle objects, the same bundle index (AVUs: (pair, date) -> bundle) and the same
+correlation arrays, read with h5py (the files themselves differ: a bundle records when it
+was written).  A task whose transfers fail transiently (exit 2) requeues itself and writes
+the same bundles as run-local's for its line.
 
 Needs root and Slurm or apt-get: skipped elsewhere, with the reason.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import shutil
@@ -23,21 +25,15 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from obspy import Stream, Trace, UTCDateTime
 
 import helpers
-from helpers import wait_for
+from helpers import XC_DAYS, XC_STATIONS, wait_for
 
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parent.parent
 UP, DOWN = ROOT / "scripts" / "cluster" / "slurm-up.sh", ROOT / "scripts" / "cluster" / "slurm-down.sh"
-STATIONS = ["STA1", "STA2", "STA3"]
-DAY0 = datetime.date(2011, 3, 8)
-N_DAYS = 4
-RATE = 2.0
 BIN = str(Path(sys.executable).parent)
 
 
@@ -72,36 +68,25 @@ def slurm(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def rms_campaign(grid, slurm, tmp_path_factory):
-    """An ingested archive and the RMS campaign over it, written and uploaded by `seisstore campaign new`."""
-    from secure_irods.client import connect
-    from seisstore.ingest import ingest
-    from seisstore.layout import SDSLayout
+def xc_campaign(grid, slurm, tmp_path_factory):
+    """A processed archive and the correlation campaign over it, written and uploaded by `seisstore campaign new`.
 
-    tmp = tmp_path_factory.mktemp("rms")
-    raw = tmp / "raw"
-    raw.mkdir()
-    start = UTCDateTime(DAY0.isoformat())
-    for i, sta in enumerate(STATIONS):
-        data = np.random.default_rng(i).normal(0, 100 * (i + 1), int(N_DAYS * 86400 * RATE)).astype(np.int32)
-        Stream([Trace(data=data, header={"network": "XX", "station": sta, "location": "00", "channel": "HHZ",
-                                         "sampling_rate": RATE, "starttime": start})]
-               ).write(str(raw / f"{sta}.mseed"), format="MSEED")
+    Its 6 lines (2 date blocks x 3 station-block pairs) all have pairs; the jobs' settings
+    come from $SEISSTORE_CONFIG and their bundle collection from $SEISSTORE_BUNDLES, which
+    sbatch passes on from the submitting environment.
+    """
+    tmp = tmp_path_factory.mktemp("xc")
     base = f"{grid.home}/slurm-{uuid.uuid4().hex[:8]}"
     env = dict(grid.environ(), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", SLURM_CONF=slurm,
-               SECURE_IRODS_THROTTLE_DIR=str(tmp / "throttle"), SECURE_IRODS_MAX_CONNECTIONS="8",
-               SEISSTORE_ARCHIVE=f"{base}/archive")
-    with connect(env_file=env["IRODS_ENVIRONMENT_FILE"], auth_file=env["IRODS_AUTHENTICATION_FILE"],
-                 throttle=False, cooldown=False) as client:
-        ingest(client, raw, f"{base}/archive", SDSLayout(), progress=False)
-        for coll in ("code", "local", "slurm", "transient"):     # the results collections: jobs put into them
-            client.mkdir(f"{base}/{coll}")
-    last = DAY0 + datetime.timedelta(days=N_DAYS - 1)
-    camp = tmp / "rms"
-    made = seisstore(["campaign", "new", "rms", "--dates", f"{DAY0}..{last}", "--stations", ",".join(STATIONS),
-                      "--n-dates", "3", "--n-stations", "2", "--script", str(ROOT / "scripts" / "job_rms.py"),
-                      "--collection", f"{base}/code", "--cluster", "name=local,project=whisper,walltime=00:10:00,"
-                      "max_jobs=2", "--interpreter", sys.executable, "--out", str(camp), "--upload"], env)
+               SECURE_IRODS_THROTTLE_DIR=str(tmp / "throttle"), SECURE_IRODS_MAX_CONNECTIONS="8")
+    processed = helpers.processed_archive(env, tmp, base)
+    env["SEISSTORE_CONFIG"] = helpers.correlate_settings(processed)
+    camp = tmp / "xc"
+    made = seisstore(["campaign", "new", "xc", "--kind", "correlation", "--dates", f"{XC_DAYS[0]}..{XC_DAYS[-1]}",
+                      "--stations", ",".join(XC_STATIONS), "--n-dates", "2", "--n-stations", "2",
+                      "--script", str(ROOT / "scripts" / "job_correlate.py"), "--collection", f"{base}/code",
+                      "--parents", "--cluster", "name=local,project=whisper,walltime=00:10:00,max_jobs=2",
+                      "--interpreter", sys.executable, "--out", str(camp), "--upload"], env)
     assert made.returncode == 0, made.stderr
     return camp, base, env
 
@@ -129,27 +114,26 @@ def tasks(job: str, env) -> dict[int, tuple[str, int]]:
     return found
 
 
-def checksums(env, collection: str) -> dict[str, str]:
-    return helpers.checksums(env["IRODS_ENVIRONMENT_FILE"], env["IRODS_AUTHENTICATION_FILE"], collection)
+def bundles(env, collection: str) -> helpers.Bundles:
+    return helpers.read_bundles(env["IRODS_ENVIRONMENT_FILE"], env["IRODS_AUTHENTICATION_FILE"], collection)
 
 
 @pytest.fixture(scope="session")
-def local_results(rms_campaign):
-    """The results of `campaign run-local` of the campaign: {object name: checksum}."""
-    camp, base, env = rms_campaign
-    ran = seisstore(["campaign", "run-local", str(camp), "-j", "2"], dict(env, SEISSTORE_RESULTS=f"{base}/local"))
+def local_bundles(xc_campaign):
+    """The bundles of `campaign run-local` of the campaign: every (pair, date) of the stations in one bundle."""
+    camp, base, env = xc_campaign
+    ran = seisstore(["campaign", "run-local", str(camp), "-j", "2"], dict(env, SEISSTORE_BUNDLES=f"{base}/local"))
     assert ran.returncode == 0, ran.stderr
     shutil.rmtree(camp / ".run")
-    found = checksums(env, f"{base}/local")
-    lines = (camp / "param.txt").read_text().splitlines()
-    assert sorted(found) == sorted(f"{line.split()[0]}.csv" for line in lines)
+    found = bundles(env, f"{base}/local")
+    helpers.assert_complete(found, [line.split()[0] for line in (camp / "param.txt").read_text().splitlines()])
     return found
 
 
-def test_slurm_array_with_cancels_requeues_and_preemption_equals_run_local(grid, request, rms_campaign,
-                                                                          local_results):
-    camp, base, env = rms_campaign
-    env = dict(env, SEISSTORE_RESULTS=f"{base}/slurm")
+def test_slurm_array_with_cancels_requeues_and_preemption_equals_run_local(grid, request, xc_campaign,
+                                                                          local_bundles):
+    camp, base, env = xc_campaign
+    env = dict(env, SEISSTORE_BUNDLES=f"{base}/slurm")
     grid.set_faults(latency_ms=40)            # tasks of a few seconds: long enough to be caught running
     request.addfinalizer(grid.clear_faults)
     began = time.monotonic()
@@ -191,32 +175,33 @@ def test_slurm_array_with_cancels_requeues_and_preemption_equals_run_local(grid,
     final = wait_for(lambda: (lambda t: t if len(t) == n and all(s == "COMPLETED" for s, _ in t.values()) else None)(
         tasks(job, env)), 150, "every task COMPLETED")
     requeued = {t: r for t, (_, r) in final.items() if r}
+    grid.clear_faults()
     print(f"\nslurm array of {n} tasks: {time.monotonic() - began:.1f} s, restarts per task {requeued}")
     assert set(cancelled) <= set(requeued)
     assert sum(requeued.values()) >= len(cancelled) + preempted
 
-    assert checksums(env, f"{base}/slurm") == local_results
+    print(helpers.assert_same_correlations(bundles(env, f"{base}/slurm"), local_bundles))
     for task in range(1, n + 1):
-        assert (camp / f"rms_{job}_{task}.out").exists()
-    assert "DUE TO PREEMPTION" in "".join(p.read_text() for p in camp.glob(f"rms_{job}_*.out"))
+        assert (camp / f"xc_{job}_{task}.out").exists()
+    assert "DUE TO PREEMPTION" in "".join(p.read_text() for p in camp.glob(f"xc_{job}_*.out"))
 
-    status = seisstore(["campaign", "status", str(camp), "--job", job], env)
+    status = seisstore(["campaign", "status", str(camp), "--job", job, "--results", f"{base}/slurm"], env)
     assert status.returncode == 0, status.stderr
     assert f"{n} lines: {n} COMPLETED, {n} with results" in status.stdout
     print(status.stdout)
 
 
-def test_task_exiting_2_requeues_itself_and_succeeds(grid, rms_campaign, local_results):
+def test_task_exiting_2_requeues_itself_and_succeeds(grid, xc_campaign, local_bundles):
     """The zone drops every connection: start.bash's secure-iget ends with exit 2, the task requeues itself."""
-    camp, base, env = rms_campaign
-    env = dict(env, SEISSTORE_RESULTS=f"{base}/transient", SECURE_IRODS_DEADLINE="3", SECURE_IRODS_MAX_WAIT="1")
+    camp, base, env = xc_campaign
+    env = dict(env, SEISSTORE_BUNDLES=f"{base}/transient", SECURE_IRODS_DEADLINE="3", SECURE_IRODS_MAX_WAIT="1")
     grid.set_faults(drop_rate=1.0)
     try:
         job = subprocess.run(["sbatch", "--parsable", "--partition=besteffort", "--array=2", "slurm_local.sh"],
                              env=env, cwd=camp, capture_output=True, text=True, timeout=60)
         assert job.returncode == 0, job.stderr
         job = job.stdout.strip().split(";")[0]
-        out = camp / f"rms_{job}_2.out"
+        out = camp / f"xc_{job}_2.out"
         wait_for(lambda: out.exists() and "transient failure (exit 2), requeued" in out.read_text(), 60,
                  "the task to requeue itself")
     finally:
@@ -224,5 +209,5 @@ def test_task_exiting_2_requeues_itself_and_succeeds(grid, rms_campaign, local_r
     state = wait_for(lambda: (lambda t: t if t.get(2, ("", 0))[0] == "COMPLETED" else None)(tasks(job, env)),
                      90, "the requeued task to complete")
     assert state[2][1] >= 1
-    name = (camp / "param.txt").read_text().splitlines()[1].split()[0]
-    assert checksums(env, f"{base}/transient") == {f"{name}.csv": local_results[f"{name}.csv"]}
+    line = (camp / "param.txt").read_text().splitlines()[1].split()[0]
+    print(helpers.assert_same_correlations(bundles(env, f"{base}/transient"), helpers.line_bundles(local_bundles, line)))
