@@ -14,7 +14,9 @@ verifies them; on a mismatch the upload is redone from zero).  With
 those two catalogue calls (a few milliseconds) ``<name>`` does not exist, but it never
 holds partial bytes.  A temporary left by a killed or dropped upload is a stale replica
 under a dot-name; the next successful put of the same name removes it (but not one whose
-replica is still being written: that is another job's upload in progress).
+replica is still being written: that is another job's upload in progress).  The bytes go
+out one stream, with one write request in flight ahead of its reply, and are hashed in a
+second thread beside the sending (:func:`_send_hashing`).
 
 **get** streams into ``<dir>/.<name>.part-<key>`` where ``key`` is derived from the object
 path and its checksum (``sha256(path + NUL + checksum)[:16]``), fsyncs it, checks the whole
