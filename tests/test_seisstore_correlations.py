@@ -209,6 +209,18 @@ def test_a_finished_line_rerun_writes_nothing(world, zone):
     assert _objects(zone, world["bundles"]) == before
 
 
+def test_a_correlation_line_writes_to_seisstore_results_when_no_bundles_collection_is_set(world, zone):
+    """``campaign new --results`` exports SEISSTORE_RESULTS, where ``campaign status`` looks."""
+    elsewhere = f"{world['bundles']}-results"
+    zone.mkdir(elsewhere)
+    settings = json.loads(os.environ["SEISSTORE_CONFIG"])
+    del settings["correlate"]["bundles"]
+    proc = _run_line(world, "xc1_0_2_0_0", SEISSTORE_CONFIG=json.dumps(settings), SEISSTORE_RESULTS=elsewhere)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [name for _, name, *_ in _objects(zone, elsewhere)] == ["xc1_0_2_0_0.b000.h5"]
+
+
 def test_a_killed_correlation_job_leaves_nothing_partial_and_its_rerun_completes(world, zone, session):
     line = "xc1_0_2_0_1"                    # pairs (S1, S3) and (S2, S3): two bundles of 1 pair
     bundles = world["bundles"]

@@ -64,6 +64,15 @@ def setting(config: dict, key: str, env: str, default: Any = None) -> Any:
     return os.environ.get(env) or default
 
 
+def output_collection(config: dict, key: str, env: str) -> str | None:
+    """Where a job writes: ``config[key]``, else ``$env``, else ``$SEISSTORE_RESULTS``.
+
+    ``campaign new --results`` exports ``SEISSTORE_RESULTS`` and ``campaign status`` looks
+    for each line's results there, so a campaign given ``--results`` needs no other setting.
+    """
+    return setting(config, key, env) or os.environ.get("SEISSTORE_RESULTS") or None
+
+
 def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
     """Run a job; one line on stderr and the toolkit's exit code on failure, never a traceback."""
     from secure_irods.errors import SecureIrodsError, classify

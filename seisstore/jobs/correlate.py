@@ -6,7 +6,7 @@ in a work directory holding ``dates.txt`` and ``stations.txt``.  The pairs are e
 :func:`seisstore.jobs.load_config`; environment variables fill in)::
 
     {"processed": "/zone/home/me/processed",   # $SEISSTORE_PROCESSED: preprocessed day files
-     "bundles": "/zone/home/me/correlations",  # $SEISSTORE_BUNDLES: where bundles go
+     "bundles": "/zone/home/me/correlations",  # $SEISSTORE_BUNDLES, else $SEISSTORE_RESULTS: where bundles go
      "layout": "sds", "channels": ["HHZ"],      # one channel per station (default: all, must be one)
      "window_s": 3600, "step_s": 3600,          # windows (step defaults to the window: no overlap)
      "max_lag_s": 200, "substack_s": null,      # null: one stack per day; 3600: hourly
@@ -40,7 +40,7 @@ import numpy as np
 
 from secure_irods.query import Query
 
-from seisstore.jobs import load_config, main_wrapper, setting
+from seisstore.jobs import load_config, main_wrapper, output_collection, setting
 
 log = logging.getLogger("seisstore.jobs.correlate")
 
@@ -74,10 +74,10 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
 
     config = dict(config) if config is not None else load_config("correlate", workdir)
     processed = setting(config, "processed", "SEISSTORE_PROCESSED")
-    bundles = setting(config, "bundles", "SEISSTORE_BUNDLES")
+    bundles = output_collection(config, "bundles", "SEISSTORE_BUNDLES")
     if not processed or not bundles:
-        raise ValueError("correlate needs the processed archive and the bundle collection"
-                         " (settings processed/bundles or $SEISSTORE_PROCESSED/$SEISSTORE_BUNDLES)")
+        raise ValueError("correlate needs the processed archive and the bundle collection (settings"
+                         " processed/bundles or $SEISSTORE_PROCESSED/$SEISSTORE_BUNDLES or $SEISSTORE_RESULTS)")
     window_s = float(config.get("window_s", 3600.0))
     step_s = float(config.get("step_s") or window_s)
     max_lag_s = float(config.get("max_lag_s", 200.0))

@@ -5,7 +5,7 @@ work directory holding ``dates.txt`` and ``stations.txt`` (what ``start.bash`` p
 Settings (JSON, see :func:`seisstore.jobs.load_config`; environment variables fill in)::
 
     {"archive": "/zone/home/me/raw",            # $SEISSTORE_ARCHIVE: raw day files
-     "processed": "/zone/home/me/processed",    # $SEISSTORE_PROCESSED: where results go
+     "processed": "/zone/home/me/processed",    # $SEISSTORE_PROCESSED, else $SEISSTORE_RESULTS: where results go
      "layout": "sds",                           # of both archives
      "channels": ["HHZ"],                       # default: every channel
      "chain": [...]}                            # default: seisstore.preprocessing.DEFAULT_CHAIN
@@ -26,7 +26,7 @@ import os
 
 from secure_irods.query import Query
 
-from seisstore.jobs import load_config, main_wrapper, setting
+from seisstore.jobs import load_config, main_wrapper, output_collection, setting
 
 log = logging.getLogger("seisstore.jobs.preprocess")
 
@@ -52,10 +52,10 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
 
     config = dict(config) if config is not None else load_config("preprocess", workdir)
     archive = setting(config, "archive", "SEISSTORE_ARCHIVE")
-    processed = setting(config, "processed", "SEISSTORE_PROCESSED")
+    processed = output_collection(config, "processed", "SEISSTORE_PROCESSED")
     if not archive or not processed:
-        raise ValueError("preprocess needs the raw archive and the processed collection"
-                         " (settings archive/processed or $SEISSTORE_ARCHIVE/$SEISSTORE_PROCESSED)")
+        raise ValueError("preprocess needs the raw archive and the processed collection (settings"
+                         " archive/processed or $SEISSTORE_ARCHIVE/$SEISSTORE_PROCESSED or $SEISSTORE_RESULTS)")
     chain = config.get("chain", DEFAULT_CHAIN)
     text = chain_text(chain)
     channels = config.get("channels")
