@@ -24,6 +24,7 @@ from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now, sp
 from ..errors import fail
 from ..link import CHUNK
 from ..resources import physical_path
+from ..vault import renaming
 from . import api
 from .numbers import ApiNumber, ObjType, OpenFlag, Whence
 
@@ -386,7 +387,7 @@ class DataObjectApi:
     def api_unlink(self, msg):
         body, path, kv = self._open_request(msg)
         files = []
-        with self.cat.transaction():
+        with renaming(self.cat) as moves:
             reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT)
             if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
                 files = [Path(r["data_path"]) for r in reps]
@@ -396,6 +397,7 @@ class DataObjectApi:
                 self.ensure_colls(split(target)[0])
                 coll = self.cat.coll(split(target)[0])
                 self.cat.move_data_object(reps[0]["data_id"], coll["coll_id"], split(target)[1])
+                moves.sync(self.cat.placements(reps[0]["data_id"]))   # rsMvDataObjToTrash renames, files too
         for f in files:
             f.unlink(missing_ok=True)
         return 0, b""
