@@ -111,6 +111,56 @@ def test_trashed_object_keeps_its_bytes_when_its_path_is_reused(session, coll, t
         session.data_objects.unlink(in_trash, force=True)
 
 
+def test_a_registered_file_where_a_new_object_goes_is_not_overwritten(grid, session, coll, tmp_path):
+    """A grid left with B/x's file at A/x's path (what renames did before): a new A/x goes elsewhere."""
+    local_grid(grid)
+    first, second = os.urandom(40_000), os.urandom(10_000)
+    session.collections.create(f"{coll}/A")
+    put_bytes(session, f"{coll}/B", first, tmp_path)
+    taken = vault_path(session, "demoResc", f"{coll}/A/x")
+    register_at(grid, session, f"{coll}/B", taken)
+    put_bytes(session, f"{coll}/A/x", second, tmp_path)
+    assert data_path(session, f"{coll}/B") == taken
+    assert data_path(session, f"{coll}/A/x") == taken + ".0"     # resolveDupFilePath's ".<replica number>"
+    assert_intact(session, f"{coll}/B", first)
+    assert_intact(session, f"{coll}/A/x", second)
+    put_bytes(session, f"{coll}/A/x", second[::-1], tmp_path)    # an overwrite keeps the path it has
+    assert data_path(session, f"{coll}/A/x") == taken + ".0"
+    assert_intact(session, f"{coll}/B", first)
+
+
+def test_an_unregistered_file_where_a_new_object_goes_is_left_alone(grid, session, coll, tmp_path):
+    local_grid(grid)
+    stray = Path(vault_path(session, "demoResc", f"{coll}/x"))
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"nobody's bytes")
+    put_bytes(session, f"{coll}/x", b"new object", tmp_path)
+    assert stray.read_bytes() == b"nobody's bytes"
+    assert data_path(session, f"{coll}/x") == f"{stray}.0"
+    assert_intact(session, f"{coll}/x", b"new object")
+    session.data_objects.copy(f"{coll}/x", f"{coll}/y")          # copy and replicate choose paths the same way
+    assert_intact(session, f"{coll}/y", b"new object")
+
+
+def test_replicate_does_not_overwrite_a_registered_file(grid, session, coll, tmp_path):
+    local_grid(grid)
+    other = f"pv{os.getpid()}"
+    session.resources.create(other, "unixfilesystem", host="localhost", path=f"/{other}")
+    first, second = os.urandom(9_000), os.urandom(8_000)
+    put_bytes(session, f"{coll}/B", first, tmp_path, **{kw.DEST_RESC_NAME_KW: other})
+    taken = vault_path(session, other, f"{coll}/x")
+    old = data_path(session, f"{coll}/B", other)
+    Path(taken).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(old, taken)
+    with sqlite3.connect(grid.root / "catalog.sqlite") as db:
+        db.execute("UPDATE r_data_main SET data_path=? WHERE data_path=?", (taken, old))
+    put_bytes(session, f"{coll}/x", second, tmp_path)
+    session.data_objects.replicate(f"{coll}/x", resource=other)
+    assert data_path(session, f"{coll}/x", other) == taken + ".1"
+    assert_intact(session, f"{coll}/B", first)
+    assert_intact(session, f"{coll}/x", second)
+
+
 def test_a_replica_outside_the_vault_keeps_its_path_through_a_rename(grid, session, coll, tmp_path):
     local_grid(grid)
     data = os.urandom(5_000)

@@ -24,7 +24,7 @@ from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now, sp
 from ..errors import fail
 from ..link import CHUNK
 from ..resources import physical_path
-from ..vault import renaming
+from ..vault import create_exclusive, place, renaming
 from . import api
 from .numbers import ApiNumber, ObjType, OpenFlag, Whence
 
@@ -157,8 +157,8 @@ class DataObjectApi:
     def _add_replica(self, path: str, replicas, resc_name: str, truncate: bool, kv: dict) -> Descriptor:
         leaf = self.res.pick_leaf(resc_name, exclude={r["resc_id"] for r in replicas})
         repl_num = max(r["data_repl_num"] for r in replicas) + 1
-        phys = physical_path(leaf["resc_def_path"], path)
-        phys.parent.mkdir(parents=True, exist_ok=True)
+        phys, fd = place(self.cat, physical_path(leaf["resc_def_path"], path), repl_num, create_exclusive)
+        os.close(fd)
         if not truncate:      # "a" or "r+": the new replica starts as a copy of a good one
             shutil.copyfile(self.res.readable(replicas)["data_path"], phys)
         src = replicas[0]
@@ -179,17 +179,20 @@ class DataObjectApi:
         if not self.res.leaf_is_up(leaf["resc_id"]):
             raise fail("SYS_RESC_IS_DOWN", leaf["resc_name"])
         data_id = self.cat.new_id()
-        phys = physical_path(leaf["resc_def_path"], path)
-        self.cat.insert_replica(data_id=data_id, coll_id=parent["coll_id"], data_name=split(path)[1], data_repl_num=0,
-                                data_type_name=kv.get("dataType", "generic"), data_size=0, resc_id=leaf["resc_id"],
-                                data_path=str(phys), data_owner_name=self.user, data_owner_zone=self.zone,
-                                data_is_dirty=INTERMEDIATE, data_mode="33188")
-        owner = self.user_id
-        self.cat.grant(data_id, owner, "own")
-        if parent["coll_inheritance"] == "1":
-            self.cat.inherit(parent["coll_id"], data_id)
-        phys.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(phys, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # created exclusively, beside any file already there (create_physical_file_for_replica)
+        phys, fd = place(self.cat, physical_path(leaf["resc_def_path"], path), 0, create_exclusive)
+        try:
+            self.cat.insert_replica(data_id=data_id, coll_id=parent["coll_id"], data_name=split(path)[1],
+                                    data_repl_num=0, data_type_name=kv.get("dataType", "generic"), data_size=0,
+                                    resc_id=leaf["resc_id"], data_path=str(phys), data_owner_name=self.user,
+                                    data_owner_zone=self.zone, data_is_dirty=INTERMEDIATE, data_mode="33188")
+            self.cat.grant(data_id, self.user_id, "own")
+            if parent["coll_inheritance"] == "1":
+                self.cat.inherit(parent["coll_id"], data_id)
+        except BaseException:   # the rows roll back: the file must go too, or it would sit there unregistered
+            os.close(fd)
+            phys.unlink(missing_ok=True)
+            raise
         return Descriptor(path, data_id, 0, leaf["resc_id"], phys, fd, True, uuid.uuid4().hex, kv, truncated=True,
                           hasher=hashlib.sha256() if wants_checksum(kv) else None)
 
