@@ -207,3 +207,16 @@ def test_a_rename_that_cannot_move_every_file_changes_nothing(grid, session, col
     assert_intact(session, f"{coll}/A/x", first)
     assert_intact(session, f"{coll}/A/sub/y", second)
     assert blocker.read_bytes() == b"in the way"
+
+
+def test_an_object_open_for_writing_while_its_collection_is_renamed_closes_good(grid, session, coll):
+    """The file moves under the open descriptor: the writes land in it and the checksum at close is of its bytes."""
+    session.collections.create(f"{coll}/A")
+    with session.data_objects.open(f"{coll}/A/x", "w", **{kw.REG_CHKSUM_KW: ""}) as f:
+        f.write(b"hello world")
+        with grid.session() as other:
+            other.collections.move(f"{coll}/A", f"{coll}/B")
+        f.seek(0)                 # not a sequential write: the checksum is computed from the file at close
+        f.write(b"J")
+    assert_intact(session, f"{coll}/B/x", b"Jello world")
+    assert data_path(session, f"{coll}/B/x") == vault_path(session, "demoResc", f"{coll}/B/x")

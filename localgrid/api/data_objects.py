@@ -53,10 +53,17 @@ class Descriptor:
 
 def sha2(path: Path) -> str:
     """iRODS's sha2 checksum: 'sha2:' + base64 of the SHA-256 digest."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(8 * 1024 * 1024):
-            h.update(chunk)
+        return sha2_of_fd(f.fileno())
+
+
+def sha2_of_fd(fd: int) -> str:
+    """``sha2`` of an open file, read by offset: a rename may have moved the file since it was opened."""
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 8 * 1024 * 1024, offset):
+        h.update(chunk)
+        offset += len(chunk)
     return "sha2:" + base64.b64encode(h.digest()).decode()
 
 
@@ -352,7 +359,7 @@ class DataObjectApi:
             if desc.hasher is not None and desc.hashed == size:
                 checksum = "sha2:" + base64.b64encode(desc.hasher.digest()).decode()
             else:
-                checksum = sha2(desc.phys)
+                checksum = sha2_of_fd(desc.fd)
         with self.cat.transaction():
             if broken:
                 self._set_status(desc, STALE, "")
