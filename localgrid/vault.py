@@ -13,10 +13,10 @@ Two rules of the server (server/core/src/physPath.cpp) keep that mapping safe:
 A path is *taken* when a file is there or a replica's row names it (``chkOrphanFile`` asks
 the catalogue the same question).  Unlike the server, the grid never moves a file it finds
 in the way, registered or not (the server moves an orphan to ``<vault>/orphan/`` and a
-registered file to ``<vault>/replica/``): replication here creates a replica's file before
-its row is committed, so a file without a row may be about to be registered, and moving a
-registered file under another connection's open descriptor would strand that descriptor's
-path.  The new replica goes beside the file instead.
+registered file to ``<vault>/replica/``, re-registering it): replication here creates a
+replica's file before its row is committed, so a file without a row may be about to be
+registered, and moving a registered file changes another object's row as a side effect of
+this one's create.  The new replica goes beside the file instead, which is as safe.
 """
 
 from __future__ import annotations
