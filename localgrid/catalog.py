@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS r_data_main (
     create_ts TEXT, modify_ts TEXT, PRIMARY KEY (data_id, data_repl_num));
 CREATE INDEX IF NOT EXISTS idx_data_coll_name ON r_data_main (coll_id, data_name);
 CREATE INDEX IF NOT EXISTS idx_data_resc ON r_data_main (resc_id);
+CREATE INDEX IF NOT EXISTS idx_data_path ON r_data_main (data_path);
 CREATE TABLE IF NOT EXISTS r_meta_main (
     meta_id INTEGER PRIMARY KEY, meta_namespace TEXT DEFAULT '', meta_attr_name TEXT NOT NULL,
     meta_attr_value TEXT NOT NULL, meta_attr_unit TEXT DEFAULT '', r_comment TEXT DEFAULT '',
@@ -664,6 +665,26 @@ class Catalog:
 
     def move_data_object(self, data_id: int, coll_id: int, name: str) -> None:
         self.db.execute("UPDATE r_data_main SET coll_id=?, data_name=? WHERE data_id=?", (coll_id, name, data_id))
+
+    # ---------------------------------------------------------------- physical paths --
+    def path_registered(self, data_path: str) -> bool:
+        """Whether a replica's row names this file (chkOrphanFile's query): such a path is never given to another
+        replica, whether or not its file is there now."""
+        return self.one("SELECT 1 FROM r_data_main WHERE data_path=? LIMIT 1", data_path) is not None
+
+    _PLACEMENT = ("SELECT d.data_id, d.data_repl_num, d.data_path, c.coll_name || '/' || d.data_name AS logical,"
+                  " r.resc_def_path FROM r_data_main d JOIN r_coll_main c ON c.coll_id = d.coll_id"
+                  " JOIN r_resc_main r ON r.resc_id = d.resc_id")
+
+    def placements(self, data_id: int) -> list[sqlite3.Row]:
+        """Each replica of a data object with its logical path and its leaf's vault: what a rename must bring in
+        line with the new name (``data_id``, ``data_repl_num``, ``data_path``, ``logical``, ``resc_def_path``)."""
+        return self.all(f"{self._PLACEMENT} WHERE d.data_id = ?", data_id)
+
+    def placements_below(self, path: str) -> list[sqlite3.Row]:
+        """``placements`` of every replica in a collection or below it (rsQueryDataObjInCollReCur), oldest first."""
+        return self.all(f"{self._PLACEMENT} WHERE c.coll_name = ? OR c.coll_name LIKE ? ESCAPE '\\'"
+                        " ORDER BY d.data_id, d.data_repl_num", path, like_prefix(path))
 
 
 def like_prefix(path: str) -> str:

@@ -1,16 +1,18 @@
 """Collections: create (COLL_CREATE_AN), remove (RM_COLL_AN) and rename (DATA_OBJ_RENAME_AN,
 which moves data objects too), as rsCollCreate.cpp, rsRmColl.cpp and rsDataObjRename.cpp.
+
+A rename, and a remove to the trash (a rename too), moves the files of the replicas in their
+vaults to the paths of the new names in the same transaction (syncCollPhyPath,
+syncDataObjPhyPath): a file left at the old path would be overwritten by the next object
+created under the old name.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from .. import protocol as p
 from ..catalog import AccessLevel, normalize, now, split
 from ..errors import fail
-from ..resources import physical_path
+from ..vault import renaming
 from . import api
 from .numbers import ApiNumber, OprType
 
@@ -49,7 +51,7 @@ class CollectionApi:
         body = msg.xml()
         path = normalize(p.text(body, "collName"))
         kv = p.keyvals(body)
-        with self.cat.transaction():
+        with renaming(self.cat) as moves:
             row = self.coll_or_fail(path)
             self.require(row["coll_id"], AccessLevel.OWN, path)
             if path.count("/") <= 3 and not self.is_admin():
@@ -61,6 +63,7 @@ class CollectionApi:
             else:
                 self.ensure_colls(split(target := self.trash_path(path))[0])
                 self.cat.rename_collection(path, target)
+                moves.sync(self.cat.placements_below(target))
                 files = []
         for f in files:
             f.unlink(missing_ok=True)
@@ -75,8 +78,7 @@ class CollectionApi:
         src_el, dst_el = parts
         src, dst = normalize(p.text(src_el, "objPath")), normalize(p.text(dst_el, "objPath"))
         opr = p.integer(src_el, "oprType")
-        moves = []
-        with self.cat.transaction():
+        with renaming(self.cat) as moves:
             kind = self.cat.kind(src)
             if kind is None or (opr == OprType.RENAME_DATA_OBJ and kind != "data") or \
                     (opr == OprType.RENAME_COLL and kind != "coll"):
@@ -92,17 +94,11 @@ class CollectionApi:
                     raise fail("SYS_NOT_ALLOWED", "cannot move a collection into itself")
                 self.require(self.cat.coll(src)["coll_id"], AccessLevel.OWN, src)
                 self.cat.rename_collection(src, dst)
+                moves.sync(self.cat.placements_below(dst))
             else:
-                reps = self.cat.replicas(src)
-                self.require(reps[0]["data_id"], AccessLevel.OWN, src)
-                for r in reps:
-                    leaf = self.cat.resource_by_id(r["resc_id"])
-                    new_phys = physical_path(leaf["resc_def_path"], dst)
-                    moves.append((Path(r["data_path"]), new_phys))
-                    self.cat.update_replica(r["data_id"], r["data_repl_num"], coll_id=parent["coll_id"],
-                                            data_name=split(dst)[1], data_path=str(new_phys), modify_ts=now())
-                for old, new in moves:   # physical renames inside the transaction: undone if one fails
-                    new.parent.mkdir(parents=True, exist_ok=True)
-                    if old.exists():
-                        os.replace(old, new)
+                data_id = self.cat.replicas(src)[0]["data_id"]
+                self.require(data_id, AccessLevel.OWN, src)
+                self.cat.update_data_object(data_id, coll_id=parent["coll_id"], data_name=split(dst)[1],
+                                            modify_ts=now())
+                moves.sync(self.cat.placements(data_id))
         return 0, b""

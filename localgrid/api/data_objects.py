@@ -24,6 +24,7 @@ from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now, sp
 from ..errors import fail
 from ..link import CHUNK
 from ..resources import physical_path
+from ..vault import create_exclusive, place, renaming
 from . import api
 from .numbers import ApiNumber, ObjType, OpenFlag, Whence
 
@@ -52,10 +53,17 @@ class Descriptor:
 
 def sha2(path: Path) -> str:
     """iRODS's sha2 checksum: 'sha2:' + base64 of the SHA-256 digest."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(8 * 1024 * 1024):
-            h.update(chunk)
+        return sha2_of_fd(f.fileno())
+
+
+def sha2_of_fd(fd: int) -> str:
+    """``sha2`` of an open file, read by offset: a rename may have moved the file since it was opened."""
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 8 * 1024 * 1024, offset):
+        h.update(chunk)
+        offset += len(chunk)
     return "sha2:" + base64.b64encode(h.digest()).decode()
 
 
@@ -156,8 +164,8 @@ class DataObjectApi:
     def _add_replica(self, path: str, replicas, resc_name: str, truncate: bool, kv: dict) -> Descriptor:
         leaf = self.res.pick_leaf(resc_name, exclude={r["resc_id"] for r in replicas})
         repl_num = max(r["data_repl_num"] for r in replicas) + 1
-        phys = physical_path(leaf["resc_def_path"], path)
-        phys.parent.mkdir(parents=True, exist_ok=True)
+        phys, fd = place(self.cat, physical_path(leaf["resc_def_path"], path), repl_num, create_exclusive)
+        os.close(fd)
         if not truncate:      # "a" or "r+": the new replica starts as a copy of a good one
             shutil.copyfile(self.res.readable(replicas)["data_path"], phys)
         src = replicas[0]
@@ -178,17 +186,20 @@ class DataObjectApi:
         if not self.res.leaf_is_up(leaf["resc_id"]):
             raise fail("SYS_RESC_IS_DOWN", leaf["resc_name"])
         data_id = self.cat.new_id()
-        phys = physical_path(leaf["resc_def_path"], path)
-        self.cat.insert_replica(data_id=data_id, coll_id=parent["coll_id"], data_name=split(path)[1], data_repl_num=0,
-                                data_type_name=kv.get("dataType", "generic"), data_size=0, resc_id=leaf["resc_id"],
-                                data_path=str(phys), data_owner_name=self.user, data_owner_zone=self.zone,
-                                data_is_dirty=INTERMEDIATE, data_mode="33188")
-        owner = self.user_id
-        self.cat.grant(data_id, owner, "own")
-        if parent["coll_inheritance"] == "1":
-            self.cat.inherit(parent["coll_id"], data_id)
-        phys.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(phys, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # created exclusively, beside any file already there (create_physical_file_for_replica)
+        phys, fd = place(self.cat, physical_path(leaf["resc_def_path"], path), 0, create_exclusive)
+        try:
+            self.cat.insert_replica(data_id=data_id, coll_id=parent["coll_id"], data_name=split(path)[1],
+                                    data_repl_num=0, data_type_name=kv.get("dataType", "generic"), data_size=0,
+                                    resc_id=leaf["resc_id"], data_path=str(phys), data_owner_name=self.user,
+                                    data_owner_zone=self.zone, data_is_dirty=INTERMEDIATE, data_mode="33188")
+            self.cat.grant(data_id, self.user_id, "own")
+            if parent["coll_inheritance"] == "1":
+                self.cat.inherit(parent["coll_id"], data_id)
+        except BaseException:   # the rows roll back: the file must go too, or it would sit there unregistered
+            os.close(fd)
+            phys.unlink(missing_ok=True)
+            raise
         return Descriptor(path, data_id, 0, leaf["resc_id"], phys, fd, True, uuid.uuid4().hex, kv, truncated=True,
                           hasher=hashlib.sha256() if wants_checksum(kv) else None)
 
@@ -348,7 +359,7 @@ class DataObjectApi:
             if desc.hasher is not None and desc.hashed == size:
                 checksum = "sha2:" + base64.b64encode(desc.hasher.digest()).decode()
             else:
-                checksum = sha2(desc.phys)
+                checksum = sha2_of_fd(desc.fd)
         with self.cat.transaction():
             if broken:
                 self._set_status(desc, STALE, "")
@@ -386,7 +397,7 @@ class DataObjectApi:
     def api_unlink(self, msg):
         body, path, kv = self._open_request(msg)
         files = []
-        with self.cat.transaction():
+        with renaming(self.cat) as moves:
             reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT)
             if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
                 files = [Path(r["data_path"]) for r in reps]
@@ -396,6 +407,7 @@ class DataObjectApi:
                 self.ensure_colls(split(target)[0])
                 coll = self.cat.coll(split(target)[0])
                 self.cat.move_data_object(reps[0]["data_id"], coll["coll_id"], split(target)[1])
+                moves.sync(self.cat.placements(reps[0]["data_id"]))   # rsMvDataObjToTrash renames, files too
         for f in files:
             f.unlink(missing_ok=True)
         return 0, b""

@@ -17,6 +17,7 @@ from .. import protocol as p
 from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now
 from ..errors import fail
 from ..resources import COORDINATING_TYPES, physical_path
+from ..vault import move_exclusive, place
 from . import api
 from .data_objects import sha2
 from .numbers import ApiNumber, OpenFlag
@@ -285,10 +286,18 @@ class ReplicaApi:
         return 0, b""
 
     def _copy_replica(self, src, resc_id: int, repl_num: int, dest: Path, new: bool = False) -> None:
+        """Copy a good replica's bytes to another replica: its own file (``new=False``), or a new replica's file at
+        ``dest`` or, when ``dest`` is taken, beside it (resolveDupFilePath): never over another replica's file."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + f".repl-{uuid.uuid4().hex[:8]}")
-        shutil.copyfile(src["data_path"], tmp)
-        os.replace(tmp, dest)
+        try:
+            shutil.copyfile(src["data_path"], tmp)
+            if new:
+                dest, _ = place(self.cat, dest, repl_num, lambda path: move_exclusive(tmp, path))
+            else:
+                os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         with self.cat.transaction():
             if new:
                 source = self.cat.replica(src["data_id"], src["data_repl_num"])
