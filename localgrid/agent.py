@@ -27,7 +27,7 @@ from .api.queries import QueryApi
 from .api.replicas import ReplicaApi
 from .catalog import AccessLevel, Catalog, split
 from .errors import ErrorCode, IrodsError, fail
-from .genquery import QueryEngine
+from .catalog.genquery import QueryEngine
 from .resources import Resources
 from .state import GridState
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from localgrid.cli import main
-from localgrid.genquery import build_sql, parse_condition
+from localgrid.catalog.genquery import build_sql, parse_condition
 from localgrid.errors import IrodsError
 
 

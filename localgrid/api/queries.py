@@ -1,4 +1,4 @@
-"""Queries: GenQuery (GEN_QUERY_AN, rsGenQuery.cpp); the SQL is built by ``localgrid.genquery``."""
+"""Queries: GenQuery (GEN_QUERY_AN, rsGenQuery.cpp); the SQL is built by ``localgrid.catalog.genquery``."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Iterator
 
-from .errors import fail
+from ..errors import fail
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS r_objectid (id INTEGER PRIMARY KEY AUTOINCREMENT);

@@ -14,7 +14,7 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import fail
+from ..errors import fail
 
 # Select-option bits and aggregate codes of rodsGenQuery.h.
 ORDER_BY, ORDER_BY_DESC, RETURN_TOTAL_ROW_COUNT, NO_DISTINCT = 0x400, 0x800, 0x20, 0x40

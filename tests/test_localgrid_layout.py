@@ -1,0 +1,28 @@
+"""The local grid's house rules, checked on its sources: SQL only in the catalog package,
+a small session loop, handler modules of a readable size."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+GRID = Path(__file__).resolve().parent.parent / "localgrid"
+SQL = re.compile(r"\b(SELECT\s+\S|INSERT\s+INTO|UPDATE\s+r_\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX))|\.execute\(")
+
+
+def _sources(pattern: str) -> list[Path]:
+    return sorted(p for p in GRID.glob(pattern) if "__pycache__" not in p.parts)
+
+
+def test_sql_lives_only_in_the_catalog_package():
+    offenders = [f"{p.relative_to(GRID.parent)}:{n}: {line.strip()}"
+                 for p in _sources("**/*.py") if "catalog" not in p.relative_to(GRID).parts
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if SQL.search(line)]
+    assert offenders == []
+    assert any(SQL.search(p.read_text()) for p in _sources("catalog/*.py"))   # the pattern does find SQL
+
+
+def test_the_session_loop_and_the_handlers_stay_small():
+    assert len((GRID / "agent.py").read_text().splitlines()) < 400
+    sizes = {p.name: len(p.read_text().splitlines()) for p in _sources("api/*.py")}
+    assert sizes and max(sizes.values()) <= 500, sizes
