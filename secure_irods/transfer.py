@@ -501,23 +501,26 @@ def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str,
     Runs beside the primary stream, which starts at once: connecting and logging in a spare
     (a round trip or three) is hidden behind the first chunks rather than added before them.
     """
-    with spares(wanted) as lent:
-        readers: list[Reader] = []
-        for spare in lent:
-            if pipe.done:
-                break
-            try:
-                readers.append(spare.open_read(remote, start, resource))
-            except Exception as exc:
-                logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
-        threads = [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),
-                                    name="secure-irods-read", daemon=True) for r in readers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for r in readers:
-            _close_quietly(r)
+    try:
+        with spares(wanted) as lent:
+            readers: list[Reader] = []
+            for spare in lent:
+                if pipe.done:
+                    break
+                try:
+                    readers.append(spare.open_read(remote, start, resource))
+                except Exception as exc:
+                    logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
+            threads = [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),
+                                        name="secure-irods-read", daemon=True) for r in readers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for r in readers:
+                _close_quietly(r)
+    except Exception as exc:   # lending or returning spares failed: the primary reads on alone
+        logger.info("no parallel streams for %s: %s: %s", remote, type(exc).__name__, exc)
 
 
 def glob_escape(name: str) -> str:
