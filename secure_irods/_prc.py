@@ -4,7 +4,8 @@ Our guarantees rest on a few PRC details that are not public API: the module glo
 that reads a reply's bytes (the stall guard replaces it), the pool's sets of open
 connections (socket time-outs reach open connections through them), the account's
 authentication-file attribute, the raw GenQuery request and reply (the fast bulk
-path) and the raw DATA_OBJ_WRITE request (a put's chunk sent without copies).  A PRC release that renames one of them must not silently drop a guarantee, so
+path) and the raw DATA_OBJ_WRITE request (a put's chunk sent without copies).  A PRC
+release that renames one of them must not silently drop a guarantee, so
 :func:`self_check` runs at import and raises :class:`PrcCompatibilityError` with one
 line naming the PRC version and the missing piece.  Nothing else in the project touches
 PRC internals; public PRC API is used from :mod:`secure_irods.backend`.
