@@ -92,10 +92,6 @@ class RawWriter:
     def reply(self) -> int:
         return _prc.write_reply(self.raw)
 
-    def write(self, data) -> int:
-        self.send(data)
-        return self.reply()
-
     def close(self) -> None:
         self.raw.close()  # the server registers the checksum here (regChksum)
 
