@@ -265,11 +265,9 @@ def read_bundles(env_file, auth_file, collection: str) -> Bundles:
             tempfile.TemporaryDirectory(prefix="bundles-") as tmp:
         root = client.resolve(collection)
         stats = {s.path[len(root) + 1:]: s for s in client.scan(root)}
-        arrays = {}
-        for name in stats:
-            local = Path(tmp) / name.replace("/", "_")
-            client.get(f"{root}/{name}", local)
-            arrays[name] = _bundle_arrays(local)
+        local = {name: Path(tmp) / name.replace("/", "_") for name in stats}
+        client.get_many((f"{root}/{name}", path) for name, path in local.items())
+        arrays = {name: _bundle_arrays(path) for name, path in local.items()}
         table = BundleIndex(client, root, cache=False).table()
     index = {cell: sorted(path[len(root) + 1:] for path in paths) for cell, paths in table.items()}
     return Bundles(arrays, index, {name: s.checksum for name, s in stats.items()})
