@@ -40,6 +40,7 @@ from .policy import Progress as RetryProgress
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import TransferResult, _get_object, _put_object
+from .window import node_window
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -51,6 +52,7 @@ DEFAULT_IO_TIMEOUT = 60.0  # longest wait for one socket read/write: the stall g
 DEFAULT_STREAMS = 2  # connections a get of >= 32 MiB may use, extra ones only from free throttle slots
 ENV_IO_TIMEOUT = "SECURE_IRODS_IO_TIMEOUT"
 ENV_COOLDOWN = "SECURE_IRODS_COOLDOWN"
+ENV_LOAD_CONTROL = "SECURE_IRODS_LOAD_CONTROL"  # "adaptive" (default): the node window; "fixed": slots + cool-down
 Progress = Callable[[int], None]
 
 
@@ -125,6 +127,7 @@ class Client:
         io_timeout: float = DEFAULT_IO_TIMEOUT,
         streams: int = DEFAULT_STREAMS,
         deadline: Deadline | None = None,
+        window: Any = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -137,6 +140,8 @@ class Client:
         self.io_timeout = io_timeout
         self._backend: Any = None
         self._slot: contextlib.ExitStack | None = None
+        self.window = window  # the node's adaptive Window (or None: the fixed throttle and cool-down)
+        self._lease: Any = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
         self.deadline = deadline
@@ -165,10 +170,13 @@ class Client:
         """Close the connection and free the throttle slot now; the next call reconnects."""
         self._drop()
 
-    def _drop(self) -> None:
+    def _drop(self, failed: bool = False) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.close(dropped=failed)
         slot, self._slot = self._slot, None
         if slot is not None:
             slot.close()
@@ -180,6 +188,8 @@ class Client:
             raise RuntimeError("this secure_irods Client is closed")
         if self._backend is not None:
             return self._backend
+        if self.window is not None:
+            return self._connect_in_window(deadline)
         if self.cooldown is not None:
             self.cooldown.wait(deadline)
         slot = contextlib.ExitStack()
@@ -198,6 +208,34 @@ class Client:
         self._backend, self._slot, self._state = backend, slot, _State.OPEN
         return backend
 
+    def _connect_in_window(self, deadline: Deadline) -> Any:
+        """Connect within the node's adaptive window; a refusal backs this process off, with
+        jitter, and tries again: only the deadline ends a call the zone keeps refusing (the
+        window and the breaker, not a count of attempts, bound the load; see window.py)."""
+        refusals = 0
+        while True:
+            if self.cooldown is not None:
+                self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
+            lease = self.window.acquire(deadline)
+            try:
+                self.connections_opened += 1
+                backend = self._opener(deadline.socket_timeout(self.io_timeout))
+            except BaseException as exc:
+                if not (isinstance(exc, Exception) and isinstance(classify(exc), ZoneBusyError)):
+                    lease.close()
+                    raise
+                lease.refused()
+                refusals += 1
+                pause = self.window.backoff(refusals)
+                if pause >= deadline.remaining():
+                    raise
+                logger.debug("zone %s refused (%d in a row): backing off %.2fs", self.window.zone, refusals, pause)
+                self.policy.sleep(pause)
+                continue
+            lease.accepted()
+            self._backend, self._lease, self._state = backend, lease, _State.OPEN
+            return backend
+
     @contextlib.contextmanager
     def _spares(self, wanted: int, deadline: Deadline) -> Iterator[list[Any]]:
         """Up to ``wanted`` extra connections for a parallel get, each in a free throttle slot.
@@ -210,6 +248,14 @@ class Client:
             spares: list[Any] = []
             if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
                 for _ in range(wanted):
+                    if self.window is not None:
+                        backend = self._spare_in_window(deadline)
+                        if backend is None:
+                            break
+                        lent.callback(backend[1].close)
+                        lent.callback(backend[0].close)
+                        spares.append(backend[0])
+                        continue
                     slot = contextlib.ExitStack()
                     try:
                         if self.throttle is not None:
@@ -228,6 +274,22 @@ class Client:
                     lent.callback(backend.close)
                     spares.append(backend)
             yield spares
+
+    def _spare_in_window(self, deadline: Deadline) -> tuple[Any, Any] | None:
+        """One spare connection and its lease if the window admits one right now, else None."""
+        lease = self.window.try_acquire()
+        if not hasattr(lease, "accepted"):
+            return None
+        try:
+            self.connections_opened += 1
+            backend = self._opener(deadline.socket_timeout(self.io_timeout))
+        except Exception as exc:
+            err = classify(exc)
+            lease.refused() if isinstance(err, ZoneBusyError) else lease.close()
+            logger.info("no spare connection: %s: %s", type(err).__name__, err.message)
+            return None
+        lease.accepted()
+        return backend, lease
 
     def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
@@ -257,8 +319,8 @@ class Client:
             except Exception as exc:
                 err = classify(exc)
                 if err.transient:
-                    self._drop()  # the link may be half dead: never reuse it
-                    if isinstance(err, ZoneBusyError) and self.cooldown is not None:
+                    self._drop(failed=True)  # the link may be half dead: never reuse it
+                    if isinstance(err, ZoneBusyError) and self.cooldown is not None and self.window is None:
                         self.cooldown.refused()
                 raise
 
@@ -433,7 +495,8 @@ class Client:
         stat = self.stat(path)
         self.disconnect()
         own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
-                     cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline)
+                     cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline,
+                     window=self.window)
         try:
             return RemoteFile(own, path, stat=stat, block_size=block_size or DEFAULT_BLOCK,
                               cache_bytes=cache_bytes or DEFAULT_CACHE, readahead=readahead, head=head,
@@ -621,8 +684,18 @@ def connect(
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
         opener = _prc_opener(environment)
+    window = None
+    if isinstance(throttle, Throttle) and _load_control() == "adaptive":
+        window = node_window(throttle, zone, cooldown=cooldown or None)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout, streams=streams, deadline=deadline)
+                  io_timeout=io_timeout, streams=streams, deadline=deadline, window=window)
+
+
+def _load_control() -> str:
+    raw = os.environ.get(ENV_LOAD_CONTROL, "").strip().lower() or "adaptive"
+    if raw not in ("adaptive", "fixed"):
+        raise InvalidInputError(f"{ENV_LOAD_CONTROL}={raw!r}: use adaptive or fixed")
+    return raw
 
 
 def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:

@@ -1,0 +1,342 @@
+"""The adaptive connection window of one node towards one zone host.
+
+iRODS has no queue and no retry-after: past its connection cap it accepts the TCP
+connection, answers ``SYS_MAX_CONNECT_COUNT_EXCEEDED`` and closes.  With hundreds of nodes
+the sum of their fixed caps is far above the zone's, so every node must learn its share
+from the zone's own signals, without a central server.  The split is Netflix
+concurrency-limits' and botocore's adaptive mode: a small pure *law*
+(:class:`WindowLaw`) fed with samples under an injected clock, and the plumbing
+(:class:`Window`) that shares its state between the node's processes in the throttle
+directory (``window-<host>_<port>.json`` under an flock) and holds the connections in the
+node's flock slots.
+
+The law (see docs/load_control.md for why, and the simulation that chose it):
+
+* **Window** ``limit``: connections the node may hold.  At 1 or more it is
+  ``floor(limit)`` slots; below 1 the node holds one connection at a time and after each
+  waits ``held * (1/limit - 1)`` before the next (paced), so its mean occupancy is
+  ``limit``.  Never above the configured maximum, never below ``minimum``.
+* **Growth** per completed connection (the round trip of a connection window): ``explore``
+  until the first refusal, then ``probe``, doubling every ``patience`` completions without
+  a refusal (CUBIC's slow start near the last cut and faster probing away from it).  Per
+  round trip this grows the window by a factor, so every node's window settles where its
+  own refusal rate balances it: the same for every node sharing the zone (fair), about
+  ``probe / ((1 - beta) * limit)`` of attempts.  Latency of connect + log-in over
+  ``latency_factor`` times its baseline stops growth (the early signal).
+* **Refusal**: cut by ``beta`` (botocore's 0.7) once per round trip: only a refusal of an
+  attempt started after the last cut counts, so a burst seen by many processes of the node
+  cuts once.  The refused process backs off itself with jitter (:meth:`Window.backoff`).
+* **Breaker**: when the node's decayed accept ratio falls below ``breaker_ratio`` the
+  node-wide :class:`~secure_irods.throttle.Cooldown` pauses every process (a zone that
+  refuses nearly everything is down or badly overloaded, not merely full).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .errors import InvalidInputError, TransientError
+from .policy import Deadline
+
+__all__ = ["WindowLaw", "WindowState", "Window", "Lease", "MemoryState"]
+
+logger = logging.getLogger("secure_irods.window")
+
+MAX_HOLD = 3600.0  # longest connection hold the pacing believes (a shared file may say more)
+MAX_LATENCY = 600.0
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """What the node's window file holds (times are the injected clock's, wall clock by default)."""
+
+    limit: float = 1.0  # connections the node may hold; below 1: one at a time, paced
+    ceiling: float = 0.0  # the limit before the last cut (0: never cut)
+    cut_at: float = 0.0  # when the limit was last cut
+    since_cut: int = 0  # connections completed since the last cut
+    hold: float = 0.0  # mean time a connection is held (EWMA)
+    baseline: float = 0.0  # lowest recent connect + log-in latency
+    latency: float = 0.0  # recent connect + log-in latency (EWMA)
+    next_start: float = 0.0  # paced window: earliest start of the next connection
+    accepts: float = 0.0  # decayed counts, for the breaker's accept ratio
+    refusals: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WindowState":
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = data.get(f.name)
+            try:
+                value = float(raw) if raw is not None else None
+            except (TypeError, ValueError):
+                value = None
+            if value is not None and math.isfinite(value):
+                values[f.name] = int(value) if f.name == "since_cut" else value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class WindowLaw:
+    """The control law: pure functions from a state and a sample to the next state."""
+
+    maximum: float = 4.0
+    minimum: float = 1.0 / 64
+    initial: float = 1.0
+    beta: float = 0.7
+    explore: float = 0.1
+    probe: float = 0.004
+    patience: int = 64
+    latency_factor: float = 3.0
+    smoothing: float = 0.2  # weight of a new sample in the EWMAs
+    memory: float = 0.9  # decay of the accept/refusal counts per sample
+    breaker_ratio: float = 0.05
+    breaker_samples: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.minimum <= self.initial <= self.maximum:
+            raise InvalidInputError(f"window needs 0 < minimum <= initial <= maximum, got "
+                                    f"{self.minimum}, {self.initial}, {self.maximum}")
+        if not 0 < self.beta < 1:
+            raise InvalidInputError(f"window cut factor must be in (0, 1), got {self.beta}")
+
+    def fresh(self) -> WindowState:
+        return WindowState(limit=self.initial)
+
+    # ------------------------------------------------------------------ reading
+
+    def slots(self, state: WindowState) -> int:
+        """Connections the node may hold at once now."""
+        return max(1, min(int(self.maximum), int(state.limit + 1e-9)))
+
+    def wait(self, state: WindowState, now: float) -> float:
+        """Seconds before a paced window lets the next connection start (0 if not paced)."""
+        return max(0.0, state.next_start - now) if state.limit < 1.0 else 0.0
+
+    def tripped(self, state: WindowState) -> bool:
+        """The breaker: the node's recent accept ratio is very low."""
+        seen = state.accepts + state.refusals
+        return seen >= self.breaker_samples and state.accepts < self.breaker_ratio * seen
+
+    def clamp(self, state: WindowState, now: float) -> WindowState:
+        """A state read from a shared (world-writable) file, brought within documented bounds."""
+        limit = min(self.maximum, max(self.minimum, state.limit))
+        hold = min(MAX_HOLD, max(0.0, state.hold))
+        longest_gap = hold * (1.0 / self.minimum)
+        return dataclasses.replace(
+            state, limit=limit, ceiling=min(self.maximum, max(0.0, state.ceiling)),
+            cut_at=min(now, max(0.0, state.cut_at)), since_cut=max(0, state.since_cut), hold=hold,
+            baseline=min(MAX_LATENCY, max(0.0, state.baseline)), latency=min(MAX_LATENCY, max(0.0, state.latency)),
+            next_start=min(now + longest_gap, max(0.0, state.next_start)),
+            accepts=min(1e6, max(0.0, state.accepts)), refusals=min(1e6, max(0.0, state.refusals)))
+
+    # ------------------------------------------------------------------ samples
+
+    def accepted(self, state: WindowState, now: float, latency: float) -> WindowState:
+        """The zone accepted a connection and logged us in after ``latency`` seconds."""
+        a = self.smoothing
+        baseline = latency if state.baseline <= 0 else min(latency, state.baseline * (1 + a / 10) + 1e-6)
+        recent = latency if state.latency <= 0 else (1 - a) * state.latency + a * latency
+        return dataclasses.replace(state, baseline=baseline, latency=recent,
+                                   accepts=state.accepts * self.memory + 1, refusals=state.refusals * self.memory)
+
+    def completed(self, state: WindowState, now: float, held: float) -> WindowState:
+        """A connection ends normally after ``held`` seconds: one round trip, grow."""
+        a = self.smoothing
+        hold = held if state.hold <= 0 else (1 - a) * state.hold + a * held
+        limit = state.limit
+        if not self.congested(state):
+            if state.ceiling <= 0:
+                gain = self.explore
+            else:
+                gain = min(self.explore, self.probe * 2.0 ** (state.since_cut / self.patience))
+            limit = min(self.maximum, limit + gain)
+        next_start = now + held * (1.0 / limit - 1.0) if limit < 1.0 else 0.0
+        return dataclasses.replace(state, limit=limit, hold=hold, since_cut=state.since_cut + 1,
+                                   next_start=next_start)
+
+    def congested(self, state: WindowState) -> bool:
+        """Connect + log-in latency well above its baseline: the zone is queueing us."""
+        return state.baseline > 0 and state.latency > self.latency_factor * state.baseline + 0.005
+
+    def refused(self, state: WindowState, now: float, started: float) -> WindowState:
+        """The zone refused an attempt started at ``started``; cut once per round trip."""
+        counts = dict(accepts=state.accepts * self.memory, refusals=state.refusals * self.memory + 1)
+        if started < state.cut_at:
+            return dataclasses.replace(state, **counts)  # the same burst: already cut for it
+        limit = max(self.minimum, state.limit * self.beta)
+        next_start = now + state.hold * (1.0 / limit - 1.0) if limit < 1.0 else 0.0
+        return dataclasses.replace(state, limit=limit, ceiling=state.limit, cut_at=now, since_cut=0,
+                                   next_start=next_start, **counts)
+
+    def dropped(self, state: WindowState, now: float, held: float) -> WindowState:
+        """A connection lost mid-use: not a load signal of iRODS (it refuses instead), no growth."""
+        next_start = now + held * (1.0 / state.limit - 1.0) if state.limit < 1.0 else state.next_start
+        return dataclasses.replace(state, next_start=next_start)
+
+
+class MemoryState:
+    """The window file's stand-in for one process (the simulation, tests): same interface."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+
+    @contextlib.contextmanager
+    def locked(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+        yield None
+
+    def read(self, token: Any) -> dict:
+        return dict(self.data)
+
+    def write(self, token: Any, data: dict) -> None:
+        self.data = dict(data)
+
+
+class Lease:
+    """One connection attempt holding one of the node's slots; report its fate exactly once."""
+
+    def __init__(self, window: "Window", slot: Any, started: float) -> None:
+        self.window, self.slot, self.started = window, slot, started
+        self.accepted_at: float | None = None
+        self.done = False
+
+    def accepted(self) -> None:
+        now = self.window.clock()
+        self.accepted_at = now
+        self.window.update(lambda law, s: law.accepted(s, now, now - self.started))
+
+    def refused(self) -> None:
+        """The zone refused the attempt: free the slot, cut the window (once per round trip)."""
+        self._finish(lambda law, s, now: law.refused(s, now, self.started))
+
+    def close(self, dropped: bool = False) -> None:
+        """The connection ends (``dropped``: lost in use, no growth)."""
+        if self.accepted_at is None:  # failed before the zone answered: no sample
+            self._finish(None)
+            return
+        start = self.accepted_at
+        self._finish(lambda law, s, now: (law.dropped if dropped else law.completed)(s, now, now - start))
+
+    def _finish(self, change: Callable[[WindowLaw, WindowState, float], WindowState] | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            if change is not None:
+                now = self.window.clock()
+                self.window.update(lambda law, s: change(law, s, now))
+        finally:
+            self.window.pool.give(self.slot)
+
+
+class Window:
+    """The node's adaptive window towards one zone host: shared state plus the slot pool.
+
+    ``pool`` hands out slots (``take(limit)`` -> handle or None, ``give(handle)``): the
+    throttle's flock files for real processes, an in-memory pool in the simulation.
+    ``store`` holds the state (``locked()``, ``read``, ``write``): the window file or
+    :class:`MemoryState`.
+    """
+
+    def __init__(self, pool: Any, store: Any, *, law: WindowLaw | None = None, zone: str = "",
+                 cooldown: Any = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 uniform: Callable[[float, float], float] = random.uniform) -> None:
+        self.pool, self.store = pool, store
+        self.law = law or WindowLaw()
+        self.zone = zone
+        self.cooldown = cooldown
+        self.clock, self._sleep, self._uniform = clock, sleep, uniform
+        self.trips = 0  # breaker trips this object caused (a test and the simulation count them)
+
+    # ---------------------------------------------------------------- state
+
+    def state(self) -> WindowState:
+        with self.store.locked(fcntl.LOCK_SH) as token:
+            return self._load(token)
+
+    def _load(self, token: Any) -> WindowState:
+        data = self.store.read(token)
+        if not data:
+            return self.law.fresh()
+        return self.law.clamp(WindowState.from_dict(data), self.clock())
+
+    def update(self, change: Callable[[WindowLaw, WindowState], WindowState]) -> WindowState:
+        """Apply one sample to the shared state under its lock; trips the breaker if the law says so."""
+        try:
+            with self.store.locked() as token:
+                before = self._load(token)
+                after = change(self.law, before)
+                self.store.write(token, after.as_dict())
+        except OSError as exc:  # advisory: a node that cannot share its window still works
+            logger.warning("window of %s unusable: %s", self.zone or "?", exc)
+            return self.law.fresh()
+        if after.limit < before.limit:
+            logger.info("zone %s refused: node window %.2f -> %.2f", self.zone or "?", before.limit, after.limit)
+        if self.cooldown is not None and self.law.tripped(after) and not self.law.tripped(before):
+            self.trips += 1
+            self.cooldown.refused()
+        return after
+
+    # ---------------------------------------------------------------- leases
+
+    def try_acquire(self) -> Lease | float:
+        """A lease on a slot now, or the seconds to wait before trying again (never blocks)."""
+        now = self.clock()
+        state = self.state()
+        wait = self.law.wait(state, now)
+        if wait > 0:
+            return wait
+        slot = self.pool.take(self.law.slots(state))
+        if slot is None:  # below 1 the window is slot 0 alone: busy until that connection ends
+            return max(0.005, min(0.5, state.hold / 4 if state.hold else 0.05))
+        return Lease(self, slot, now)
+
+    def acquire(self, deadline: Deadline | float | None = None) -> Lease:
+        """Wait (jittered) for the window to admit one more connection; :class:`TransientError` at the deadline."""
+        deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
+        while True:
+            got = self.try_acquire()
+            if isinstance(got, Lease):
+                return got
+            left = deadline.remaining()
+            if left <= 0:
+                raise TransientError(f"window: no connection to {self.zone or 'the zone'} before the deadline "
+                                     f"(node window {self.state().limit:.2f})")
+            self._sleep(min(left, self._uniform(0.5 * got, 1.5 * got)))
+
+    def backoff(self, refusals: int) -> float:
+        """The refused process's own pause before it asks the window again (full jitter, grows per refusal)."""
+        state = self.state()
+        unit = max(0.01, state.hold, state.latency)
+        return self._uniform(0.0, min(60.0, unit * 2.0 ** min(refusals, 12)))
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline | float | None = None) -> Iterator[Lease]:
+        """``with window.connection() as lease``: the lease is closed (a completed round trip) on exit."""
+        lease = self.acquire(deadline)
+        try:
+            yield lease
+        finally:
+            lease.close()
+
+
+def node_window(throttle: Any, zone: str, *, cooldown: Any = None, law: WindowLaw | None = None) -> Window:
+    """The window of this node towards ``zone`` (``host:port``), shared through ``throttle``'s directory:
+    ``window-<zone>.json`` and the slots ``slot-<zone>-<i>``; at most ``throttle.slots`` connections."""
+    from .throttle import FlockPool, _SharedState, zone_key
+
+    key = zone_key(zone)
+    pool = FlockPool(throttle.directory, prefix=f"slot-{key}-")
+    store = _SharedState(throttle.directory / f"window-{key}.json")
+    return Window(pool, store, law=law or WindowLaw(maximum=float(throttle.slots)), zone=zone, cooldown=cooldown)
