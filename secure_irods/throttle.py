@@ -41,7 +41,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import InvalidInputError, TransientError, ZoneBusyError
 from .policy import Deadline
@@ -190,17 +190,18 @@ class Throttle:
         max_poll: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         uniform: Callable[[float, float], float] = random.uniform,
+        pool: "FlockPool | MemoryPool | None" = None,
     ) -> None:
         if slots < 1:
             raise InvalidInputError(f"throttle needs at least one slot, got {slots}")
         self._slots = int(slots)
-        self._directory = shared_directory(directory)
+        self._directory = shared_directory(directory) if pool is None else Path(directory or ".")
         self._poll = poll
         self._max_poll = max_poll
         self._sleep = sleep
         self._uniform = uniform
         self._held: set[int] = set()
-        self.pool = FlockPool(self._directory, uniform=uniform)
+        self.pool = pool if pool is not None else FlockPool(self._directory, uniform=uniform)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> "Throttle":
@@ -232,6 +233,13 @@ class Throttle:
     def _try_acquire(self) -> tuple[int, int] | None:
         """One non-blocking pass over the slots: ``(index, fd)`` of a slot now held, or None."""
         return self.pool.take(self._slots)
+
+    def try_take(self) -> Any:
+        """A slot now, or None (never waits; the simulation's entry): free it with :meth:`give`."""
+        return self.pool.take(self._slots)
+
+    def give(self, slot: Any) -> None:
+        self.pool.give(slot)
 
     @contextlib.contextmanager
     def acquire(self, deadline: Deadline | float | None = None) -> Iterator[int]:

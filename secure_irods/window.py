@@ -16,13 +16,11 @@ The law (see docs/load_control.md for why, and the simulation that chose it):
   ``floor(limit)`` slots; below 1 the node holds one connection at a time and after each
   waits ``held * (1/limit - 1)`` before the next (paced), so its mean occupancy is
   ``limit``.  Never above the configured maximum, never below ``minimum``.
-* **Growth** per completed connection (the round trip of a connection window): ``explore``
-  until the first refusal, then ``probe``, doubling every ``patience`` completions without
-  a refusal (CUBIC's slow start near the last cut and faster probing away from it).  Per
-  round trip this grows the window by a factor, so every node's window settles where its
-  own refusal rate balances it: the same for every node sharing the zone (fair), about
-  ``probe / ((1 - beta) * limit)`` of attempts.  Latency of connect + log-in over
-  ``latency_factor`` times its baseline stops growth (the early signal).
+* **Growth** per completed connection (see :meth:`WindowLaw.completed`): fast until the
+  first refusal, then ``probe`` per round trip, doubling every ``patience`` round trips
+  without a refusal; additive, so the windows of nodes sharing a zone converge.
+  Latency of connect + log-in over ``latency_factor`` times its baseline stops growth
+  (the early signal).
 * **Refusal**: cut by ``beta`` (botocore's 0.7) once per round trip: only a refusal of an
   attempt started after the last cut counts, so a burst seen by many processes of the node
   cuts once.  The refused process backs off itself with jitter (:meth:`Window.backoff`).
@@ -34,14 +32,13 @@ The law (see docs/load_control.md for why, and the simulation that chose it):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from .errors import InvalidInputError, TransientError
 from .policy import Deadline
@@ -52,10 +49,10 @@ logger = logging.getLogger("secure_irods.window")
 
 MAX_HOLD = 3600.0  # longest connection hold the pacing believes (a shared file may say more)
 MAX_LATENCY = 600.0
+PRIOR_HOLD = 0.5  # the round trip assumed before the first connection has completed
 
 
-@dataclass(frozen=True)
-class WindowState:
+class WindowState(NamedTuple):
     """What the node's window file holds (times are the injected clock's, wall clock by default)."""
 
     limit: float = 1.0  # connections the node may hold; below 1: one at a time, paced
@@ -65,25 +62,29 @@ class WindowState:
     hold: float = 0.0  # mean time a connection is held (EWMA)
     baseline: float = 0.0  # lowest recent connect + log-in latency
     latency: float = 0.0  # recent connect + log-in latency (EWMA)
-    next_start: float = 0.0  # paced window: earliest start of the next connection
-    accepts: float = 0.0  # decayed counts, for the breaker's accept ratio
+    next_start: float = 0.0  # earliest start of the node's next connection (pacing, after refusals)
+    accepts: float = 0.0  # counts decaying with time (``memory`` round trips): the accept ratio
     refusals: float = 0.0
+    counted_at: float = 0.0  # when the counts were last decayed
 
     def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+        return dict(zip(self._fields, self))
 
     @classmethod
     def from_dict(cls, data: dict) -> "WindowState":
-        values = {}
-        for f in dataclasses.fields(cls):
-            raw = data.get(f.name)
+        """Fields that are numbers and finite; anything else keeps its default (the file is advisory)."""
+        values = list(cls._field_defaults.values())
+        for i, name in enumerate(cls._fields):
+            raw = data.get(name)
+            if raw is None:
+                continue
             try:
-                value = float(raw) if raw is not None else None
-            except (TypeError, ValueError):
-                value = None
-            if value is not None and math.isfinite(value):
-                values[f.name] = int(value) if f.name == "since_cut" else value
-        return cls(**values)
+                value = float(raw)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if math.isfinite(value):
+                values[i] = int(value) if name == "since_cut" else value
+        return cls(*values)
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,20 @@ class WindowLaw:
 
     maximum: float = 4.0
     minimum: float = 1.0 / 64
-    initial: float = 1.0
+    initial: float = 0.5
     beta: float = 0.7
     explore: float = 0.1
     probe: float = 0.004
-    patience: int = 64
+    quiet: float = 20.0  # round trips after a cut before the probe starts to accelerate
+    patience: float = 8.0  # then, round trips without a refusal that double it
     latency_factor: float = 3.0
     smoothing: float = 0.2  # weight of a new sample in the EWMAs
-    memory: float = 0.9  # decay of the accept/refusal counts per sample
+    memory: float = 20.0  # round trips over which the accept/refusal counts decay (1/e)
+    headroom: float = 0.03  # the gate: refusals allowed beyond this share of accepts ...
+    slack: float = 0.5  # ... plus this many (decaying), before the node waits
+    gate_cap: float = 4.0  # the gate's longest wait, in round trips
     breaker_ratio: float = 0.05
-    breaker_samples: float = 8.0
+    breaker_samples: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
@@ -116,12 +121,31 @@ class WindowLaw:
     # ------------------------------------------------------------------ reading
 
     def slots(self, state: WindowState) -> int:
-        """Connections the node may hold at once now."""
-        return max(1, min(int(self.maximum), int(state.limit + 1e-9)))
+        """Connections the node may hold at once now (the last one part-time: see :meth:`gap`).
+
+        Before the zone has ever refused the node, only whole connections: a part-time one
+        opened at every step of the first growth would probe a full zone many times over."""
+        whole = state.limit + 1e-9 if state.ceiling <= 0 else math.ceil(state.limit - 1e-9)
+        return max(1, min(int(self.maximum + 1e-9), int(whole)))
+
+    def _decayed(self, state: WindowState, now: float) -> tuple[float, float]:
+        factor = math.exp(-max(0.0, now - state.counted_at) / (self.memory * self.round_trip(state)))
+        return state.accepts * factor, state.refusals * factor
+
+    def gate(self, state: WindowState, now: float) -> float:
+        """Seconds before the node's accept ratio lets it try again (the SRE book's client-side
+        throttling, as a wait): refusals beyond ``headroom`` of accepts plus ``slack`` must decay."""
+        accepts, refusals = self._decayed(state, now)
+        excess = refusals - self.headroom * accepts
+        if excess <= self.slack:
+            return 0.0
+        rtt = self.round_trip(state)
+        return min(self.gate_cap * rtt, self.memory * rtt * math.log(excess / self.slack))
 
     def wait(self, state: WindowState, now: float) -> float:
-        """Seconds before a paced window lets the next connection start (0 if not paced)."""
-        return max(0.0, state.next_start - now) if state.limit < 1.0 else 0.0
+        """Seconds before the next connection may start: pacing below 1, and one start's spacing
+        (round trip / limit) after a refusal, so the node's other processes do not fire at a full zone."""
+        return max(0.0, state.next_start - now, self.gate(state, now))
 
     def tripped(self, state: WindowState) -> bool:
         """The breaker: the node's recent accept ratio is very low."""
@@ -133,12 +157,13 @@ class WindowLaw:
         limit = min(self.maximum, max(self.minimum, state.limit))
         hold = min(MAX_HOLD, max(0.0, state.hold))
         longest_gap = hold * (1.0 / self.minimum)
-        return dataclasses.replace(
-            state, limit=limit, ceiling=min(self.maximum, max(0.0, state.ceiling)),
+        return state._replace(
+            limit=limit, ceiling=min(self.maximum, max(0.0, state.ceiling)),
             cut_at=min(now, max(0.0, state.cut_at)), since_cut=max(0, state.since_cut), hold=hold,
             baseline=min(MAX_LATENCY, max(0.0, state.baseline)), latency=min(MAX_LATENCY, max(0.0, state.latency)),
             next_start=min(now + longest_gap, max(0.0, state.next_start)),
-            accepts=min(1e6, max(0.0, state.accepts)), refusals=min(1e6, max(0.0, state.refusals)))
+            accepts=min(1e6, max(0.0, state.accepts)), refusals=min(1e6, max(0.0, state.refusals)),
+            counted_at=min(now, max(0.0, state.counted_at)))
 
     # ------------------------------------------------------------------ samples
 
@@ -147,23 +172,47 @@ class WindowLaw:
         a = self.smoothing
         baseline = latency if state.baseline <= 0 else min(latency, state.baseline * (1 + a / 10) + 1e-6)
         recent = latency if state.latency <= 0 else (1 - a) * state.latency + a * latency
-        return dataclasses.replace(state, baseline=baseline, latency=recent,
-                                   accepts=state.accepts * self.memory + 1, refusals=state.refusals * self.memory)
+        accepts, refusals = self._decayed(state, now)
+        return state._replace(baseline=baseline, latency=recent, accepts=accepts + 1, refusals=refusals,
+                              counted_at=now)
 
     def completed(self, state: WindowState, now: float, held: float) -> WindowState:
-        """A connection ends normally after ``held`` seconds: one round trip, grow."""
+        """A connection ends normally after ``held`` seconds: grow, and pace the next start.
+
+        Before any refusal: ``explore`` per completed connection below one connection (a
+        factor per round trip: find the scale fast), ``explore`` per round trip above.  After
+        a cut: ``probe`` per round trip, doubling every ``patience`` round trips without a
+        refusal (capacity freed by nodes that finished is found in a few doublings).  Per
+        round trip, not per connection: additive increase, so windows of nodes sharing a
+        zone converge (AIMD's fairness).
+        """
         a = self.smoothing
         hold = held if state.hold <= 0 else (1 - a) * state.hold + a * held
         limit = state.limit
         if not self.congested(state):
             if state.ceiling <= 0:
-                gain = self.explore
+                step = self.explore
+                if limit + step >= 1.0:  # one connection found: probe beyond it as after a cut
+                    grown = state._replace(limit=max(limit, 1.0), ceiling=1.0, cut_at=now, hold=hold,
+                                           since_cut=0)
+                    return grown._replace(next_start=max(state.next_start, now + self.gap(grown, held)))
             else:
-                gain = min(self.explore, self.probe * 2.0 ** (state.since_cut / self.patience))
-            limit = min(self.maximum, limit + gain)
-        next_start = now + held * (1.0 / limit - 1.0) if limit < 1.0 else 0.0
-        return dataclasses.replace(state, limit=limit, hold=hold, since_cut=state.since_cut + 1,
-                                   next_start=next_start)
+                rounds = (now - state.cut_at) / max(hold, 1e-3)
+                boost = max(0.0, rounds - self.quiet) / self.patience
+                step = min(self.explore, self.probe * 2.0 ** min(30.0, boost)) / limit
+            limit = min(self.maximum, limit + step)
+        grown = state._replace(limit=limit, hold=hold, since_cut=state.since_cut + 1)
+        return grown._replace(next_start=max(state.next_start, now + self.gap(grown, held)))
+
+    def gap(self, state: WindowState, held: float) -> float:
+        """Pause after a connection of ``held`` s so that the node's :meth:`slots` are busy ``limit``
+        connections on average (below 1: one connection, paced)."""
+        return max(0.0, held * (self.slots(state) / state.limit - 1.0))
+
+    @staticmethod
+    def round_trip(state: WindowState) -> float:
+        """How long one connection lasts (the window's round trip): the mean hold, else a prior."""
+        return state.hold if state.hold > 0 else PRIOR_HOLD
 
     def congested(self, state: WindowState) -> bool:
         """Connect + log-in latency well above its baseline: the zone is queueing us."""
@@ -171,35 +220,40 @@ class WindowLaw:
 
     def refused(self, state: WindowState, now: float, started: float) -> WindowState:
         """The zone refused an attempt started at ``started``; cut once per round trip."""
-        counts = dict(accepts=state.accepts * self.memory, refusals=state.refusals * self.memory + 1)
-        if started < state.cut_at:
-            return dataclasses.replace(state, **counts)  # the same burst: already cut for it
+        accepts, refusals = self._decayed(state, now)
+        counts = dict(accepts=accepts, refusals=refusals + 1, counted_at=now)
+        rtt = self.round_trip(state)
+        if started < state.cut_at or now - state.cut_at < rtt:  # the same burst: already cut for it
+            return state._replace(next_start=max(state.next_start, now + rtt / state.limit), **counts)
         limit = max(self.minimum, state.limit * self.beta)
-        next_start = now + state.hold * (1.0 / limit - 1.0) if limit < 1.0 else 0.0
-        return dataclasses.replace(state, limit=limit, ceiling=state.limit, cut_at=now, since_cut=0,
+        next_start = max(state.next_start, now + rtt / limit)
+        return state._replace(limit=limit, ceiling=state.limit, cut_at=now, since_cut=0,
                                    next_start=next_start, **counts)
 
     def dropped(self, state: WindowState, now: float, held: float) -> WindowState:
         """A connection lost mid-use: not a load signal of iRODS (it refuses instead), no growth."""
-        next_start = now + held * (1.0 / state.limit - 1.0) if state.limit < 1.0 else state.next_start
-        return dataclasses.replace(state, next_start=next_start)
+        return state._replace(next_start=max(state.next_start, now + self.gap(state, held)))
 
 
 class MemoryState:
-    """The window file's stand-in for one process (the simulation, tests): same interface."""
+    """The window file's stand-in for one process (the simulation, tests): same interface.
+
+    It keeps what is written as it is (no JSON round trip: nobody else can write it)."""
+
+    keeps_objects = True
 
     def __init__(self) -> None:
-        self.data: dict = {}
+        self.data: Any = {}
 
     @contextlib.contextmanager
     def locked(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
         yield None
 
-    def read(self, token: Any) -> dict:
-        return dict(self.data)
+    def read(self, token: Any) -> Any:
+        return dict(self.data) if isinstance(self.data, dict) else self.data
 
-    def write(self, token: Any, data: dict) -> None:
-        self.data = dict(data)
+    def write(self, token: Any, data: Any) -> None:
+        self.data = dict(data) if isinstance(data, dict) else data
 
 
 class Lease:
@@ -267,6 +321,8 @@ class Window:
 
     def _load(self, token: Any) -> WindowState:
         data = self.store.read(token)
+        if isinstance(data, WindowState):
+            return data  # kept in this process's memory: nobody else wrote it
         if not data:
             return self.law.fresh()
         return self.law.clamp(WindowState.from_dict(data), self.clock())
@@ -277,7 +333,7 @@ class Window:
             with self.store.locked() as token:
                 before = self._load(token)
                 after = change(self.law, before)
-                self.store.write(token, after.as_dict())
+                self.store.write(token, after if getattr(self.store, "keeps_objects", False) else after.as_dict())
         except OSError as exc:  # advisory: a node that cannot share its window still works
             logger.warning("window of %s unusable: %s", self.zone or "?", exc)
             return self.law.fresh()
@@ -298,9 +354,14 @@ class Window:
         if wait > 0:
             return wait
         slot = self.pool.take(self.law.slots(state))
-        if slot is None:  # below 1 the window is slot 0 alone: busy until that connection ends
-            return max(0.005, min(0.5, state.hold / 4 if state.hold else 0.05))
+        if slot is None:  # every slot the window allows is busy until a connection ends
+            return self.poll(state)
         return Lease(self, slot, now)
+
+    def poll(self, state: WindowState | None = None) -> float:
+        """How often a waiting process looks again: a tenth of a connection's hold (5 ms .. 0.5 s)."""
+        state = state or self.state()
+        return max(0.005, min(0.5, self.law.round_trip(state) / 10))
 
     def acquire(self, deadline: Deadline | float | None = None) -> Lease:
         """Wait (jittered) for the window to admit one more connection; :class:`TransientError` at the deadline."""
@@ -318,8 +379,8 @@ class Window:
     def backoff(self, refusals: int) -> float:
         """The refused process's own pause before it asks the window again (full jitter, grows per refusal)."""
         state = self.state()
-        unit = max(0.01, state.hold, state.latency)
-        return self._uniform(0.0, min(60.0, unit * 2.0 ** min(refusals, 12)))
+        unit = max(0.01, self.law.round_trip(state), state.latency)
+        return self._uniform(0.0, min(60.0, unit * 2.0 ** min(refusals - 1, 12)))
 
     @contextlib.contextmanager
     def connection(self, deadline: Deadline | float | None = None) -> Iterator[Lease]:
