@@ -106,7 +106,7 @@ class WindowLaw:
     slack: float = 0.5  # ... plus this many (decaying), before the node waits
     gate_cap: float = 4.0  # the gate's longest wait, in round trips
     breaker_ratio: float = 0.05
-    breaker_samples: float = 4.0
+    breaker_samples: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.initial <= self.maximum:
