@@ -133,17 +133,16 @@ def test_a_lease_is_reported_once_and_frees_its_slot_on_refusal():
 
 
 def test_breaker_trips_once_when_the_zone_refuses_nearly_everything(tmp_path):
+    """Several processes of the node refused in a row, none accepted: one node-wide pause."""
     clock = FakeClock()
     cooldown = Cooldown(tmp_path, clock=clock, sleep=clock.sleep, base=5.0)
     w = _window(clock, WindowLaw(maximum=4), cooldown=cooldown)
-    for _ in range(200):
-        lease = w.try_acquire()
-        if not isinstance(lease, Lease):
-            clock.now += lease
-            continue
-        clock.now += 0.01
-        lease.refused()
+    for _ in range(6):
+        w.update(lambda law, s: law.refused(s, clock.now, clock.now))
+        clock.now += 0.5
     assert w.trips == 1 and cooldown.state().refusals == 1
+    w.update(lambda law, s: law.accepted(s, clock.now, 0.01))
+    assert not w.law.tripped(w.state())  # one accepted connection closes it again
 
 
 def test_acquire_waits_out_the_pacing_of_a_paced_window():
