@@ -40,7 +40,7 @@ from .policy import Progress as RetryProgress
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import TransferResult, _get_object, _put_object
-from .window import node_window
+from .window import HostWindows, node_window, parse_hosts
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -52,6 +52,7 @@ DEFAULT_IO_TIMEOUT = 60.0  # longest wait for one socket read/write: the stall g
 DEFAULT_STREAMS = 2  # connections a get of >= 32 MiB may use, extra ones only from free throttle slots
 ENV_IO_TIMEOUT = "SECURE_IRODS_IO_TIMEOUT"
 ENV_COOLDOWN = "SECURE_IRODS_COOLDOWN"
+ENV_HOSTS = "SECURE_IRODS_HOSTS"  # host:port,host:port... of one zone served by several hosts
 ENV_LOAD_CONTROL = "SECURE_IRODS_LOAD_CONTROL"  # "adaptive" (default): the node window; "fixed": slots + cool-down
 Progress = Callable[[int], None]
 
@@ -85,6 +86,13 @@ class IrodsEnvironment:
     def zone_address(self) -> str:
         """``host:port`` of the zone: the key of the node's cool-down and retry budget."""
         return f"{self.settings['irods_host']}:{self.settings['irods_port']}"
+
+    def hosts(self, environ: dict[str, str] | None = None) -> list[str]:
+        """Every ``host:port`` serving the zone: ``$SECURE_IRODS_HOSTS`` (comma-separated), else the
+        environment file's ``secure_irods_hosts`` (a list), else ``irods_host:irods_port`` alone."""
+        env = os.environ if environ is None else environ
+        raw = env.get(ENV_HOSTS, "").strip() or self.settings.get("secure_irods_hosts")
+        return parse_hosts(raw, self.zone_address)
 
     def resolve(self, path: str) -> str:
         """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
@@ -128,6 +136,7 @@ class Client:
         streams: int = DEFAULT_STREAMS,
         deadline: Deadline | None = None,
         window: Any = None,
+        host_openers: dict[str, Callable[[float], Any]] | None = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -141,6 +150,7 @@ class Client:
         self._backend: Any = None
         self._slot: contextlib.ExitStack | None = None
         self.window = window  # the node's adaptive Window (or None: the fixed throttle and cool-down)
+        self.host_openers = host_openers or {}  # host:port -> opener, for a zone served by several hosts
         self._lease: Any = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
@@ -217,9 +227,10 @@ class Client:
             if self.cooldown is not None:
                 self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
             lease = self.window.acquire(deadline)
+            opener = self.host_openers.get(lease.window.zone, self._opener)
             try:
                 self.connections_opened += 1
-                backend = self._opener(deadline.socket_timeout(self.io_timeout))
+                backend = opener(deadline.socket_timeout(self.io_timeout))
             except BaseException as exc:
                 if not (isinstance(exc, Exception) and isinstance(classify(exc), ZoneBusyError)):
                     lease.close()
@@ -282,7 +293,7 @@ class Client:
             return None
         try:
             self.connections_opened += 1
-            backend = self._opener(deadline.socket_timeout(self.io_timeout))
+            backend = self.host_openers.get(lease.window.zone, self._opener)(deadline.socket_timeout(self.io_timeout))
         except Exception as exc:
             err = classify(exc)
             lease.refused() if isinstance(err, ZoneBusyError) else lease.close()
@@ -496,7 +507,7 @@ class Client:
         self.disconnect()
         own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
                      cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline,
-                     window=self.window)
+                     window=self.window, host_openers=self.host_openers)
         try:
             return RemoteFile(own, path, stat=stat, block_size=block_size or DEFAULT_BLOCK,
                               cache_bytes=cache_bytes or DEFAULT_CACHE, readahead=readahead, head=head,
@@ -684,11 +695,18 @@ def connect(
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
         opener = _prc_opener(environment)
-    window = None
-    if isinstance(throttle, Throttle) and _load_control() == "adaptive":
+    window: Any = None
+    hosts = environment.hosts()
+    host_openers = {}
+    if len(hosts) > 1:  # a zone served by several hosts: one window each, an opener each
+        if not isinstance(throttle, Throttle) or _load_control() != "adaptive":
+            raise InvalidInputError(f"{ENV_HOSTS}: several hosts need the adaptive load control and a throttle")
+        window = HostWindows([node_window(throttle, h, cooldown=cooldown or None) for h in hosts])
+        host_openers = {h: _prc_opener(environment, h) for h in hosts}
+    elif isinstance(throttle, Throttle) and _load_control() == "adaptive":
         window = node_window(throttle, zone, cooldown=cooldown or None)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout, streams=streams, deadline=deadline, window=window)
+                  io_timeout=io_timeout, streams=streams, deadline=deadline, window=window, host_openers=host_openers)
 
 
 def _load_control() -> str:
@@ -698,12 +716,13 @@ def _load_control() -> str:
     return raw
 
 
-def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:
+def _prc_opener(environment: IrodsEnvironment, address: str | None = None) -> Callable[[float], Any]:
     def open_backend(io_timeout: float) -> Any:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
         anonymous = environment.settings.get("irods_user_name") == "anonymous"
-        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout)
+        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout,
+                                  address=address)
 
     return open_backend
 

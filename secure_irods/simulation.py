@@ -74,7 +74,11 @@ class Scenario:
 
     @property
     def ideal(self) -> float:
-        return self.nodes * self.jobs * self.transfers * self.service / self.cap
+        """Transfers x service time / Z (with the cap halved: Z until then, Z/2 after)."""
+        work = self.nodes * self.jobs * self.transfers * self.service
+        if self.halve_at and work > self.cap * self.halve_at:
+            return self.halve_at + (work - self.cap * self.halve_at) / max(1, self.cap // 2)
+        return work / self.cap
 
 
 @dataclass

@@ -60,7 +60,7 @@ class WindowState(NamedTuple):
     cut_at: float = 0.0  # when the limit was last cut
     since_cut: int = 0  # connections completed since the last cut
     hold: float = 0.0  # mean time a connection is held (EWMA)
-    baseline: float = 0.0  # lowest recent connect + log-in latency
+    baseline: float = 0.0  # connect + log-in latency, slow average (the normal)
     latency: float = 0.0  # recent connect + log-in latency (EWMA)
     next_start: float = 0.0  # earliest start of the node's next connection (pacing, after refusals)
     accepts: float = 0.0  # counts decaying with time (``memory`` round trips): the accept ratio
@@ -170,7 +170,7 @@ class WindowLaw:
     def accepted(self, state: WindowState, now: float, latency: float) -> WindowState:
         """The zone accepted a connection and logged us in after ``latency`` seconds."""
         a = self.smoothing
-        baseline = latency if state.baseline <= 0 else min(latency, state.baseline * (1 + a / 10) + 1e-6)
+        baseline = latency if state.baseline <= 0 else (1 - a / 10) * state.baseline + a / 10 * latency
         recent = latency if state.latency <= 0 else (1 - a) * state.latency + a * latency
         accepts, refusals = self._decayed(state, now)
         return state._replace(baseline=baseline, latency=recent, accepts=accepts + 1, refusals=refusals,
@@ -179,8 +179,8 @@ class WindowLaw:
     def completed(self, state: WindowState, now: float, held: float) -> WindowState:
         """A connection ends normally after ``held`` seconds: grow, and pace the next start.
 
-        Before any refusal: ``explore`` per completed connection below one connection (a
-        factor per round trip: find the scale fast), ``explore`` per round trip above.  After
+        Before any refusal: ``explore`` per completed connection (a factor per round trip:
+        find the scale fast).  After
         a cut: ``probe`` per round trip, doubling every ``patience`` round trips without a
         refusal (capacity freed by nodes that finished is found in a few doublings).  Per
         round trip, not per connection: additive increase, so windows of nodes sharing a
@@ -192,10 +192,6 @@ class WindowLaw:
         if not self.congested(state):
             if state.ceiling <= 0:
                 step = self.explore
-                if limit + step >= 1.0:  # one connection found: probe beyond it as after a cut
-                    grown = state._replace(limit=max(limit, 1.0), ceiling=1.0, cut_at=now, hold=hold,
-                                           since_cut=0)
-                    return grown._replace(next_start=max(state.next_start, now + self.gap(grown, held)))
             else:
                 rounds = (now - state.cut_at) / max(hold, 1e-3)
                 boost = max(0.0, rounds - self.quiet) / self.patience
@@ -215,7 +211,7 @@ class WindowLaw:
         return state.hold if state.hold > 0 else PRIOR_HOLD
 
     def congested(self, state: WindowState) -> bool:
-        """Connect + log-in latency well above its baseline: the zone is queueing us."""
+        """Connect + log-in latency (fast average) well above its slow average: the zone is queueing us."""
         return state.baseline > 0 and state.latency > self.latency_factor * state.baseline + 0.005
 
     def refused(self, state: WindowState, now: float, started: float) -> WindowState:
@@ -366,6 +362,7 @@ class Window:
     def acquire(self, deadline: Deadline | float | None = None) -> Lease:
         """Wait (jittered) for the window to admit one more connection; :class:`TransientError` at the deadline."""
         deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
+        patience = 1.0  # polls of a busy window grow 1.5x up to 0.5 s, as the throttle's: cheap when many wait
         while True:
             got = self.try_acquire()
             if isinstance(got, Lease):
@@ -374,7 +371,9 @@ class Window:
             if left <= 0:
                 raise TransientError(f"window: no connection to {self.zone or 'the zone'} before the deadline "
                                      f"(node window {self.state().limit:.2f})")
-            self._sleep(min(left, self._uniform(0.5 * got, 1.5 * got)))
+            pause = max(got, min(0.5, got * patience))
+            patience *= 1.5
+            self._sleep(min(left, self._uniform(0.5 * pause, 1.5 * pause)))
 
     def backoff(self, refusals: int) -> float:
         """The refused process's own pause before it asks the window again (full jitter, grows per refusal)."""
@@ -401,3 +400,79 @@ def node_window(throttle: Any, zone: str, *, cooldown: Any = None, law: WindowLa
     pool = FlockPool(throttle.directory, prefix=f"slot-{key}-")
     store = _SharedState(throttle.directory / f"window-{key}.json")
     return Window(pool, store, law=law or WindowLaw(maximum=float(throttle.slots)), zone=zone, cooldown=cooldown)
+
+
+class HostWindows:
+    """The node's windows towards every host of one zone: connections go where there is room.
+
+    A host's share follows its window: the host chosen is the one whose window admits a
+    connection now and that served the fewest recently for its size (decayed accepts over
+    limit), so connections spread evenly over equal hosts, less to a host that refuses, none
+    to one that is down (refused at TCP level: its window shrinks and its gate closes) while
+    another has room.  Same interface as :class:`Window` for the client.
+    """
+
+    def __init__(self, windows: list[Window], uniform: Callable[[float, float], float] = random.uniform) -> None:
+        if not windows:
+            raise InvalidInputError("a zone needs at least one host")
+        self.windows = windows
+        self._uniform = uniform
+        self.zone = ",".join(w.zone for w in windows)
+
+    @property
+    def trips(self) -> int:
+        return sum(w.trips for w in self.windows)
+
+    def _order(self) -> list[Window]:
+        def load(w: Window) -> tuple[float, float]:
+            s = w.state()
+            accepts, _ = w.law._decayed(s, w.clock())
+            return accepts / max(s.limit, w.law.minimum), self._uniform(0.0, 1.0)
+
+        return sorted(self.windows, key=load)
+
+    def try_acquire(self) -> Lease | float:
+        waits = []
+        for window in self._order():
+            got = window.try_acquire()
+            if isinstance(got, Lease):
+                return got
+            waits.append(got)
+        return min(waits)
+
+    def acquire(self, deadline: Deadline | float | None = None) -> Lease:
+        deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
+        sleep = self.windows[0]._sleep
+        patience = 1.0
+        while True:
+            got = self.try_acquire()
+            if isinstance(got, Lease):
+                return got
+            left = deadline.remaining()
+            if left <= 0:
+                raise TransientError(f"window: no connection to any host of {self.zone} before the deadline")
+            pause = max(got, min(0.5, got * patience))
+            patience *= 1.5
+            sleep(min(left, self._uniform(0.5 * pause, 1.5 * pause)))
+
+    def backoff(self, refusals: int) -> float:
+        """The shortest of the hosts' back-offs: another host may well have room now."""
+        return min(w.backoff(refusals) for w in self.windows)
+
+    def state(self) -> WindowState:
+        return self.windows[0].state()
+
+
+def parse_hosts(raw: Any, default: str) -> list[str]:
+    """``host:port`` strings from a setting (a list, or a comma-separated string); ``default`` if empty."""
+    if raw is None or raw == "" or raw == []:
+        return [default]
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    hosts = []
+    for item in items:
+        text = ":".join(str(x) for x in item) if isinstance(item, (list, tuple)) else str(item).strip()
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInputError(f"zone host {text!r} is not host:port")
+        hosts.append(f"{host}:{int(port)}")
+    return hosts

@@ -77,19 +77,23 @@ def test_window_never_falls_below_its_minimum():
 
 def test_latency_over_its_baseline_stops_growth():
     law = WindowLaw(maximum=8, initial=2)
-    s = law.accepted(law.fresh(), 0.0, 0.010)
-    for _ in range(20):
-        s = law.accepted(s, 0.0, 0.200)  # log-in now 20x slower: the zone queues us
+    s = law.fresh()
+    for _ in range(50):
+        s = law.accepted(s, 0.0, 0.010)  # the normal
+    assert not law.congested(s)
+    for _ in range(8):
+        s = law.accepted(s, 0.0, 0.200)  # log-in suddenly 20x slower: the zone queues us
     assert law.congested(s)
     assert law.completed(s, 1.0, 0.5).limit == 2.0
 
 
 def test_probe_gain_is_small_after_a_cut_then_grows_without_refusals():
     law = WindowLaw(maximum=4, initial=1.0, probe=0.004, quiet=20, patience=10)
-    s = law.refused(law.completed(law.fresh(), 0.0, 0.1), 0.0, 0.0)  # round trip 0.1 s
-    first = law.completed(s, 0.1, 0.1).limit - s.limit
+    s = law.refused(law.completed(law.fresh(), 0.0, 0.1), 1.0, 1.0)  # round trip 0.1 s
+    assert s.ceiling > 0
+    first = law.completed(s, 1.1, 0.1).limit - s.limit
     assert first == pytest.approx(0.004 / s.limit)  # additive: 0.004 per round trip
-    later = law.completed(s, 0.1 * (20 + 40), 0.1).limit - s.limit  # 40 round trips past the quiet ones
+    later = law.completed(s, 1.0 + 0.1 * (20 + 40), 0.1).limit - s.limit  # 40 round trips past the quiet ones
     assert later == pytest.approx(first * 2 ** 4)
 
 
