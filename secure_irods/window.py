@@ -49,7 +49,7 @@ logger = logging.getLogger("secure_irods.window")
 
 MAX_HOLD = 3600.0  # longest connection hold the pacing believes (a shared file may say more)
 MAX_LATENCY = 600.0
-PRIOR_HOLD = 0.5  # the round trip assumed before the first connection has completed
+PRIOR_HOLD = 0.1  # the round trip assumed before the first connection has completed
 
 
 class WindowState(NamedTuple):
@@ -66,6 +66,7 @@ class WindowState(NamedTuple):
     accepts: float = 0.0  # counts decaying with time (``memory`` round trips): the accept ratio
     refusals: float = 0.0
     counted_at: float = 0.0  # when the counts were last decayed
+    started: float = 0.0  # connections started lately (decays like the counts): spreads them over hosts
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self._fields, self))
@@ -128,6 +129,10 @@ class WindowLaw:
         whole = state.limit + 1e-9 if state.ceiling <= 0 else math.ceil(state.limit - 1e-9)
         return max(1, min(int(self.maximum + 1e-9), int(whole)))
 
+    def started(self, state: WindowState, now: float) -> float:
+        """Connections started lately, decayed like the accept counts."""
+        return state.started * math.exp(-max(0.0, now - state.counted_at) / (self.memory * self.round_trip(state)))
+
     def _decayed(self, state: WindowState, now: float) -> tuple[float, float]:
         factor = math.exp(-max(0.0, now - state.counted_at) / (self.memory * self.round_trip(state)))
         return state.accepts * factor, state.refusals * factor
@@ -163,7 +168,7 @@ class WindowLaw:
             baseline=min(MAX_LATENCY, max(0.0, state.baseline)), latency=min(MAX_LATENCY, max(0.0, state.latency)),
             next_start=min(now + longest_gap, max(0.0, state.next_start)),
             accepts=min(1e6, max(0.0, state.accepts)), refusals=min(1e6, max(0.0, state.refusals)),
-            counted_at=min(now, max(0.0, state.counted_at)))
+            counted_at=min(now, max(0.0, state.counted_at)), started=min(1e6, max(0.0, state.started)))
 
     # ------------------------------------------------------------------ samples
 
@@ -174,7 +179,7 @@ class WindowLaw:
         recent = latency if state.latency <= 0 else (1 - a) * state.latency + a * latency
         accepts, refusals = self._decayed(state, now)
         return state._replace(baseline=baseline, latency=recent, accepts=accepts + 1, refusals=refusals,
-                              counted_at=now)
+                              started=self.started(state, now), counted_at=now)
 
     def completed(self, state: WindowState, now: float, held: float) -> WindowState:
         """A connection ends normally after ``held`` seconds: grow, and pace the next start.
@@ -217,7 +222,9 @@ class WindowLaw:
     def refused(self, state: WindowState, now: float, started: float) -> WindowState:
         """The zone refused an attempt started at ``started``; cut once per round trip."""
         accepts, refusals = self._decayed(state, now)
-        counts = dict(accepts=accepts, refusals=refusals + 1, counted_at=now)
+        # a refused start did not happen: the host keeps its turn among several (HostWindows)
+        counts = dict(accepts=accepts, refusals=refusals + 1, started=max(0.0, self.started(state, now) - 1.0),
+                      counted_at=now)
         rtt = self.round_trip(state)
         if started < state.cut_at or now - state.cut_at < rtt:  # the same burst: already cut for it
             return state._replace(next_start=max(state.next_start, now + rtt / state.limit), **counts)
@@ -308,6 +315,7 @@ class Window:
         self.cooldown = cooldown
         self.clock, self._sleep, self._uniform = clock, sleep, uniform
         self.trips = 0  # breaker trips this object caused (a test and the simulation count them)
+        self.spread = False  # count starts (one of several hosts: HostWindows spreads by them)
 
     # ---------------------------------------------------------------- state
 
@@ -352,6 +360,8 @@ class Window:
         slot = self.pool.take(self.law.slots(state))
         if slot is None:  # every slot the window allows is busy until a connection ends
             return self.poll(state)
+        if self.spread:
+            self.update(lambda law, s: s._replace(started=law.started(s, now) + 1.0))
         return Lease(self, slot, now)
 
     def poll(self, state: WindowState | None = None) -> float:
@@ -416,7 +426,10 @@ class HostWindows:
         if not windows:
             raise InvalidInputError("a zone needs at least one host")
         self.windows = windows
+        for w in windows:
+            w.spread = True
         self._uniform = uniform
+        self._rank = [uniform(0.0, 1.0) for _ in windows]  # this process's own order among equals
         self.zone = ",".join(w.zone for w in windows)
 
     @property
@@ -424,18 +437,24 @@ class HostWindows:
         return sum(w.trips for w in self.windows)
 
     def _order(self) -> list[Window]:
-        def load(w: Window) -> tuple[float, float]:
-            s = w.state()
-            accepts, _ = w.law._decayed(s, w.clock())
-            return accepts / max(s.limit, w.law.minimum), self._uniform(0.0, 1.0)
+        """Hosts by connections started lately (among equals, in this process's own random order, so that
+        the processes of a node and the nodes of a grid start on different hosts); a host whose window does not
+        admit one now is skipped by :meth:`try_acquire`, so shares follow the windows."""
+        def load(i: int) -> tuple[int, float]:
+            w = self.windows[i]
+            return round(w.law.started(w.state(), w.clock())), self._rank[i]
 
-        return sorted(self.windows, key=load)
+        return [self.windows[i] for i in sorted(range(len(self.windows)), key=load)]
 
     def try_acquire(self) -> Lease | float:
+        """A lease on the least-used host that admits one now; a host that will admit one within a
+        round trip keeps its turn (so that hosts stay even), one that will not is passed over."""
         waits = []
         for window in self._order():
             got = window.try_acquire()
             if isinstance(got, Lease):
+                return got
+            if not waits and got <= window.law.round_trip(window.state()):
                 return got
             waits.append(got)
         return min(waits)
