@@ -262,6 +262,9 @@ def _get_object(
         hasher = _hasher_for(checksum)
         if offset:
             _hash_file(temp, hasher, offset)
+            logger.info("get of %s resumes at byte %d of %d", remote, offset, stat.size)
+            if progress and attempt == "resume":
+                progress(offset)   # the kept prefix counts: progress reads against the whole object
         with open(temp, "r+b" if offset else "wb", buffering=0) as out:
             out.truncate(offset)
             out.seek(offset)
@@ -542,8 +545,13 @@ def _put_object(
     chunk: int = CHUNK,
     progress: Progress | None = None,
     resume: bool = True,
+    before_rename: Callable[[Backend, str], None] | None = None,
 ) -> TransferResult:
-    """Upload one file to ``remote`` atomically; see the module docstring."""
+    """Upload one file to ``remote`` atomically; see the module docstring.
+
+    ``before_rename(backend, temporary)`` runs once the upload is verified, before it takes
+    its name: metadata and permissions set there arrive with the object, never after it.
+    """
     if local.is_dir():
         raise InvalidInputError(f"{local} is a directory (use -r)")
     size = local.stat().st_size  # FileNotFoundError -> NotFoundError
@@ -592,8 +600,11 @@ def _put_object(
         if offset:   # the kept prefix was not what we sent: start again, from zero this time
             logger.warning("put of %s: resumed upload failed verification; uploading it whole", local)
             return _put_object(backend, local, remote, deadline=deadline, force=force, sync=sync,
-                               resource=resource, chunk=chunk, progress=None, resume=False)
+                               resource=resource, chunk=chunk, progress=None, resume=False,
+                               before_rename=before_rename)
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
+    if before_rename is not None:
+        before_rename(backend, temp)
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
     _renames_sent[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
