@@ -16,6 +16,8 @@ stops sending without closing raises ``socket.timeout`` (transient) too.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
@@ -113,7 +115,8 @@ class PrcBackend:
 
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
-                io_timeout: float = 60.0, ticket: str | None = None) -> "PrcBackend":
+                io_timeout: float = 60.0, ticket: str | None = None,
+                password: str | None = None) -> "PrcBackend":
         """Open a session from an environment file and log in (one connection, authenticated).
 
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
@@ -121,9 +124,14 @@ class PrcBackend:
         missing, empty or undecodable one is an ``AuthenticationError`` naming it.
         """
         install_stall_guard()
-        session = iRODSSession(irods_env_file=str(env_file))
+        if password is None:
+            session = iRODSSession(irods_env_file=str(env_file))
+        else:   # iinit: the password typed, before any authentication file holds it
+            register_secret(password)
+            with open(env_file) as f:
+                session = iRODSSession(password=password, **json.load(f))
         try:
-            if auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
+            if password is None and auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
                 register_secret(_prc.use_auth_file(session, str(auth_file)))
             register_secret(getattr(session.pool.account, "password", None))
             if ticket:   # PRC presents it on each connection it opens, after the log-in (iget -t)
@@ -144,12 +152,31 @@ class PrcBackend:
     # --------------------------------------------------------------- session
 
     @property
+    def server_version(self) -> str:
+        return ".".join(map(str, self.session.server_version))
+
+    @property
     def zone(self) -> str:
         return self.session.zone
 
     @property
     def home(self) -> str:
         return f"/{self.session.zone}/home/{self.session.username}"
+
+    def server_time(self, collection: str) -> float:
+        """The zone's clock (seconds since the epoch): the modify time the catalogue gives an empty
+        object created now in ``collection``, which is then removed (a write: it also proves the
+        collection writable)."""
+        import uuid
+
+        path = f"{collection.rstrip('/')}/.secure-irods-clock-{uuid.uuid4().hex[:12]}"
+        self.session.data_objects.create(path)
+        try:
+            row = next(iter(self.session.query(DataObject.modify_time)
+                            .filter(Collection.name == _split(path)[0]).filter(DataObject.name == _split(path)[1])))
+            return row[DataObject.modify_time].replace(tzinfo=datetime.timezone.utc).timestamp()
+        finally:
+            self.unlink(path)
 
     def set_timeout(self, seconds: float) -> None:
         """Time-out of every socket operation, for new and already open connections."""

@@ -71,13 +71,19 @@ class IrodsEnvironment:
         for key in ("irods_host", "irods_port", "irods_user_name", "irods_zone_name"):
             if key not in self.settings:
                 raise InvalidInputError(f"{self.env_file} lacks {key}")
-        auth = (auth_file or env.get("IRODS_AUTHENTICATION_FILE")
-                or self.settings.get("irods_authentication_file") or home / ".irodsA")
-        self.auth_file = Path(auth)
+        self.auth_file = Path(auth_file) if auth_file else self.auth_path(self.settings, env)
         zone, user = self.settings["irods_zone_name"], self.settings["irods_user_name"]
         self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
         self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
         self.default_resource = self.settings.get("irods_default_resource")
+
+    @staticmethod
+    def auth_path(settings: dict[str, Any], environ: dict[str, str] | None = None) -> Path:
+        """The authentication file the icommands read for these settings: ``$IRODS_AUTHENTICATION_FILE``,
+        else the environment's ``irods_authentication_file``, else ``~/.irods/.irodsA``."""
+        env = os.environ if environ is None else environ
+        return Path(env.get("IRODS_AUTHENTICATION_FILE") or settings.get("irods_authentication_file")
+                    or os.path.expanduser("~/.irods/.irodsA"))
 
     @property
     def zone_address(self) -> str:

@@ -42,7 +42,7 @@ class ExitCode(enum.IntEnum):
 def run(command: click.Command, prog: str, args: list[str] | None = None) -> int:
     """Run ``command``; return its exit code from the table, having printed at most one line."""
     try:
-        command.main(args=args, prog_name=prog, standalone_mode=False)
+        returned = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, ctx.exit(n)
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -60,4 +60,6 @@ def run(command: click.Command, prog: str, args: list[str] | None = None) -> int
         click.echo(f"{prog}: {type(err).__name__}: {' '.join(err.message.split())}", err=True)
         logger.debug("failure", exc_info=exc)
         return err.exit_code
+    if isinstance(returned, int) and returned in set(ExitCode):   # click returns ctx.exit(n) of a group's command
+        return returned
     return ExitCode.OK
