@@ -67,8 +67,20 @@ def _processed_facts(client, root: str) -> tuple[list[float], list[str]]:
     return sorted(rates), sorted(chains)
 
 
+def effective_settings(config: dict) -> dict:
+    """The correlation settings a line runs with, defaults filled in (``campaign new --show-chain``)."""
+    from seisstore.bundles import DEFAULT_BUNDLE_SIZE
+
+    window_s = float(config.get("window_s", 3600.0))
+    return {"window_s": window_s, "step_s": float(config.get("step_s") or window_s),
+            "max_lag_s": float(config.get("max_lag_s", 200.0)), "substack_s": config.get("substack_s"),
+            "bundle_size": int(setting(config, "bundle_size", "SEISSTORE_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)),
+            "channels": config.get("channels"), "workers": config.get("workers"),
+            "layout": config.get("layout", "sds"), "stations_with_coordinates": sorted(config.get("coordinates") or {})}
+
+
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
-    from seisstore.bundles import (DEFAULT_BUNDLE_SIZE, BundleIndex, LocalBundle, bundle_avus, code_version, pack)
+    from seisstore.bundles import BundleIndex, LocalBundle, bundle_avus, code_version, pack
     from seisstore.job import Job
     from seisstore.xcorr import correlate_day
 
@@ -78,14 +90,11 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
     if not processed or not bundles:
         raise ValueError("correlate needs the processed archive and the bundle collection (settings"
                          " processed/bundles or $SEISSTORE_PROCESSED/$SEISSTORE_BUNDLES or $SEISSTORE_RESULTS)")
-    window_s = float(config.get("window_s", 3600.0))
-    step_s = float(config.get("step_s") or window_s)
-    max_lag_s = float(config.get("max_lag_s", 200.0))
-    substack_s = config.get("substack_s")
-    target = int(setting(config, "bundle_size", "SEISSTORE_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE))
+    chosen = effective_settings(config)
+    window_s, step_s, max_lag_s = chosen["window_s"], chosen["step_s"], chosen["max_lag_s"]
+    substack_s, target, channels, workers = (chosen["substack_s"], chosen["bundle_size"], chosen["channels"],
+                                             chosen["workers"])
     coords = {k: tuple(map(float, v)) for k, v in (config.get("coordinates") or {}).items()}
-    channels = config.get("channels")
-    workers = config.get("workers")
     hold = float(os.environ.get(ENV_HOLD, "0") or 0)
 
     with Job(processed, layout=config.get("layout", "sds"), argv=argv, workdir=workdir) as job:
