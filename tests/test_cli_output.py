@@ -139,3 +139,24 @@ def _invoke_ok(args: list[str]) -> str:
     result = CliRunner().invoke(seisstore_main, args, prog_name="seisstore")
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def test_campaign_words_are_the_command_lines(tmp_path):
+    """No Python wording (overwrite=True) or raw list (['squeue: ...']) reaches a person."""
+    from seisstore.status import slurm_tasks
+
+    def no_slurm(args):
+        return subprocess.CompletedProcess(args, 1, "", f"{args[0]}: fatal: Could not establish a configuration source\n")
+
+    _, note = slurm_tasks("camp", run=no_slurm)
+    assert note == "no sacct (accounting disabled); squeue failed: squeue: fatal: Could not establish a configuration source"
+    script = tmp_path / "job.py"
+    script.write_text("")
+    (tmp_path / "camp").mkdir()
+    (tmp_path / "camp" / "other").write_text("x")
+    args = ["campaign", "new", "camp", "--dates", "2021-01-01", "--stations", "A", "--n-dates", "1", "--n-stations",
+            "1", "--script", str(script), "--collection", "/z/c", "--out", str(tmp_path / "camp")]
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(seisstore_main, args)
+    assert result.exit_code == 1 and "--force" in result.output

@@ -85,7 +85,12 @@ def check_effects(tmp: Path, out: str) -> None:
     from secure_irods.transfer import sha2_of_file
 
     outputs = block_outputs((ROOT / "README.md").read_text(), out)
+    assert output_of(outputs, "secure-irods check").rstrip().endswith("all good")
     # 1. the day file went up and came back, alone and with -r (into the existing data/: data/2012/...)
+    first = output_of(outputs, "secure-iput -f CH.DIX")
+    assert "17\n" in first                                                           # - wrote it to stdout
+    assert "data/CH.DIX..HHZ.2012.100: skipped (identical)" in first                  # -P: a line per object
+    assert "CH.DIX..HHZ.2012.100" in (tmp / "restart.txt").read_text()              # -X recorded it
     assert (tmp / "data" / "CH.DIX..HHZ.2012.100").read_text() == "a day of samples\n"
     assert (tmp / "data" / "2012" / "CH.DIX..HHZ.2012.100").read_text() == "a day of samples\n"
     # 3. ingest stored one day file per station; the rms job read its sublist and wrote a value per day
@@ -115,6 +120,9 @@ def check_effects(tmp: Path, out: str) -> None:
     du_before, du_after = rebalance.split("GenQuery calls")[0], rebalance.rsplit("good replicas by group", 1)[1]
     assert "demoResc" in du_before and "100.0%" in du_before
     assert "demoResc" not in du_after and "siteA" in du_after and "siteB" in du_after
+    du = json.loads((tmp / "du.json").read_text())
+    assert {u["group"] for u in du["usage"]} == {"siteA", "siteB"} and du["objects"] == len(moves)
+    assert sum(u["bytes"] for u in du["usage"]) == head["bytes"]
     back = {p.relative_to(tmp / "moved").as_posix(): p for p in (tmp / "moved").rglob("*") if p.is_file()}
     assert len(back) == len(moves)
     for m in moves:     # each object, read back after the moves, has the checksum it had when planned
