@@ -303,3 +303,25 @@ def test_all_replicas_get_the_new_content_with_a(grid, coll, env, tmp_path, sess
     assert got.returncode == 0 and _sha(tmp_path / "back.bin") == _sha(new), got.stderr
     one = run("secure-iput", "-f", str(old), f"{coll}/a.bin", env=env)       # without -a: one replica
     assert one.returncode == 0 and [r[0] for r in replicas()] == ["demoResc"]
+
+
+def test_renew_socket_reconnects_between_objects(grid, coll, env, tmp_path, monkeypatch):
+    """-T: a connection older than RENEW_AFTER is replaced between objects (here: after every one)."""
+    from secure_irods import cli
+    from secure_irods.exitcodes import run as run_command
+
+    local = tmp_path / "four"
+    local.mkdir()
+    for i in range(4):
+        make_file(local / f"{i}.bin", 100 + i, seed=i)
+    assert run("secure-iput", "-r", str(local), f"{coll}/four", env=env).returncode == 0
+    for name, value in env.items():
+        if name.startswith(("IRODS_", "SECURE_IRODS_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cli, "RENEW_AFTER", 0.0)
+    logins = []
+    for flags in (["-T"], []):
+        before = grid.control.stats()["logins"]
+        assert run_command(cli.iget, "secure-iget", [*flags, "-r", f"{coll}/four", str(tmp_path / f"g{len(flags)}")]) == 0
+        logins.append(grid.control.stats()["logins"] - before)
+    assert logins[1] == 1 and logins[0] >= 4, logins
