@@ -24,18 +24,17 @@ from secure_irods.exitcodes import ExitCode
 from seisstore.commands.common import Failure, Zone, doing, emit_json, json_option, parse_dates, pass_zone, results_console
 
 if TYPE_CHECKING:
-    from secure_irods.client import Client
-    from seisstore.bundles import BundleIndex
+    from seisstore.bundles import CorrelationStore
 
 __all__ = ["bundles", "stack_cmd", "export_cmd", "plot"]
 
 
-def _index(zone: Zone, coll: str, cache: bool = True) -> tuple["Client", "BundleIndex"]:
-    from seisstore.bundles import BundleIndex
+def _store(zone: Zone, coll: str) -> "CorrelationStore":
+    from seisstore.bundles import CorrelationStore
 
     with doing(f"cannot index bundles of {coll}"):
         client = zone.client()
-        return client, BundleIndex(client, client.require_collection(coll), cache=cache)
+        return CorrelationStore(client, client.require_collection(coll))
 
 
 def _pairs(values) -> list[tuple[str, str]] | None:
@@ -57,7 +56,7 @@ def bundles() -> None:
 def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool,
                as_json: bool) -> None:
     """List the bundles under COLL from their AVUs (bulk GenQuery; no bundle is opened)."""
-    _, index = _index(zone, coll)
+    index = _store(zone, coll).index
     chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
     if as_json:
         emit_json({"collection": coll, "queries": index.queries, "bundles": [
@@ -84,19 +83,18 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
 
-    from seisstore.bundles import pair_name, read_pairs
+    from seisstore.bundles import pair_name
     from seisstore.xcorr import Stacker
 
     if not pairs and not all_:
         raise Failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
-    client, index = _index(zone, coll)
+    store = _store(zone, coll)
     rows: dict = {}          # pair -> running Stacker (one row's memory per pair, whatever the dates)
     meta: dict = {}
     stats: dict = {}
     lags, rate = None, None
     with doing(f"reading bundles of {coll} failed"):
-        for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
-                            stats=stats):
+        for c in store.read(None if all_ else _pairs(pairs), parse_dates(dates) if dates else None, stats=stats):
             rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
             meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
             lags, rate = c.lags, c.rate

@@ -51,14 +51,17 @@ def _show_chain(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     defaults filled in) and exit: nothing is written."""
     if not value or ctx.resilient_parsing:
         return
-    from seisstore.jobs import load_config
-    from seisstore.jobs.correlate import effective_settings
+    from seisstore.jobs import load_config, output_collection, setting
+    from seisstore.jobs.correlate import Settings
     from seisstore.preprocessing import DEFAULT_CHAIN
 
-    pre = load_config("preprocess")
-    emit_json({"preprocess": {"chain": pre.get("chain", DEFAULT_CHAIN), "channels": pre.get("channels"),
-                              "layout": pre.get("layout", "sds"), "chain_is_default": "chain" not in pre},
-               "correlate": effective_settings(load_config("correlate"))})
+    pre, xc = load_config("preprocess"), load_config("correlate")
+    unset = "(not set)"
+    xc = dict(xc, processed=setting(xc, "processed", "SEISSTORE_PROCESSED") or unset,
+              bundles=output_collection(xc, "bundles", "SEISSTORE_BUNDLES") or unset)
+    emit_json({"preprocess": {"chain": pre.get("chain", DEFAULT_CHAIN), "chain_is_default": "chain" not in pre,
+                              "channels": pre.get("channels"), "layout": pre.get("layout", "sds")},
+               "correlate": dataclasses.asdict(Settings.from_config(xc))})
     ctx.exit(0)
 
 

@@ -45,7 +45,7 @@ def processed_state(client, root: str) -> dict[str, dict[str, str]]:
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     from obspy import Stream
 
-    from seisstore.bundles import code_version
+    from seisstore.version import code_version
     from seisstore.dayfiles import store_days
     from seisstore.job import Job
     from seisstore.preprocessing import DEFAULT_CHAIN, chain_text, process_day
