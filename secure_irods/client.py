@@ -72,13 +72,19 @@ class IrodsEnvironment:
         for key in ("irods_host", "irods_port", "irods_user_name", "irods_zone_name"):
             if key not in self.settings:
                 raise InvalidInputError(f"{self.env_file} lacks {key}")
-        auth = (auth_file or env.get("IRODS_AUTHENTICATION_FILE")
-                or self.settings.get("irods_authentication_file") or home / ".irodsA")
-        self.auth_file = Path(auth)
+        self.auth_file = Path(auth_file) if auth_file else self.auth_path(self.settings, env)
         zone, user = self.settings["irods_zone_name"], self.settings["irods_user_name"]
         self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
         self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
         self.default_resource = self.settings.get("irods_default_resource")
+
+    @staticmethod
+    def auth_path(settings: dict[str, Any], environ: dict[str, str] | None = None) -> Path:
+        """The authentication file the icommands read for these settings: ``$IRODS_AUTHENTICATION_FILE``,
+        else the environment's ``irods_authentication_file``, else ``~/.irods/.irodsA``."""
+        env = os.environ if environ is None else environ
+        return Path(env.get("IRODS_AUTHENTICATION_FILE") or settings.get("irods_authentication_file")
+                    or os.path.expanduser("~/.irods/.irodsA"))
 
     @property
     def zone_address(self) -> str:
@@ -536,11 +542,16 @@ class Client:
 
     def put_many(self, items: Iterable[tuple[str | os.PathLike, str]], *, force: bool = False, sync: bool = False,
                  resource: str | None = None, progress: Progress | None = None,
-                 deadline: Deadline | None = None) -> list[TransferResult]:
-        """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection."""
+                 deadline: Deadline | None = None,
+                 before_rename: Callable[[Any, str], None] | None = None) -> list[TransferResult]:
+        """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection.
+
+        ``before_rename(backend, temporary)``: see :func:`secure_irods.transfer._put_object`
+        (``secure-iput --metadata/--acl`` use it so an object never appears without them).
+        """
         resc = resource or self.environment.default_resource
         return [self._put(Path(local), self.resolve(remote), deadline, force=force, sync=sync, resource=resc,
-                          progress=progress) for local, remote in items]
+                          progress=progress, before_rename=before_rename) for local, remote in items]
 
     def _remote_target(self, local: Path, remote: str | None, deadline: Deadline | None) -> str:
         if remote is None:
@@ -617,6 +628,7 @@ def connect(
     opener: Opener | None = None,
     streams: int = DEFAULT_STREAMS,
     deadline: Deadline | None = None,
+    ticket: str | None = None,
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
@@ -630,6 +642,7 @@ def connect(
     from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
     ``deadline``: one :class:`Deadline` shared by every call of this client (a command's
     or a job's whole run); by default each call starts its own from the policy.
+    ``ticket``: an iRODS ticket presented on every connection (``iget -t``).
     """
     environment = IrodsEnvironment(env_file, auth_file)
     zone = environment.zone_address
@@ -645,17 +658,18 @@ def connect(
     if io_timeout is None:
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
-        opener = _prc_opener(environment)
+        opener = _prc_opener(environment, ticket)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
                   io_timeout=io_timeout, streams=streams, deadline=deadline)
 
 
-def _prc_opener(environment: IrodsEnvironment) -> Opener:
+def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None) -> Opener:
     def open_backend(io_timeout: float) -> Backend:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
         anonymous = environment.settings.get("irods_user_name") == "anonymous"
-        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout)
+        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout,
+                                  ticket=ticket)
 
     return open_backend
 

@@ -52,7 +52,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 from .errors import (
     ChecksumMismatchError,
@@ -213,6 +213,9 @@ def _get_object(
         hasher = _hasher_for(checksum)
         if offset:
             _hash_file(temp, hasher, offset)
+            logger.info("get of %s resumes at byte %d of %d", remote, offset, stat.size)
+            if progress and attempt == "resume":
+                progress(offset)   # the kept prefix counts: progress reads against the whole object
         with open(temp, "r+b" if offset else "wb", buffering=0) as out:
             out.truncate(offset)
             out.seek(offset)
@@ -493,6 +496,7 @@ def _put_object(
     progress: Progress | None = None,
     resume: bool = True,
     renames: dict[tuple, str] | None = None,
+    before_rename: Callable[[Any, str], None] | None = None,
 ) -> TransferResult:
     """Upload one file to ``remote`` atomically; see the module docstring.
 
@@ -500,6 +504,8 @@ def _put_object(
     sent: (local file, remote) -> checksum.  A retry whose rename happened but whose reply,
     or a later step's, was lost finds ``<name>`` there; this tells it the object is its own
     upload rather than another one's ("exists").  The client keeps one per client.
+    ``before_rename(backend, temporary)`` runs once the upload is verified, before it takes
+    its name: metadata and permissions set there arrive with the object, never after it.
     """
     renames = {} if renames is None else renames
     if local.is_dir():
@@ -552,8 +558,11 @@ def _put_object(
         if offset:   # the kept prefix was not what we sent: start again, from zero this time
             logger.warning("put of %s: resumed upload failed verification; uploading it whole", local)
             return _put_object(backend, local, remote, deadline=deadline, force=force, sync=sync,
-                               resource=resource, chunk=chunk, progress=None, resume=False, renames=renames)
+                               resource=resource, chunk=chunk, progress=None, resume=False, renames=renames,
+                               before_rename=before_rename)
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
+    if before_rename is not None:
+        before_rename(backend, temp)
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
     renames[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import Failure, Zone, doing, parse_dates, pass_zone
+from seisstore.commands.common import Failure, Zone, doing, emit_json, json_option, parse_dates, pass_zone, results_console
 
 if TYPE_CHECKING:
     from seisstore.bundles import CorrelationStore
@@ -52,11 +51,18 @@ def bundles() -> None:
 @click.option("--pair", "pairs", nargs=2, multiple=True, help="Only bundles holding this pair (A B; repeatable).")
 @click.option("--date", "dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file.")
 @click.option("--cells", is_flag=True, help="One line per (pair, date): the bundle that holds it.")
+@json_option
 @pass_zone
-def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool) -> None:
+def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool,
+               as_json: bool) -> None:
     """List the bundles under COLL from their AVUs (bulk GenQuery; no bundle is opened)."""
     index = _store(zone, coll).index
     chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
+    if as_json:
+        emit_json({"collection": coll, "queries": index.queries, "bundles": [
+            {"path": path, "job": index.bundles[path].job,
+             "cells": [{"pair": [a, b], "date": str(d)} for (a, b), d in items]} for path, items in chosen.items()]})
+        return
     if cells:
         for path, items in chosen.items():
             for (a, b), d in items:
@@ -67,7 +73,7 @@ def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates:
         info = index.bundles[path]
         days = sorted({d for _, d in items})
         table.add_row(path, info.job, str(len({p for p, _ in items})), str(len(days)), str(days[0]), str(days[-1]))
-    Console().print(table)
+    results_console().print(table)
     click.echo(f"{len(chosen)} bundles, {sum(len(v) for v in chosen.values())} correlations"
                f" ({index.queries} GenQuery round trips)", err=True)
 

@@ -92,4 +92,10 @@ def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):    # a job module says what it is, and connects to nothing
+        import importlib
+
+        print(f"usage: python -m {prog} <param.txt line: n_dates idate n_stations istation [jstation]>\n")
+        print((importlib.import_module(prog).__doc__ or "").strip())
+        sys.exit(0)
     sys.exit(call(lambda: run(args), prog))
