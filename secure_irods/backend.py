@@ -168,7 +168,7 @@ class PrcBackend:
         self.session.data_objects.create(path)
         try:
             row = next(iter(self.session.query(DataObject.modify_time)
-                            .filter(Collection.name == _split(path)[0]).filter(DataObject.name == _split(path)[1])))
+                            .filter(Collection.name == split_remote(path)[0]).filter(DataObject.name == split_remote(path)[1])))
             return row[DataObject.modify_time].replace(tzinfo=datetime.timezone.utc).timestamp()
         finally:
             self.unlink(path)
