@@ -16,22 +16,11 @@ from secure_irods.errors import ZoneBusyError
 from secure_irods.throttle import Cooldown, FlockPool, MemoryPool, RetryBudget, Throttle, _SharedState
 from secure_irods.window import Lease, MemoryState, Window, WindowLaw, WindowState, node_window
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from clocks import FakeClock
 
 
 def _window(clock: FakeClock, law: WindowLaw | None = None, cooldown=None) -> Window:
-    return Window(MemoryPool(), MemoryState(), law=law or WindowLaw(maximum=4), clock=clock, sleep=clock.sleep,
+    return Window(MemoryPool(), MemoryState(), law=law or WindowLaw(maximum=4), clock=clock.clock, sleep=clock.sleep,
                   uniform=lambda a, b: b, cooldown=cooldown)
 
 
@@ -139,7 +128,7 @@ def test_a_lease_is_reported_once_and_frees_its_slot_on_refusal():
 def test_breaker_trips_once_when_the_zone_refuses_nearly_everything(tmp_path):
     """Several processes of the node refused in a row, none accepted: one node-wide pause."""
     clock = FakeClock()
-    cooldown = Cooldown(tmp_path, clock=clock, sleep=clock.sleep, base=5.0)
+    cooldown = Cooldown(tmp_path, clock=clock.clock, sleep=clock.sleep, base=5.0)
     w = _window(clock, WindowLaw(maximum=4), cooldown=cooldown)
     for _ in range(6):
         w.update(lambda law, s: law.refused(s, clock.now, clock.now))
@@ -185,7 +174,7 @@ def test_slots_are_real_flocks_shared_between_pools(tmp_path):
 
 def test_cooldown_far_future_until_is_clamped_to_its_maximum(tmp_path):
     clock = FakeClock()
-    cd = Cooldown(tmp_path, zone="z:1", clock=clock, sleep=clock.sleep, maximum=120.0)
+    cd = Cooldown(tmp_path, zone="z:1", clock=clock.clock, sleep=clock.sleep, maximum=120.0)
     cd.path.write_text(json.dumps({"until": clock.now + 10 * 365 * 86400, "refusals": 10**9}))
     assert cd.remaining() == pytest.approx(120.0)
     assert cd.state().refusals <= 1 + math.ceil((120 - 5) / 5)
