@@ -246,24 +246,40 @@ class Client:
         jitter, and tries again: only the deadline ends a call the zone keeps refusing (the
         window and the breaker, not a count of attempts, bound the load; see window.py)."""
         refusals = 0
+        last: BaseException | None = None
         while True:
-            if self.cooldown is not None:
-                self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
-            lease = self.window.acquire(deadline)
+            try:
+                if self.cooldown is not None:
+                    self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
+                lease = self.window.acquire(deadline)
+            except TransientError:
+                if last is not None:
+                    raise last from None  # the deadline came while the zone refused: say so
+                raise
             opener = self.host_openers.get(lease.window.zone, self._opener)
             try:
+                if last is not None and deadline.expired:
+                    lease.close()
+                    raise last from None
                 self.connections_opened += 1
                 backend = opener(deadline.socket_timeout(self.io_timeout))
             except BaseException as exc:
+                if exc is last:
+                    raise
                 if not (isinstance(exc, Exception) and isinstance(classify(exc), ZoneBusyError)):
                     lease.close()
                     raise
                 lease.refused()
                 refusals += 1
+                last = exc
                 pause = self.window.backoff(refusals)
                 if pause >= deadline.remaining():
                     raise
-                logger.debug("zone %s refused (%d in a row): backing off %.2fs", self.window.zone, refusals, pause)
+                if refusals & (refusals - 1) == 0:  # the 1st, 2nd, 4th, 8th... refusal: a job's log says why it waits
+                    err = classify(exc)
+                    logger.warning("zone %s: %s: %s; refusal %d in a row, backing off %.1fs (node window %.2f), "
+                                   "deadline in %.1fs", lease.window.zone, type(err).__name__, err.message, refusals,
+                                   pause, lease.window.state().limit, deadline.remaining())
                 self.policy.sleep(pause)
                 continue
             lease.accepted()
