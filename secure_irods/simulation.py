@@ -65,6 +65,7 @@ class Scenario:
     latency: float = 0.004  # connect + log-in (s)
     lag: float = 0.004  # agent release lag: the zone counts a connection this long after the client closes it
     drop_rate: float = 0.0  # chance a transfer's connection is dropped (retried by the policy)
+    think: float = 0.0  # the job's own time between two connections (mean; its CPU, its disk)
     node_cap: int = 4  # SECURE_IRODS_MAX_CONNECTIONS
     stagger: float = 0.0  # jobs start uniformly over this many seconds (0: one burst)
     halve_at: float = 0.0  # the zone's cap halves at this time (0: never)
@@ -170,6 +171,7 @@ class _Sim:
         for node in nodes:
             for j in range(sc.jobs):
                 start = self.rng.uniform(0, sc.stagger) if sc.stagger else 0.0
+                start += sc.think * self.rng.uniform(0.5, 1.5) if sc.think else 0.0
                 self.at(start, lambda node=node: node.arrive(_Job(node, sc.transfers)))
         if sc.halve_at:
             self.at(sc.halve_at, self._halve)
@@ -358,7 +360,10 @@ class _Job:
             node.job_done()
             return
         self._new_call()
-        node.arrive(self)
+        if sim.sc.think:
+            sim.at(sim.sc.think * sim.rng.uniform(0.5, 1.5), lambda: node.arrive(self))
+        else:
+            node.arrive(self)
 
     def _retry(self, exc: Exception) -> None:
         """Ask the real tenacity objects whether and how long to wait, as ``Retrying.iter`` does."""
@@ -430,6 +435,10 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
+def _cell(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} [{format(_p95(values), fmt)}]"
+
+
 def summarise(results: dict[str, list[Result]]) -> str:
     """A side-by-side table: median [p95] over the seeds, per control."""
     controls = list(results)
@@ -489,11 +498,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stagger", type=float, default=0.0)
     parser.add_argument("--halve-at", type=float, default=0.0)
     parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--think", type=float, default=0.0, help="a job's own time between connections (s)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="the real benchmark's shape (contention.py --nodes 1 8 16: 32 jobs x 10, cap 6): "
+                             "wall times to compare; give --service and --think measured there")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", choices=("adaptive", "fixed"))
     args = parser.parse_args(argv)
     controls = (args.only,) if args.only else ("adaptive", "fixed")
+    if args.calibrate:
+        print(f"calibration: 32 jobs x 10 transfers, cap 6, node cap 4, service {args.service:g} s, think "
+              f"{args.think:g} s, latency {args.latency * 1000:g} ms, lag {args.lag * 1000:g} ms; {args.seeds} seeds")
+        print(f"{'nodes x jobs':>14}" + "".join(f"{c + ' wall s median [p95]':>30}" for c in controls))
+        for k in (1, 8, 16):
+            sc = Scenario(nodes=k, jobs=32 // k, transfers=10, cap=6, node_cap=4, service=args.service,
+                          think=args.think, latency=args.latency, lag=args.lag, spread=0.3)
+            res = run_scenario(sc, args.seeds, controls, args.workers)
+            cells = "".join(f"{_cell([r.drain for r in res[c]], '.1f'):>30}" for c in controls)
+            print(f"{f'{k} x {32 // k}':>14}{cells}")
+        return
     if args.done_when:
         scenarios = DONE_WHEN
     else:
