@@ -96,6 +96,7 @@ class Result:
     jain: float = 1.0
     trips: int = 0
     recovery: float = math.nan  # cap halved: refusals per attempt from 10 to 20 service times after
+    max_active: int = 0  # most connections the zone held at once
     node_finish: list[float] = field(default_factory=list)
 
     @property
@@ -138,6 +139,7 @@ class _Zone:
         if self.active >= self.cap:
             return False
         self.active += 1
+        self.sim.result.max_active = max(self.sim.result.max_active, self.active)
         return True
 
     def release(self) -> None:
