@@ -10,6 +10,7 @@ in a work directory holding ``dates.txt`` and ``stations.txt``.  The pairs are e
      "layout": "sds", "channels": ["HHZ"],      # one channel per station (default: all, must be one)
      "window_s": 3600, "step_s": 3600,          # windows (step defaults to the window: no overlap)
      "max_lag_s": 200, "substack_s": null,      # null: one stack per day; 3600: hourly
+     "min_data_fraction": 0.9, "taper": 0.04,   # window QC and taper (seisstore.xcorr.correlate_day)
      "bundle_size": 268435456,                  # target bytes per bundle ($SEISSTORE_BUNDLE_SIZE)
      "coordinates": {"STA1": [45.1, 5.7, 210.0]},   # lat, lon, elevation m (distance in bundles)
      "workers": null}                           # FFT threads (default: all cores)
@@ -70,6 +71,7 @@ def _processed_facts(client, root: str) -> tuple[list[float], list[str]]:
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     from seisstore.bundles import (DEFAULT_BUNDLE_SIZE, BundleIndex, LocalBundle, bundle_avus, code_version, pack)
     from seisstore.job import Job
+    from seisstore.preprocessing import day_grid
     from seisstore.xcorr import correlate_day
 
     config = dict(config) if config is not None else load_config("correlate", workdir)
@@ -86,6 +88,8 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
     coords = {k: tuple(map(float, v)) for k, v in (config.get("coordinates") or {}).items()}
     channels = config.get("channels")
     workers = config.get("workers")
+    min_fraction = float(config.get("min_data_fraction", 0.9))
+    taper = float(config.get("taper", 0.04))
     hold = float(os.environ.get(ENV_HOLD, "0") or 0)
 
     with Job(processed, layout=config.get("layout", "sds"), argv=argv, workdir=workdir) as job:
@@ -144,26 +148,24 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
                 stations = sorted({s for p in today for s in p}, key=job.all_stations.index)
                 row = {s: k for k, s in enumerate(stations)}
                 data = np.zeros((len(stations), npts), dtype=np.float32)
+                mask = np.zeros((len(stations), npts), dtype=bool)
                 items = [avail[s][day] for s in stations]
                 for (key, entry), (_, stream) in zip(items, job.catalogue.read(items, client=client, prefetch=2)):
                     station = _station_of(key, names)
                     inputs[f"{key.seed_id}.{key.day}"] = entry.checksum or "-"
-                    stream.merge(method=0, fill_value=0)
-                    tr = stream[0]
-                    if abs(tr.stats.sampling_rate - rate) > 1e-9 * rate:
-                        raise ValueError(f"{entry.path}: {tr.stats.sampling_rate} Hz, expected {rate} Hz")
-                    start = int(round((tr.stats.starttime - _utc(day)) * rate))
-                    lo, hi = max(0, start), min(npts, start + len(tr.data))
-                    if hi > lo:
-                        data[row[station], lo:hi] = tr.data[lo - start:hi - start]
+                    try:
+                        data[row[station]], mask[row[station]] = day_grid(stream, day, rate)
+                    except ValueError as exc:
+                        raise ValueError(f"{entry.path}: {exc}") from None
                 cc, counts = correlate_day(data, rate, [(row[a], row[b]) for a, b in today], window_s=window_s,
                                            step_s=step_s, max_lag_s=max_lag_s,
-                                           substack_s=float(substack_s) if substack_s else None, workers=workers)
+                                           substack_s=float(substack_s) if substack_s else None, workers=workers,
+                                           mask=mask, min_data_fraction=min_fraction, taper=taper)
                 client.disconnect()
                 for k, pair in enumerate(today):
                     for bundle in local.values():
                         if pair in bundle.datasets:
-                            bundle.write(pair, day, cc[k], counts)
+                            bundle.write(pair, day, cc[k], counts[k])
             chain = "\n".join(chains)
             for path, bundle in local.items():
                 bundle.close()
