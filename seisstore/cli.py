@@ -404,6 +404,10 @@ from seisstore.cli_bundles import register as _register_bundles  # noqa: E402  (
 
 _register_bundles(main)
 
+from seisstore.cli_dvv import register as _register_dvv  # noqa: E402  (dvv, plot dvv, plot interferogram)
+
+_register_dvv(main)
+
 from seisstore.demo import demo_cmd  # noqa: E402  (the workflow end to end on a local grid)
 
 main.add_command(demo_cmd)

@@ -31,7 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MWCS", "Stretch", "lag_window", "moving_stacks", "mwcs", "mwcs_dvv", "stretching"]
+#: MSNoise's defaults for the MWCS windows (``mwcs_wlen``, ``mwcs_step``), seconds.
+MWCS_WINDOW_S, MWCS_STEP_S = 10.0, 5.0
+
+__all__ = ["MWCS", "Stretch", "dvv_series", "lag_window", "moving_stacks", "mwcs", "mwcs_dvv", "network_average",
+           "stretching", "upsampled"]
 
 
 def lag_window(lags: np.ndarray, tmin: float, tmax: float, sides: str = "both") -> np.ndarray:
@@ -227,3 +231,81 @@ def moving_stacks(rows: np.ndarray, weights: np.ndarray | None = None, days: int
     total = (wsum[hi] - wsum[lo])[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, (csum[hi] - csum[lo]) / total, np.nan)
+
+
+def upsampled(x: np.ndarray, factor: int) -> np.ndarray:
+    """``x`` at ``factor`` times its rate (Fourier interpolation: exact for a band-limited
+    correlation that is ~0 at its ends), so a spline stretch of it stays exact near Nyquist."""
+    from scipy.signal import resample
+
+    if factor <= 1:
+        return np.asarray(x, dtype=np.float64)
+    n = len(x)
+    return resample(x, (n - 1) * factor + 1)
+
+
+def dvv_series(rows: np.ndarray, weights: np.ndarray, lags: np.ndarray, reference: np.ndarray, *,
+               tmin: float, tmax: float, sides: str = "both", freqmin: float, freqmax: float, moving: int = 1,
+               methods: tuple[str, ...] = ("stretching", "mwcs"), max_dvv: float = 0.02,
+               mwcs_window_s: float | None = None, mwcs_step_s: float | None = None) -> dict[str, np.ndarray]:
+    """dv/v of each date of one pair against the stack of the ``reference`` dates.
+
+    ``rows``: ``(n_dates, n_lag)`` daily correlations; ``weights``: their windows kept (a
+    day with none is skipped); ``reference``: boolean over dates.  Each date's current is the
+    weighted stack of the ``moving`` days ending on it.  Returns arrays over dates:
+    ``<method>`` (dv/v), ``<method>_error``, ``<method>_cc`` (coefficient or coherence);
+    NaN where a date has no data or the measurement fails.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    lags = np.asarray(lags, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    ref = moving_stacks(rows[reference], weights[reference], days=max(1, int(reference.sum())))[-1]
+    current = moving_stacks(rows, weights, days=moving)
+    rate = 1.0 / (lags[1] - lags[0])
+    factor = max(1, int(np.ceil(8 * freqmax / rate)))
+    fine = np.arange((len(lags) - 1) * factor + 1) / (rate * factor) + lags[0]
+    out = {f"{m}{s}": np.full(len(rows), np.nan) for m in methods for s in ("", "_error", "_cc")}
+    if not np.isfinite(ref).all():
+        return out
+    ref_fine = upsampled(ref, factor)
+    for k, cur in enumerate(current):
+        if not np.isfinite(cur).all() or not weights[max(0, k - moving + 1):k + 1].sum():
+            continue
+        for method in methods:
+            try:
+                if method == "stretching":
+                    got = stretching(ref_fine, upsampled(cur, factor), fine, tmin=tmin, tmax=tmax, sides=sides,
+                                     max_dvv=max_dvv, freqmin=freqmin, freqmax=freqmax)
+                elif method == "mwcs":
+                    window = mwcs_window_s or MWCS_WINDOW_S
+                    delays = mwcs(ref, cur, rate, freqmin=freqmin, freqmax=freqmax, window_s=window,
+                                  step_s=mwcs_step_s or MWCS_STEP_S * window / MWCS_WINDOW_S, tmin=float(lags[0]))
+                    got = mwcs_dvv(delays, tmin=tmin, tmax=tmax, sides=sides)
+                else:
+                    raise ValueError(f"unknown dv/v method {method!r} (stretching or mwcs)")
+            except ValueError as exc:
+                if "unknown" in str(exc):
+                    raise
+                continue
+            out[method][k], out[f"{method}_error"][k], out[f"{method}_cc"][k] = got.dvv, got.error, got.cc
+    return out
+
+
+def network_average(values: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per date (columns), the mean over pairs (rows) weighted by ``1 / error^2`` (plain mean
+    where errors are unknown) and its standard error; NaN where no pair has a value."""
+    values, errors = np.atleast_2d(values), np.atleast_2d(errors)
+    ok = np.isfinite(values)
+    known = ok & np.isfinite(errors) & (errors > 0)
+    w = np.where(known, 1.0 / np.where(known, errors, 1.0) ** 2, 0.0)
+    plain = ok.any(axis=0) & ~known.any(axis=0)
+    w = np.where(plain[None, :] & ok, 1.0, w)
+    total = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(total > 0, (np.where(ok, values, 0.0) * w).sum(axis=0) / total, np.nan)
+        err = np.where(total > 0, np.sqrt(1.0 / total), np.nan)
+        n = ok.sum(axis=0)
+        centred = np.where(ok, values - np.where(n > 0, np.where(ok, values, 0.0).sum(axis=0) / np.maximum(n, 1), 0), 0)
+        spread = np.where(n > 1, np.sqrt((centred ** 2).sum(axis=0) / np.maximum(n, 1)) / np.sqrt(np.maximum(n - 1, 1)),
+                          np.nan)
+    return mean, np.where(plain, spread, err)
