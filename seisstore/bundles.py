@@ -424,8 +424,9 @@ def read_pairs(client, index: BundleIndex, pairs=None, dates=None, *, stats: dic
     """
     import h5py
 
-    from .ranges import DEFAULT_MAX_GAP, DEFAULT_STREAMS, RangeReader
+    from .ranges import DEFAULT_MAX_GAP, DEFAULT_STREAMS, RangeReader, Spares
 
+    spares = Spares()
     only = None if cells is None else {(tuple(p), d) for p, d in cells}
     if only is not None:
         pairs, dates = sorted({p for p, _ in only}), sorted({d for _, d in only})
@@ -435,7 +436,7 @@ def read_pairs(client, index: BundleIndex, pairs=None, dates=None, *, stats: dic
             continue
         info = index.bundles[path]
         with client.open(path, head=info.head or 1024 * 1024) as remote, \
-                RangeReader(client, remote, min(streams or DEFAULT_STREAMS, len(chosen))) as reader:
+                RangeReader(client, remote, min(streams or DEFAULT_STREAMS, len(chosen)), spares) as reader:
             with h5py.File(remote, "r") as h5:
                 lags = h5["lags"][()]
                 rate = float(h5.attrs["sampling_rate"])

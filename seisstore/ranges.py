@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["RangeReader", "Span", "coalesce", "read_ranges", "DEFAULT_MAX_GAP", "DEFAULT_STREAMS", "MAX_SPAN"]
+__all__ = ["RangeReader", "Spares", "Span", "coalesce", "read_ranges", "DEFAULT_MAX_GAP", "DEFAULT_STREAMS", "MAX_SPAN"]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,20 @@ def coalesce(requests: Sequence[tuple[int, int]], max_gap: int = DEFAULT_MAX_GAP
     return spans
 
 
+@dataclass
+class Spares:
+    """How many spare streams the zone accepted last time: shared by the readers of one
+    command, so a spare refused (the zone's cap, a drop) is not asked for again."""
+
+    limit: int = 1 << 30
+
+
 def _extra_streams(client: Any, first: Any, wanted: int) -> int:
-    """Spare streams for slots free now, one kept for ``first`` if it has not connected yet."""
+    """Spare streams for slots free now, one kept for ``first`` if it has not connected yet;
+    none during the node's cool-down (the zone refused someone lately)."""
+    cooldown = getattr(client, "cooldown", None)
+    if cooldown is not None and cooldown.remaining() > 0:
+        return 0
     throttle = getattr(client, "throttle", None)
     if throttle is None:
         return wanted
@@ -73,11 +85,16 @@ def _extra_streams(client: Any, first: Any, wanted: int) -> int:
 
 
 def _clone_file(client: Any, first: Any) -> Any:
+    """A spare reader of ``first``'s object on a connection of its own, given one attempt to
+    log in (a spare the zone refuses is dropped, not retried: the first stream reads on)."""
+    from dataclasses import replace
+
     from secure_irods.client import connect
     from secure_irods.remote import RemoteFile
 
     env = client.environment
-    own = connect(env.env_file, env.auth_file, policy=client.policy, throttle=client.throttle or False,
+    own = connect(env.env_file, env.auth_file, policy=replace(client.policy, attempts=1),
+                  throttle=client.throttle or False,
                   cooldown=client.cooldown or False, io_timeout=client.io_timeout, streams=1, deadline=client.deadline)
     stat = SimpleNamespace(size=first.size, checksum=first.checksum, is_collection=False)
     try:
@@ -96,9 +113,10 @@ class RangeReader:
     ``first``.
     """
 
-    def __init__(self, client: Any, first: Any, streams: int = DEFAULT_STREAMS) -> None:
+    def __init__(self, client: Any, first: Any, streams: int = DEFAULT_STREAMS, spares: Spares | None = None) -> None:
         self.first = first
-        extra = _extra_streams(client, first, max(0, streams - 1))
+        self.budget = spares if spares is not None else Spares()
+        extra = min(self.budget.limit, _extra_streams(client, first, max(0, streams - 1)))
         self.pool = ThreadPoolExecutor(1 + extra, thread_name_prefix="seisstore-ranges")
         self.spares = [self.pool.submit(self._warm, client, first) for _ in range(extra)]
 
@@ -110,6 +128,7 @@ class RangeReader:
         except BaseException:
             remote.close()
             raise
+        remote.client.policy = client.policy    # connected: its reads retry as the caller's do
         return remote
 
     def _files(self) -> list[Any]:
@@ -119,6 +138,8 @@ class RangeReader:
                 files.append(future.result())
             except Exception as exc:            # a spare that cannot connect is simply not used
                 log.info("no spare stream for %s: %s", self.first.path, exc)
+        if len(files) - 1 < len(self.spares):
+            self.budget.limit = len(files) - 1  # the zone took no more: ask for no more next time
         return files
 
     def read(self, requests: Sequence[tuple[int, int]], *, max_gap: int = DEFAULT_MAX_GAP,
@@ -161,7 +182,8 @@ class RangeReader:
     def close(self) -> None:
         def shut(future) -> None:
             try:
-                future.result().close()
+                if future.exception() is None:
+                    future.result().close()
             except Exception as exc:            # closing a spare never fails the read
                 log.info("closing a spare stream of %s: %s", self.first.path, exc)
 
