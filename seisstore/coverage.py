@@ -11,9 +11,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .display import format_size
 from .layout import Key
 
-__all__ = ["Coverage", "FULL", "MISSING", "PARTIAL", "render_coverage", "render_ls"]
+__all__ = ["Coverage", "FULL", "MISSING", "PARTIAL", "render_coverage", "render_ls", "ls_records"]
 
 #: One character per station-day: every channel of the station, some, none.
 FULL, PARTIAL, MISSING = "█", "▄", "·"
@@ -64,6 +65,13 @@ class Coverage:
         chars = {"full": FULL, "partial": PARTIAL, "missing": MISSING}
         return "".join(chars[self.state(station, day)] for day in self.days)
 
+    def to_dict(self) -> dict:
+        """For ``--json``: the days, each station's channels, its state per day and its share of full days."""
+        return {"days": [d.isoformat() for d in self.days],
+                "stations": [{"station": s, "channels": sorted(self.channels[s]), "full": round(self.fraction(s), 4),
+                              "states": {d.isoformat(): self.state(s, d) for d in self.days}}
+                             for s in self.stations]}
+
     def fraction(self, station: str) -> float:
         """Share of station-days with every channel, over :attr:`days`."""
         if not self.days:
@@ -71,12 +79,13 @@ class Coverage:
         return sum(self.state(station, d) == "full" for d in self.days) / len(self.days)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+def ls_records(items: Iterable[tuple[Key, object]]) -> list[dict]:
+    """``(Key, Entry)`` items as plain records (``seisstore ls --json``): every field, sizes in bytes."""
+    return [{"id": key.seed_id, "net": key.net, "sta": key.sta, "loc": key.loc, "cha": key.cha,
+             "day": key.day.isoformat(), "size": entry.size, "checksum": entry.checksum,
+             "resources": list(entry.resources), "path": entry.path,
+             "modified": entry.modify_time.isoformat() if entry.modify_time else None}
+            for key, entry in items]
 
 
 def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = False,
@@ -102,7 +111,7 @@ def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = Fals
         if limit is not None and n >= limit:
             more = True
             break
-        row = [key.seed_id, key.day.isoformat(), _size(entry.size), ",".join(entry.resources)]
+        row = [key.seed_id, key.day.isoformat(), format_size(entry.size), ",".join(entry.resources)]
         if long:
             row += [entry.checksum or "-", entry.path]
         table.add_row(*row)
@@ -111,7 +120,7 @@ def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = Fals
     if n:
         console.print(table)
     suffix = " (more not shown)" if more else ""
-    console.print(f"{n} files, {_size(total)}{suffix}")
+    console.print(f"{n} files, {format_size(total)}{suffix}")
     return n
 
 

@@ -85,17 +85,14 @@ def _extra_streams(client: Any, first: Any, wanted: int) -> int:
 
 
 def _clone_file(client: Any, first: Any) -> Any:
-    """A spare reader of ``first``'s object on a connection of its own, given one attempt to
-    log in (a spare the zone refuses is dropped, not retried: the first stream reads on)."""
+    """A spare reader of ``first``'s object on a connection of its own (``Client.copy``), given
+    one attempt to log in (a spare the zone refuses is dropped, not retried: the first stream
+    reads on)."""
     from dataclasses import replace
 
-    from secure_irods.client import connect
     from secure_irods.remote import RemoteFile
 
-    env = client.environment
-    own = connect(env.env_file, env.auth_file, policy=replace(client.policy, attempts=1),
-                  throttle=client.throttle or False,
-                  cooldown=client.cooldown or False, io_timeout=client.io_timeout, streams=1, deadline=client.deadline)
+    own = client.copy(policy=replace(client.policy, attempts=1), streams=1)
     stat = SimpleNamespace(size=first.size, checksum=first.checksum, is_collection=False)
     try:
         return RemoteFile(own, first.path, stat=stat, block_size=4096, cache_bytes=2 * MAX_SPAN)

@@ -232,7 +232,7 @@ def test_object_without_good_replica_is_unavailable():
             (SDS.path(stale).rsplit("/", 1)[1], 5, "", "r2", 0, "2"),
             (SDS.path(good).rsplit("/", 1)[1], 7, "sha2:x", "r2", 10, "1"),
             (SDS.path(good).rsplit("/", 1)[1], 3, "", "r1", 20, "0")]
-    cat._ingest(coll, rows)
+    cat._fold_replicas(coll, rows)
     assert stale not in cat and cat.unavailable() == [f"{coll}/{SDS.path(stale).rsplit('/', 1)[1]}"]
     entry = cat.get(good)
     assert (entry.size, entry.checksum, entry.resources) == (7, "sha2:x", ("r2",))
@@ -280,7 +280,7 @@ def test_coverage_and_rendering():
     console = Console(record=True, width=120, color_system=None)
     assert render_ls(console, iter(entries), limit=3) == 3
     text = console.export_text()
-    assert "FR.AA..HHN" in text and "3 files, 4.5 kB (more not shown)" in text
+    assert "FR.AA..HHN" in text and "3 files, 4.4 KiB (more not shown)" in text
     empty = Console(record=True, width=80)
     render_coverage(empty, Coverage.from_keys([]))
     assert "nothing available" in empty.export_text()

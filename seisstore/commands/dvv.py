@@ -18,7 +18,6 @@ NaN where a date is missing), ``n_windows``, ``reference``, and per method ``<m>
 from __future__ import annotations
 
 import datetime
-import json
 import math
 from pathlib import Path
 
@@ -26,14 +25,11 @@ import click
 import numpy as np
 
 from secure_irods.exitcodes import ExitCode
+from seisstore.commands.common import Failure, Zone, console, doing, emit_json, json_option, parse_dates, pass_zone
+
+__all__ = ["dvv_cmd", "plot_dvv_cmd", "plot_interferogram_cmd", "FORMAT"]
 
 FORMAT = "seisstore-dvv/1"
-
-
-def _failure(message: str, code: int):
-    from seisstore.cli import Failure
-
-    return Failure(message, code)
 
 
 def _daily(c) -> tuple[np.ndarray, float]:
@@ -54,47 +50,40 @@ def _lag_window(distance_m: float, tmin, tmax, velocity, width) -> tuple[float, 
     return tmin, tmax
 
 
-def dvv_command(coll, pairs, all_, dates, reference, methods, freqmin, freqmax, tmin, tmax, velocity, width, sides,
-                moving, max_dvv, output: Path, to: str | None, as_json: bool, mwcs_window: float | None = None,
-                mwcs_step: float | None = None) -> dict:
+def dvv_command(zone: Zone, coll, pairs, all_, dates, reference, methods, freqmin, freqmax, tmin, tmax, velocity,
+                width, sides, moving, max_dvv, output: Path, to: str | None, as_json: bool,
+                mwcs_window: float | None = None, mwcs_step: float | None = None) -> dict:
     """Body of ``seisstore dvv`` (see its help); returns the summary it prints."""
     import h5py
 
-    from secure_irods.errors import SecureIrodsError
-    from seisstore.bundles import read_pairs
-    from seisstore.cli import parse_dates
-    from seisstore.cli_bundles import _index
+    from seisstore.bundles import CorrelationStore
     from seisstore.dvv import dvv_series, network_average
 
     if not pairs and not all_:
-        raise _failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
+        raise Failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
     if velocity is None and (tmin is None or tmax is None):
-        raise _failure("give the lag window: --tmin and --tmax, or --velocity (and --width)", ExitCode.USAGE)
+        raise Failure("give the lag window: --tmin and --tmax, or --velocity (and --width)", ExitCode.USAGE)
     if not 0 < freqmin < freqmax:
-        raise _failure("need 0 < --freqmin < --freqmax", ExitCode.USAGE)
+        raise Failure("need 0 < --freqmin < --freqmax", ExitCode.USAGE)
     wanted_dates = parse_dates(dates) if dates else None
     ref_dates = set(parse_dates(reference)) if reference else None
-    client, index = _index(coll)
+    with doing(f"cannot index bundles of {coll}"):
+        client = zone.client()
+        store = CorrelationStore(client, client.require_collection(coll))
     series: dict = {}
     stats: dict = {}
     lags = None
-    try:
-        with client:
-            for c in read_pairs(client, index, [tuple(p) for p in pairs] if pairs else None, wanted_dates,
-                                stats=stats):
-                row, weight = _daily(c)
-                series.setdefault(c.pair, {"distance": c.distance_m, "days": {}})["days"][c.date] = (row, weight)
-                lags = c.lags
-            if to:
-                client.mkdir(to)
-    except SecureIrodsError as exc:
-        raise _failure(f"reading bundles of {coll} failed: {exc}", exc.exit_code) from None
+    with doing(f"reading bundles of {coll} failed"):
+        for c in store.read([tuple(p) for p in pairs] if pairs else None, wanted_dates, stats=stats):
+            row, weight = _daily(c)
+            series.setdefault(c.pair, {"distance": c.distance_m, "days": {}})["days"][c.date] = (row, weight)
+            lags = c.lags
     if not series:
-        raise _failure("no correlation matches the selection", ExitCode.PERMANENT)
+        raise Failure("no correlation matches the selection", ExitCode.PERMANENT)
     all_dates = sorted({d for s in series.values() for d in s["days"]})
     is_ref = np.array([ref_dates is None or d in ref_dates for d in all_dates])
     if not is_ref.any():
-        raise _failure("no date of the selection is in --reference", ExitCode.USAGE)
+        raise Failure("no date of the selection is in --reference", ExitCode.USAGE)
     results, skipped = {}, {}
     for pair, s in sorted(series.items()):
         rows = np.full((len(all_dates), len(lags)), np.nan)
@@ -113,7 +102,7 @@ def dvv_command(coll, pairs, all_, dates, reference, methods, freqmin, freqmax, 
             continue
         results[pair] = (rows, weights, lo, hi, s["distance"], measured)
     if not results:
-        raise _failure("no pair could be measured: " + "; ".join(f"{a}:{b}: {r}" for (a, b), r in skipped.items()),
+        raise Failure("no pair could be measured: " + "; ".join(f"{a}:{b}: {r}" for (a, b), r in skipped.items()),
                        ExitCode.PERMANENT)
     network = {}
     for m in methods:
@@ -146,35 +135,30 @@ def dvv_command(coll, pairs, all_, dates, reference, methods, freqmin, freqmax, 
                "network": {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in network.items()},
                "bytes_read": stats.get("bytes", 0), "read_round_trips": stats.get("round_trips", 0)}
     if to:
-        summary["stored"] = _store(to, output, methods, freqmin, freqmax, all_dates, is_ref, len(results), coll)
+        summary["stored"] = _store(client, to, output, methods, freqmin, freqmax, all_dates, is_ref, len(results),
+                                   coll)
     if as_json:
-        click.echo(json.dumps(summary))
+        emit_json(summary)
     else:
         _print(summary, methods)
     return summary
 
 
-def _store(coll: str, output: Path, methods, freqmin, freqmax, dates, is_ref, n_pairs, source) -> str:
-    """Put the results file into ``coll`` (atomic) and give it its ``dvv.*`` AVUs."""
-    from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
-
+def _store(client, coll: str, output: Path, methods, freqmin, freqmax, dates, is_ref, n_pairs, source) -> str:
+    """Put the results file into ``coll`` (atomic put) and give it its ``dvv.*`` AVUs (one call)."""
     refs = [d for d, r in zip(dates, is_ref) if r]
-    try:
-        with connect() as client:
-            path = f"{client.resolve(coll).rstrip('/')}/{output.name}"
-            client.put(output, path, force=True)
-            client.set_avus(path, {"dvv.format": FORMAT, "dvv.methods": ",".join(methods),
-                                   "dvv.band": f"{freqmin:g}-{freqmax:g}", "dvv.pairs": str(n_pairs),
-                                   "dvv.first": dates[0].isoformat(), "dvv.last": dates[-1].isoformat(),
-                                   "dvv.reference": f"{refs[0]}..{refs[-1]}", "dvv.source": source})
-    except SecureIrodsError as exc:
-        raise _failure(f"storing {output.name} in {coll} failed: {exc}", exc.exit_code) from None
+    with doing(f"storing {output.name} in {coll} failed"):
+        client.mkdir(coll)
+        path = f"{client.resolve(coll).rstrip('/')}/{output.name}"
+        client.put(output, path, force=True)
+        client.set_avus(path, {"dvv.format": FORMAT, "dvv.methods": ",".join(methods),
+                               "dvv.band": f"{freqmin:g}-{freqmax:g}", "dvv.pairs": str(n_pairs),
+                               "dvv.first": dates[0].isoformat(), "dvv.last": dates[-1].isoformat(),
+                               "dvv.reference": f"{refs[0]}..{refs[-1]}", "dvv.source": source})
     return path
 
 
 def _print(summary: dict, methods) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"dv/v, network average of {summary['pairs']} pairs (%)")
@@ -187,7 +171,6 @@ def _print(summary: dict, methods) -> None:
             v, e = summary["network"][m][k], summary["network"][f"{m}_error"][k]
             cells.append("-" if v is None else f"{100 * v:+.3f} ± {100 * (e or 0):.3f}")
         table.add_row(d, *cells)
-    console = Console(stderr=True)
     console.print(table)
     for pair, reason in summary["skipped"].items():
         console.print(f"skipped {pair}: {reason}", markup=False)
@@ -200,11 +183,11 @@ def _read(path: Path):
     import h5py
 
     if not path.is_file():
-        raise _failure(f"no such dv/v file: {path}", ExitCode.USAGE)
+        raise Failure(f"no such dv/v file: {path}", ExitCode.USAGE)
     h5 = h5py.File(path, "r")
     if h5.attrs.get("format") != FORMAT:
         h5.close()
-        raise _failure(f"{path} is not a seisstore dv/v file", ExitCode.USAGE)
+        raise Failure(f"{path} is not a seisstore dv/v file", ExitCode.USAGE)
     return h5
 
 
@@ -225,7 +208,7 @@ def plot_dvv(path: Path, output: Path, method: str) -> None:
     with _read(path) as h5:
         methods = [m.decode() if isinstance(m, bytes) else str(m) for m in h5.attrs["methods"]]
         if method not in methods:
-            raise _failure(f"{path} holds {', '.join(methods)}, not {method}", ExitCode.USAGE)
+            raise Failure(f"{path} holds {', '.join(methods)}, not {method}", ExitCode.USAGE)
         x = np.array(_dates(h5))
         fig, ax = plt.subplots(figsize=(9, 5))
         for name, g in h5["pairs"].items():
@@ -258,7 +241,7 @@ def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, m
         names = list(h5["pairs"])
         name = f"{pair[0]}:{pair[1]}" if pair else names[0]
         if name not in h5["pairs"]:
-            raise _failure(f"{path} has no pair {name} (it has {', '.join(names[:10])})", ExitCode.USAGE)
+            raise Failure(f"{path} has no pair {name} (it has {', '.join(names[:10])})", ExitCode.USAGE)
         g = h5[f"pairs/{name}"]
         rows, lags = g["rows"][()], h5["lags"][()]
         x = np.array(_dates(h5))
@@ -286,61 +269,59 @@ def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, m
     click.echo(f"interferogram of {name} ({len(rows)} dates) -> {output}", err=True)
 
 
-def register(main: click.Group) -> None:
-    """Add ``dvv`` to the ``seisstore`` group and ``dvv``, ``interferogram`` to its ``plot`` group."""
+@click.command("dvv")
+@click.argument("coll")
+@click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
+@click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
+@click.option("--reference", default=None, help="Dates stacked into the reference (default: all of them).")
+@click.option("--method", "method", type=click.Choice(["stretching", "mwcs", "both"]), default="both",
+              show_default=True)
+@click.option("--freqmin", type=float, default=0.1, show_default=True, help="Band of the measurement (Hz).")
+@click.option("--freqmax", type=float, default=1.0, show_default=True)
+@click.option("--tmin", type=float, default=None, help="Lag window start (s), the same for every pair.")
+@click.option("--tmax", type=float, default=None, help="Lag window end (s).")
+@click.option("--velocity", type=float, default=None,
+              help="Lag window from distance / VELOCITY (m/s) for each pair (MSNoise's dynamic window).")
+@click.option("--width", type=float, default=30.0, show_default=True, help="With --velocity: window length (s).")
+@click.option("--sides", type=click.Choice(["both", "causal", "acausal"]), default="both", show_default=True)
+@click.option("--moving", type=click.IntRange(1, 365), default=1, show_default=True,
+              help="Days in each moving stack measured.")
+@click.option("--max-dvv", type=float, default=0.02, show_default=True, help="Stretching search range (+/-).")
+@click.option("--mwcs-window", type=float, default=10.0, show_default=True, help="MWCS window (s; MSNoise's).")
+@click.option("--mwcs-step", type=float, default=5.0, show_default=True, help="MWCS step (s).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("dvv.h5"),
+              show_default=True)
+@click.option("--to", default=None, help="Also store the results file in this zone collection, with AVUs.")
+@json_option
+@pass_zone
+def dvv_cmd(zone: Zone, coll, pairs, all_, dates, reference, method, freqmin, freqmax, tmin, tmax, velocity, width,
+            sides, moving, max_dvv, mwcs_window, mwcs_step, output, to, as_json) -> None:
+    """Velocity changes (dv/v) of the correlations under COLL against a reference stack, by
+    stretching and MWCS, per pair and averaged over the network."""
+    methods = ("stretching", "mwcs") if method == "both" else (method,)
+    dvv_command(zone, coll, pairs, all_, dates, reference, methods, freqmin, freqmax, tmin, tmax, velocity, width,
+                sides, moving, max_dvv, output, to, as_json, mwcs_window, mwcs_step)
 
-    @main.command("dvv")
-    @click.argument("coll")
-    @click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
-    @click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
-    @click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
-    @click.option("--reference", default=None, help="Dates stacked into the reference (default: all of them).")
-    @click.option("--method", "method", type=click.Choice(["stretching", "mwcs", "both"]), default="both",
-                  show_default=True)
-    @click.option("--freqmin", type=float, default=0.1, show_default=True, help="Band of the measurement (Hz).")
-    @click.option("--freqmax", type=float, default=1.0, show_default=True)
-    @click.option("--tmin", type=float, default=None, help="Lag window start (s), the same for every pair.")
-    @click.option("--tmax", type=float, default=None, help="Lag window end (s).")
-    @click.option("--velocity", type=float, default=None,
-                  help="Lag window from distance / VELOCITY (m/s) for each pair (MSNoise's dynamic window).")
-    @click.option("--width", type=float, default=30.0, show_default=True, help="With --velocity: window length (s).")
-    @click.option("--sides", type=click.Choice(["both", "causal", "acausal"]), default="both", show_default=True)
-    @click.option("--moving", type=click.IntRange(1, 365), default=1, show_default=True,
-                  help="Days in each moving stack measured.")
-    @click.option("--max-dvv", type=float, default=0.02, show_default=True, help="Stretching search range (+/-).")
-    @click.option("--mwcs-window", type=float, default=10.0, show_default=True, help="MWCS window (s; MSNoise's).")
-    @click.option("--mwcs-step", type=float, default=5.0, show_default=True, help="MWCS step (s).")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("dvv.h5"),
-                  show_default=True)
-    @click.option("--to", default=None, help="Also store the results file in this zone collection, with AVUs.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-    def dvv_cmd(coll, pairs, all_, dates, reference, method, freqmin, freqmax, tmin, tmax, velocity, width, sides,
-                moving, max_dvv, mwcs_window, mwcs_step, output, to, as_json) -> None:
-        """Velocity changes (dv/v) of the correlations under COLL against a reference stack, by
-        stretching and MWCS, per pair and averaged over the network."""
-        methods = ("stretching", "mwcs") if method == "both" else (method,)
-        dvv_command(coll, pairs, all_, dates, reference, methods, freqmin, freqmax, tmin, tmax, velocity, width, sides,
-                    moving, max_dvv, output, to, as_json, mwcs_window, mwcs_step)
 
-    plot = main.commands["plot"]
+@click.command("dvv")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["stretching", "mwcs"]), default="stretching", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("dvv.png"),
+              show_default=True)
+def plot_dvv_cmd(results, method, output) -> None:
+    """A PNG of dv/v against date (with errors) per pair and the network average, from RESULTS
+    (`seisstore dvv`)."""
+    plot_dvv(results, output, method)
 
-    @plot.command("dvv")
-    @click.argument("results", type=click.Path(path_type=Path))
-    @click.option("--method", type=click.Choice(["stretching", "mwcs"]), default="stretching", show_default=True)
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("dvv.png"),
-                  show_default=True)
-    def plot_dvv_cmd(results, method, output) -> None:
-        """A PNG of dv/v against date (with errors) per pair and the network average, from RESULTS
-        (`seisstore dvv`)."""
-        plot_dvv(results, output, method)
 
-    @plot.command("interferogram")
-    @click.argument("results", type=click.Path(path_type=Path))
-    @click.option("--pair", nargs=2, default=None, help="Stations A B (default: the first pair).")
-    @click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                  default=Path("interferogram.png"), show_default=True)
-    def plot_interferogram_cmd(results, pair, max_lag, output) -> None:
-        """A PNG of one pair's daily correlations against date from RESULTS (`seisstore dvv`),
-        with the lag window the dv/v was measured in."""
-        plot_interferogram(results, output, tuple(pair) if pair else None, max_lag)
+@click.command("interferogram")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--pair", nargs=2, default=None, help="Stations A B (default: the first pair).")
+@click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("interferogram.png"), show_default=True)
+def plot_interferogram_cmd(results, pair, max_lag, output) -> None:
+    """A PNG of one pair's daily correlations against date from RESULTS (`seisstore dvv`),
+    with the lag window the dv/v was measured in."""
+    plot_interferogram(results, output, tuple(pair) if pair else None, max_lag)

@@ -1,6 +1,7 @@
 """The job side of a campaign: one ``param.txt`` line, its subset, and the archive.
 
-``start.bash`` runs ``job.py <n_dates> <idate> <n_stations> <istation> [<jstation>]`` in
+``from seisstore.jobs import Job``.  ``start.bash`` runs
+``job.py <n_dates> <idate> <n_stations> <istation> [<jstation>]`` in
 a work directory holding ``dates.txt`` and ``stations.txt``.  :class:`Job` turns that
 into the dates and stations (or station pairs) of this line, connects through
 ``secure_irods`` and indexes only that subset of the archive (a few bulk queries), so a
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from secure_irods.errors import InvalidInputError
 from seisstore.campaign import DATES_FILE, STATIONS_FILE, read_dates, read_stations
 from seisstore.layout import Layout, get_layout
 from seisstore.partition import station_pairs, sublists
@@ -30,8 +32,11 @@ class Job:
         self.n_dates, self.idate, self.n_stations, self.istation = map(int, args[:4])
         self.jstation = int(args[4]) if len(args) == 5 else None
         work = Path(workdir)
-        self.all_dates = read_dates(work / DATES_FILE)
-        self.all_stations = read_stations(work / STATIONS_FILE)
+        try:
+            self.all_dates = read_dates(work / DATES_FILE)
+            self.all_stations = read_stations(work / STATIONS_FILE)
+        except OSError as exc:     # not run where start.bash prepares the line: the job's environment
+            raise InvalidInputError(f"cannot read the campaign's lists: {exc}") from None
         self.dates = sublists(self.all_dates, self.n_dates, self.idate)
         mine = sublists(self.all_stations, self.n_stations, self.istation)
         other = sublists(self.all_stations, self.n_stations, self.jstation) if self.jstation is not None else []
