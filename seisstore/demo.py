@@ -286,7 +286,8 @@ class Demo:
         stacks, gather = self.workdir / "stacks.h5", self.workdir / "gather.png"
         self.step(f"5. seisstore stack {xc} --all; seisstore plot gather")
         self.must("stack", xc, "--all", "-o", str(stacks))
-        self.must("plot", "gather", str(stacks), "-o", str(gather))
+        self.must("plot", "gather", str(stacks), "-o", str(gather), "--velocity", f"{SPEED:g}",
+                  "--filter", "0.1-0.8 Hz, one-bit, whitened")
         table, worst = lag_table(stacks, g)
         self.console.print(table)
         self.console.print(f"   gather: {gather}")
@@ -417,7 +418,7 @@ class DemoFailed(Failure):
 
 @click.command("demo")
 @click.option("--stations", type=click.IntRange(2, 30), default=6, show_default=True, help="Stations on the profile.")
-@click.option("--days", type=click.IntRange(1, 60), default=4, show_default=True,
+@click.option("--days", type=click.IntRange(1, 60), default=3, show_default=True,
               help="Days of noise (the velocity change starts on the middle one).")
 @click.option("--faults/--no-faults", default=True, show_default=True,
               help="Drop 5 % of API calls, cap the grid at 3 connections, preempt a quarter of the jobs.")
