@@ -11,8 +11,9 @@ as fetching a 500 MB bundle whole.  Two things cut that down:
   objects (one connection each, with the client's retries, deadline and throttle) take
   the spans, in file order, from one queue.  Extra connections are opened only for
   throttle slots free when the reader is made, so a process never waits for a slot
-  while holding one on the node's cap (default 4 slots: 4 streams at most), and they
-  log in while the caller parses the metadata it fetched first.
+  while holding one on the node's cap (default 4 slots: 4 streams at most); they log
+  in once the first stream has its connection (so they never take the slots it needs),
+  while the caller parses the metadata it fetched first.
 
 Costs: per extra stream one log-in and one open (2-3 round trips, in parallel), then per
 span one seek and one read; closing the extra streams runs in parallel too.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,7 +120,14 @@ class RangeReader:
         self.spares = [self.pool.submit(self._warm, client, first) for _ in range(extra)]
 
     @staticmethod
-    def _warm(client: Any, first: Any) -> Any:
+    def _warm(client: Any, first: Any, patience: float = 60.0) -> Any:
+        # only once ``first`` has its connection: spares never take the slots it needs
+        waited = 0.0
+        while not first.fetches:
+            if first.closed or waited > patience:
+                raise RuntimeError("the first stream never connected")
+            time.sleep(0.005)
+            waited += 0.005
         remote = _clone_file(client, first)
         try:
             remote.pread(0, 1)                  # log in and open now: a later span costs a seek and a read

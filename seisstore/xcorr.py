@@ -143,46 +143,84 @@ def correlate_day(data: np.ndarray, rate: float, pairs: Sequence[tuple[int, int]
 
 
 class Stacker:
-    """A running stack: rows are added as they are read, memory stays one row's worth.
+    """A running stack: rows are added as they are read.
 
-    ``linear``: the mean.  ``pws``: the phase-weighted stack (Schimmel and Paulssen 1997),
-    the mean times ``|mean of the unit phasors of the rows' analytic signals| ** power``;
-    both are sums, so neither keeps the rows.  Rows with NaNs are skipped.
+    ``linear``: the mean, each row weighted by ``weights`` (e.g. its ``n_windows``: a day
+    that kept 6 windows counts a quarter of one that kept 24).  ``pws``: the phase-weighted
+    stack (Schimmel and Paulssen 1997), the mean times ``|mean of the unit phasors of the
+    rows' analytic signals| ** power``.  ``nroot``: the n-th root stack (``power`` = n,
+    Muirhead 1968), ``sign(s) |s| ** n`` of the mean ``s`` of ``sign(x) |x| ** (1 / n)``.
+    These three are sums, memory one row's worth.  ``robust``: Pavlis and Vernon (2010),
+    rows weighted by their fit to the stack, iterated to convergence; it keeps the rows.
+    Rows with NaNs, or weight 0, are skipped.
     """
 
+    METHODS = ("linear", "pws", "nroot", "robust")
+
     def __init__(self, method: str = "linear", power: float = 2.0) -> None:
-        if method not in ("linear", "pws"):
-            raise ValueError(f"unknown stack method {method!r} (linear or pws)")
+        if method not in self.METHODS:
+            raise ValueError(f"unknown stack method {method!r} ({', '.join(self.METHODS)})")
         self.method, self.power = method, power
         self.count = 0
+        self.weight = 0.0
         self._sum: np.ndarray | None = None
         self._phase: np.ndarray | None = None
+        self._rows: list[np.ndarray] = []
 
-    def add(self, rows: np.ndarray) -> None:
-        """Add ``(n, n_lag)`` rows (or one 1-D row)."""
+    def add(self, rows: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add ``(n, n_lag)`` rows (or one 1-D row), with a weight each (default 1)."""
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        rows = rows[np.isfinite(rows).all(axis=1)]
+        w = np.ones(len(rows)) if weights is None else np.broadcast_to(np.asarray(weights, dtype=np.float64),
+                                                                        (len(rows),))
+        ok = np.isfinite(rows).all(axis=1) & (w > 0)
+        rows, w = rows[ok], w[ok]
         if not len(rows):
             return
         if self._sum is None:
             self._sum = np.zeros(rows.shape[1])
             if self.method == "pws":
                 self._phase = np.zeros(rows.shape[1], dtype=np.complex128)
-        self._sum += rows.sum(axis=0)
+        if self.method == "nroot":
+            self._sum += (w[:, None] * np.sign(rows) * np.abs(rows) ** (1.0 / self.power)).sum(axis=0)
+        else:
+            self._sum += (w[:, None] * rows).sum(axis=0)
         if self._phase is not None:
             from scipy.signal import hilbert
 
             analytic = hilbert(rows, axis=1)
-            self._phase += (analytic / np.maximum(np.abs(analytic), 1e-30)).sum(axis=0)
+            self._phase += (w[:, None] * analytic / np.maximum(np.abs(analytic), 1e-30)).sum(axis=0)
+        if self.method == "robust":
+            self._rows.extend(rows * w[:, None] / w.mean())
         self.count += len(rows)
+        self.weight += float(w.sum())
 
     def result(self) -> np.ndarray:
         if not self.count:
             raise ValueError("nothing to stack")
-        linear = self._sum / self.count
+        mean = self._sum / self.weight
+        if self.method == "nroot":
+            return np.sign(mean) * np.abs(mean) ** self.power
+        if self.method == "robust":
+            return _robust(np.array(self._rows), mean)
         if self._phase is None:
-            return linear
-        return linear * np.abs(self._phase / self.count) ** self.power
+            return mean
+        return mean * np.abs(self._phase / self.weight) ** self.power
+
+
+def _robust(rows: np.ndarray, start: np.ndarray, tol: float = 1e-6, max_iter: int = 50) -> np.ndarray:
+    """Pavlis and Vernon (2010): weight each row by ``|<row, s>| / (|row| |row - <row, s> s|)``
+    with ``s`` the unit stack, restack, until the stack stops changing."""
+    stack = start
+    for _ in range(max_iter):
+        unit = stack / (np.linalg.norm(stack) or 1.0)
+        proj = rows @ unit
+        resid = np.linalg.norm(rows - proj[:, None] * unit, axis=1)
+        w = np.abs(proj) / np.maximum(np.linalg.norm(rows, axis=1) * resid, 1e-30)
+        new = (w[:, None] * rows).sum(axis=0) / w.sum()
+        if np.linalg.norm(new - stack) <= tol * (np.linalg.norm(stack) or 1.0):
+            return new
+        stack = new
+    return stack
 
 
 def stack(rows: np.ndarray, method: str = "linear", power: float = 2.0) -> np.ndarray:

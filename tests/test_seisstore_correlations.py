@@ -383,6 +383,21 @@ def test_many_rows_coalesced_over_several_streams_within_the_throttle(client, gr
         for (pair, d), x in got.items():
             k, j = pairs.index(pair), days.index(d)
             assert x.data.shape == (1, 401) and (x.data == k * 10 + j).all() and x.n_windows.tolist() == [j]
+    # a zone that refuses connections beyond 2 while the node's throttle allows 16 (the demo's
+    # grid): spares are refused and dropped, the first stream reads on, nothing is lost
+    monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", "16")
+    monkeypatch.setenv("SECURE_IRODS_COOLDOWN", "0.2")
+    index = BundleIndex(client, coll, cache=False)
+    client.disconnect()
+    grid.set_faults(max_connections=2)
+    try:
+        with connect() as c:
+            stats = {}
+            capped = {(x.pair, x.date): x.data.tobytes() for x in read_pairs(c, index, cells=cells, stats=stats,
+                                                                              streams=4, max_gap=4096)}
+    finally:
+        grid.clear_faults()
+    assert capped == {cell: x.data.tobytes() for cell, x in got.items()} and stats["streams"] <= 2
 
 
 def test_coalesce_merges_only_close_ranges():

@@ -77,6 +77,25 @@ def test_pws_keeps_the_coherent_peak():
         stack(rows, "median")
 
 
+def test_nroot_and_robust_stacks_resist_an_outlier_and_linear_weights_days():
+    from seisstore.xcorr import Stacker
+
+    rng = np.random.default_rng(3)
+    signal = np.zeros(101)
+    signal[60] = 1.0
+    rows = signal + 0.2 * rng.standard_normal((30, 101))
+    rows[0] = 40 * rng.standard_normal(101)               # one day full of a transient
+    for method in ("nroot", "robust"):
+        got = stack(rows, method)
+        assert np.argmax(got) == 60, method
+        ratio = got[60] / np.abs(np.delete(got, 60)).max()
+        assert ratio > 3 * signal[60] / np.abs(np.delete(stack(rows), 60)).max(), method   # better than linear
+    s = Stacker("linear")
+    s.add(np.array([[1.0, 1.0], [4.0, 4.0]]), weights=np.array([3, 1]))
+    s.add(np.array([9.0, 9.0]), weights=0)                 # a day that kept no window counts for nothing
+    assert s.result().tolist() == [1.75, 1.75] and s.count == 2
+
+
 def test_pack_is_deterministic_and_never_splits_a_pair():
     pairs = [("A", "B"), ("A", "C"), ("B", "C"), ("C", "D")]
     days = [datetime.date(2011, 3, d) for d in (1, 2, 3)]

@@ -82,6 +82,7 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
                   method: str, output: Path) -> None:
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
+    import numpy as np
 
     from seisstore.bundles import pair_name
     from seisstore.xcorr import Stacker
@@ -95,7 +96,9 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
     lags, rate = None, None
     with doing(f"reading bundles of {coll} failed"):
         for c in store.read(None if all_ else _pairs(pairs), parse_dates(dates) if dates else None, stats=stats):
-            rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
+            # each substack weighted by the windows it kept (0: none, skipped)
+            rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]),
+                                                         np.asarray(c.n_windows).reshape(-1))
             meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
             lags, rate = c.lags, c.rate
     if not rows:
@@ -223,8 +226,9 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None, velocity: flo
 @click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
 @click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
-@click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True,
-              help="Linear or phase-weighted stack.")
+@click.option("--method", type=click.Choice(["linear", "pws", "nroot", "robust"]), default="linear",
+              show_default=True, help="Linear (days weighted by their windows), phase-weighted, n-th root (n=2)"
+              " or robust (Pavlis and Vernon) stack.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("stacks.h5"),
               show_default=True, help="Local HDF5 file of the stacks.")
 @pass_zone
