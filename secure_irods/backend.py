@@ -33,11 +33,11 @@ from irods.ticket import Ticket
 from . import _prc
 from ._prc import install_stall_guard
 from .errors import NotFoundError, PermanentError, register_secret
-from .query import Query
+from .query import Query, ReplicaStatus
+from .transfer import split_remote
 
 __all__ = ["RemoteStat", "PrcBackend", "install_stall_guard"]
 
-GOOD = "1"
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,6 @@ class RawWriter:
 
     def close(self) -> None:
         self.raw.close()  # the server registers the checksum here (regChksum)
-
-
-def _split(path: str) -> tuple[str, str]:
-    parent, _, name = path.rstrip("/").rpartition("/")
-    return parent or "/", name
 
 
 class PrcBackend:
@@ -173,7 +168,7 @@ class PrcBackend:
         self.session.data_objects.create(path)
         try:
             row = next(iter(self.session.query(DataObject.modify_time)
-                            .filter(Collection.name == _split(path)[0]).filter(DataObject.name == _split(path)[1])))
+                            .filter(Collection.name == split_remote(path)[0]).filter(DataObject.name == split_remote(path)[1])))
             return row[DataObject.modify_time].replace(tzinfo=datetime.timezone.utc).timestamp()
         finally:
             self.unlink(path)
@@ -199,14 +194,14 @@ class PrcBackend:
 
     def stat(self, path: str) -> RemoteStat | None:
         """A data object (one GenQuery) or, failing that, a collection (one more); None if neither."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         rows = list(
             self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status)
             .filter(Collection.name == parent)
             .filter(DataObject.name == name)
         )
         if rows:
-            good = [r for r in rows if str(r[DataObject.replica_status]) == GOOD]
+            good = [r for r in rows if str(r[DataObject.replica_status]) == ReplicaStatus.GOOD]
             if not good:
                 raise PermanentError(f"{path}: no good replica (all stale or being written)")
             row = next((r for r in good if r[DataObject.checksum]), good[0])
@@ -234,7 +229,7 @@ class PrcBackend:
         seen: dict[str, RemoteStat] = {}
         for row in (self.session.query(DataObject.name, DataObject.size, DataObject.checksum, DataObject.replica_status)
                     .filter(Collection.name == path)):
-            if str(row[DataObject.replica_status]) != GOOD:
+            if str(row[DataObject.replica_status]) != ReplicaStatus.GOOD:
                 continue
             full = prefix + row[DataObject.name]
             if full not in seen or (row[DataObject.checksum] and not seen[full].checksum):
@@ -253,7 +248,7 @@ class PrcBackend:
 
     def avus(self, path: str) -> list[tuple[str, str, str]]:
         """``(attribute, value, units)`` of a data object (one GenQuery)."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS")
              .where("COLL_NAME", "=", parent).where("DATA_NAME", "=", name))
         return [(a, v, u or "") for a, v, u in self.genquery(q)]
@@ -330,13 +325,13 @@ class PrcBackend:
     def partial(self, path: str) -> tuple[int, bool] | None:
         """Bytes held by the largest replica of ``path``, and whether a replica is still being
         written (intermediate); None if there is no such data object.  One GenQuery."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         rows = list(self.session.query(DataObject.size, DataObject.replica_status)
                     .filter(Collection.name == parent).filter(DataObject.name == name))
         if not rows:
             return None
         return (max(int(r[DataObject.size]) for r in rows),
-                any(str(r[DataObject.replica_status]) == "2" for r in rows))
+                any(str(r[DataObject.replica_status]) == ReplicaStatus.INTERMEDIATE for r in rows))
 
     def rename(self, source: str, target: str) -> None:
         """Rename a data object (``target`` must not exist)."""
@@ -355,7 +350,8 @@ class PrcBackend:
         """
         rows = list(self.session.query(DataObject.name, DataObject.replica_status)
                     .filter(Collection.name == collection).filter(Like(DataObject.name, pattern)))
-        busy = {r[DataObject.name] for r in rows if str(r[DataObject.replica_status]) == "2"}
+        busy = {r[DataObject.name] for r in rows
+                if str(r[DataObject.replica_status]) == ReplicaStatus.INTERMEDIATE}
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 

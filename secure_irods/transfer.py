@@ -41,6 +41,8 @@ create + ceil(size/chunk) writes + close + 1 GenQuery + rename (+ unlink with fo
 from __future__ import annotations
 
 import base64
+import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -157,13 +159,6 @@ def _check_deadline(deadline: Deadline, what: str) -> None:
         raise TransientError(f"deadline of {deadline.seconds:g}s passed during {what}")
 
 
-def _close_quietly(handle: Writer | Reader) -> None:
-    try:
-        handle.close()
-    except Exception:
-        pass
-
-
 # --------------------------------------------------------------------------------- get
 
 
@@ -247,7 +242,8 @@ def _get_object(
                     if ok:
                         reader.close()
                     else:
-                        _close_quietly(reader)
+                        with contextlib.suppress(Exception):   # the transfer's own error matters
+                            reader.close()
             os.fsync(out.fileno())
         if _formatted(hasher) == checksum:
             break
@@ -256,7 +252,7 @@ def _get_object(
             raise ChecksumMismatchError(f"{remote}: received bytes do not match the checksum {checksum}")
     os.replace(temp, local)
     _fsync_dir(local.parent)
-    for stale in local.parent.glob(f".{glob_escape(local.name)}.part-*"):
+    for stale in local.parent.glob(f".{glob.escape(local.name)}.part-*"):
         if stale != temp:
             stale.unlink(missing_ok=True)  # older versions of the object, killed runs
     return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
@@ -449,7 +445,8 @@ def _get_pipelined(backend: TransferBackend, remote: str, fd: int, start: int, e
             pipe.fail(pipe.error or TransientError("aborted"))
             for t in threads:
                 t.join()
-            _close_quietly(primary)
+            with contextlib.suppress(Exception):   # the transfer's own error matters
+                primary.close()
             os.ftruncate(fd, pipe.hashed)  # keep only the verified-in-order prefix: the resume point
 
 
@@ -477,13 +474,10 @@ def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str,
             for t in threads:
                 t.join()
             for r in readers:
-                _close_quietly(r)
+                with contextlib.suppress(Exception):
+                    r.close()
     except Exception as exc:   # lending or returning spares failed: the primary reads on alone
         logger.info("no parallel streams for %s: %s: %s", remote, type(exc).__name__, exc)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 # --------------------------------------------------------------------------------- put
@@ -552,13 +546,15 @@ def _put_object(
         if ok:
             writer.close()
         else:
-            _close_quietly(writer)
+            with contextlib.suppress(Exception):   # the transfer's own error matters
+                writer.close()
     uploaded = backend.stat(temp)
     server_sum = (uploaded.checksum if uploaded else "") or backend.checksum(temp)
     local_sum = _formatted(hasher) if server_sum.startswith("sha2:") else _formatted(
         _hash_file(local, _hasher_for(server_sum)))
     if server_sum != local_sum:
-        _quietly(backend.unlink, temp)
+        with contextlib.suppress(Exception):
+            backend.unlink(temp)
         if offset:   # the kept prefix was not what we sent: start again, from zero this time
             logger.warning("put of %s: resumed upload failed verification; uploading it whole", local)
             return _put_object(backend, local, remote, deadline=deadline, force=force, sync=sync,
@@ -573,7 +569,8 @@ def _put_object(
     backend.rename(temp, remote)
     for stale in backend.leftovers(parent, f".{name}.part-%"):
         if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
-            _quietly(backend.unlink, stale)
+            with contextlib.suppress(Exception):
+                backend.unlink(stale)
     renames.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
 
@@ -666,13 +663,7 @@ def _put_temp(backend: TransferBackend, local: Path, parent: str, name: str) -> 
     if busy:
         return _fresh_temp(parent, name), 0
     if held > st.st_size:
-        _quietly(backend.unlink, temp)
+        with contextlib.suppress(Exception):
+            backend.unlink(temp)
         return temp, 0
     return temp, held
-
-
-def _quietly(fn: Callable[..., object], *args: object) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        pass

@@ -45,12 +45,9 @@ bulk GenQuery (a stamp query first when cached), opening no bundle.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import logging
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from secure_irods.query import Query
+
+from .cache import cache_file, read_cache, write_cache
 
 __all__ = ["FORMAT", "DEFAULT_BUNDLE_SIZE", "BundleInfo", "BundleIndex", "LocalBundle", "CorrelationStore",
            "Correlation", "pack", "pair_name", "read_pairs", "bundle_avus", "parse_pair"]
@@ -271,16 +270,13 @@ class BundleIndex:
         self._stamp: list | None = None
         self._cache_path = None
         if cache:
-            from .catalogue import default_cache_dir
-
             zone = client.environment.settings.get("irods_zone_name", "")
-            digest = hashlib.sha256(json.dumps([zone, self.root, FORMAT]).encode()).hexdigest()[:24]
-            self._cache_path = Path(cache_dir or default_cache_dir()) / f"bundles-{digest}.json"
+            self._cache_path = cache_file("bundles", [zone, self.root, FORMAT], cache_dir)
         if refresh:
             self.refresh()
 
     def _where(self, q: Query) -> Query:
-        return (q.where_any("COLL_NAME", [("=", self.root), ("like", f"{self.root}/%")])
+        return (q.under(self.root)
                 .where("META_DATA_ATTR_NAME", "like", "bundle.%"))
 
     def _rows(self, q: Query) -> list[tuple]:
@@ -312,10 +308,10 @@ class BundleIndex:
         self._save_cache()
 
     def _load_cache(self) -> None:
-        if self._cache_path is None or not self._cache_path.exists():
+        data = None if self._cache_path is None else read_cache(self._cache_path)
+        if data is None:
             return
         try:
-            data = json.loads(self._cache_path.read_text())
             bundles = {}
             for path, item in data["bundles"].items():
                 info = BundleInfo(path, item["job"], item["head"], item["code"], item["rate"],
@@ -324,25 +320,17 @@ class BundleIndex:
                     info.pairs[parse_pair(name)] = [datetime.date.fromisoformat(d) for d in dates]
                 bundles[path] = info
             self.bundles, self._stamp, self._table = bundles, data["stamp"], None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable bundle index cache %s: %s", self._cache_path, exc)
 
     def _save_cache(self) -> None:
         if self._cache_path is None:
             return
-        data = {"root": self.root, "stamp": self._stamp, "bundles": {
+        write_cache(self._cache_path, {"root": self.root, "stamp": self._stamp, "bundles": {
             p: {"job": i.job, "head": i.head, "code": i.code, "rate": i.rate,
                 "dates": [d.isoformat() for d in i.dates],
                 "pairs": [[pair_name(*pr), [d.isoformat() for d in ds]] for pr, ds in i.pairs.items()]}
-            for p, i in self.bundles.items()}}
-        try:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._cache_path.parent, prefix=".bundles-", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, self._cache_path)
-        except OSError as exc:
-            log.warning("cannot write bundle index cache %s: %s", self._cache_path, exc)
+            for p, i in self.bundles.items()}})
 
     # ---------------------------------------------------------------- lookups
 

@@ -490,7 +490,7 @@ def _labelled(client, root: str) -> set[str]:
 
     One bulk query (a call per 500 objects), made once per ingest and only if some day
     files were already there."""
-    q = (Query("COLL_NAME", "DATA_NAME").where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+    q = (Query("COLL_NAME", "DATA_NAME").under(root)
          .where("META_DATA_ATTR_NAME", "=", "npts"))
     return {f"{coll}/{name}" for coll, name in client.query(q)}
 

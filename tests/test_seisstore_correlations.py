@@ -116,8 +116,7 @@ def zone(world):
 
 
 def _objects(client, coll):
-    q = Query("COLL_NAME", "DATA_NAME", "D_DATA_ID", "D_MODIFY_TIME", "DATA_SIZE").where_any(
-        "COLL_NAME", [("=", coll), ("like", f"{coll}/%")])
+    q = Query("COLL_NAME", "DATA_NAME", "D_DATA_ID", "D_MODIFY_TIME", "DATA_SIZE").under(coll)
     return sorted(client.query(q))
 
 

@@ -1,5 +1,8 @@
 """Campaign jobs run by ``start.bash`` (``python -m seisstore.jobs.<name> <param line>``).
 
+:class:`Job` (``seisstore.jobs.line``) is one ``param.txt`` line as a job script sees it;
+``preprocess`` and ``correlate`` are the toolkit's own job modules.
+
 Each takes its settings from its job script (``main(config={...})``: the script is what
 ``start.bash`` fetches with the campaign), else a small JSON file (:func:`load_config`),
 environment variables filling in; reaches the zone only through ``secure_irods``; and
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from secure_irods.errors import InvalidInputError
+from seisstore.jobs.line import Job
 
-__all__ = ["load_config", "main_wrapper", "ENV_CONFIG"]
+__all__ = ["Job", "load_config", "main_wrapper", "ENV_CONFIG"]
 
 ENV_CONFIG = "SEISSTORE_CONFIG"
 

@@ -40,12 +40,11 @@ import numpy as np
 
 from secure_irods.errors import InvalidInputError
 from secure_irods.query import Query
-from seisstore.jobs import load_config, main_wrapper, output_collection, setting
+from seisstore.jobs import Job, load_config, main_wrapper, output_collection, setting
 
 if TYPE_CHECKING:
     from secure_irods.client import Client
     from seisstore.bundles import CorrelationStore, LocalBundle
-    from seisstore.job import Job
     from seisstore.layout import Key
 
 log = logging.getLogger("seisstore.jobs.correlate")
@@ -117,7 +116,7 @@ def _station_of(key: "Key", names: set[str]) -> str | None:
 def _processed_facts(client: "Client", root: str) -> tuple[list[float], list[str]]:
     """Distinct sampling rates and chains of the processed files (one GenQuery; rows are distinct)."""
     q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE")
-         .where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+         .under(root)
          .where_any("META_DATA_ATTR_NAME", [("=", "sampling_rate"), ("=", "chain")]))
     rates, chains = set(), set()
     for attr, value in client.query(q):
@@ -203,7 +202,6 @@ def open_bundles(job: "Job", line: LinePlan, settings: Settings, directory: Path
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     """One campaign line: plan -> assemble -> correlate -> store (see the module docstring)."""
     from seisstore.bundles import CorrelationStore
-    from seisstore.job import Job
     from seisstore.version import code_version
     from seisstore.xcorr import correlate_day
 
