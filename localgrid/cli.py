@@ -154,11 +154,12 @@ def entry() -> None:
     of the toolkit; click's own 2 means "transient" in our table."""
     try:
         main.main(standalone_mode=False, prog_name="secure-irods-grid")
-    except click.UsageError as exc:
-        exc.show()
+    except click.UsageError as exc:   # one line, as every command of the toolkit
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"secure-irods-grid: error: {exc.format_message()}{hint}", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"secure-irods-grid: error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
