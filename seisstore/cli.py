@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -309,7 +310,7 @@ def _selection_options(fn):
 
 
 @main.command("ingest")
-@click.argument("local_dir", type=click.Path(path_type=Path))
+@click.argument("local", metavar="LOCAL")
 @click.argument("coll")
 @click.option("--layout", "layout_spec", default="sds", show_default=True, help=LAYOUT_HELP)
 @click.option("--default-network", default=None, metavar="NET",
@@ -323,48 +324,59 @@ def _selection_options(fn):
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=0),
               help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON to this file.")
+              help="Also write the report as JSON to this file (on every exit path, a zone failure included).")
 @click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
-def ingest_cmd(local_dir: Path, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
+@click.pass_context
+def ingest_cmd(ctx, local: str, coll: str, layout_spec: str, default_network, renames, merge_existing, jobs,
                report_file, create) -> None:
-    """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
+    """Cut every file ObsPy reads in LOCAL (a directory, a file or a quoted glob) into day files in COLL.
 
-    Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
-    and reported at the end (exit 3); day files already in COLL are skipped (one bulk
-    catalogue query finds them) unless --merge.
+    Files ObsPy cannot read, damaged files, traces with invalid codes or no time axis
+    (sampling rate 0: log channels) and NaN/inf samples (left out as gaps) are skipped
+    and reported at the end (exit 3); the run goes on.  Day files already in COLL are
+    skipped (one bulk catalogue query finds them) unless --merge.  ObsPy's warnings are
+    counted per file (their text with -v and in the report).
     """
     from secure_irods.client import connect
     from secure_irods.errors import NotFoundError, SecureIrodsError
-    from seisstore.ingest import CodeMap, ingest
+    from seisstore.ingest import CodeMap, IngestReport, ingest, inputs
 
     layout = _layout(layout_spec)
-    if not local_dir.is_dir():
-        raise Failure(f"no such directory: {local_dir}", ExitCode.USAGE)
+    try:
+        files = inputs(local)
+    except FileNotFoundError as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
     try:
         codes = CodeMap.parse(renames, default_network)
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
+    if report_file is not None and not (report_file.parent.is_dir() and os.access(report_file.parent, os.W_OK)):
+        raise Failure(f"cannot write the report to {report_file}: no such writable directory", ExitCode.USAGE)
+    report = IngestReport()
     try:
-        with connect() as client:
-            try:   # a typo (of the zone, of a path) must not silently make a new tree
-                client.require_collection(coll, create=create)
-            except NotFoundError as exc:
-                raise NotFoundError(f"{exc.message} (--create makes it)") from None
-            report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
-                            merge_existing=merge_existing)
-    except SecureIrodsError as exc:
-        raise Failure(f"ingest into {coll} failed: {exc}", exc.exit_code) from None
-    except ValueError as exc:
-        raise Failure(str(exc).splitlines()[0], ExitCode.PERMANENT) from None
-    except Exception as exc:
-        raise _zone_failure(exc, f"ingest into {coll} failed") from None
-    report.render(Console(highlight=False, soft_wrap=True))
-    click.echo(report.summary())
-    if report_file is not None:
         try:
-            report.write_json(report_file)
-        except OSError as exc:
-            raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
+            with connect() as client:
+                try:   # a typo (of the zone, of a path) must not silently make a new tree
+                    client.require_collection(coll, create=create)
+                except NotFoundError as exc:
+                    raise NotFoundError(f"{exc.message} (--create makes it)") from None
+                ingest(client, files, coll, layout, console=console, codes=codes, jobs=jobs,
+                       merge_existing=merge_existing, report=report)
+        except SecureIrodsError as exc:
+            raise Failure(f"ingest into {coll} failed: {exc}", exc.exit_code) from None
+        except ValueError as exc:
+            raise Failure(str(exc).splitlines()[0], ExitCode.PERMANENT) from None
+        except Exception as exc:
+            raise _zone_failure(exc, f"ingest into {coll} failed") from None
+    finally:   # what was done is reported on every exit path
+        if report.files_seen:
+            report.render(Console(highlight=False, soft_wrap=True), verbose=ctx.find_root().params["verbose"] > 0)
+            click.echo(report.summary())
+        if report_file is not None:
+            try:
+                report.write_json(report_file)
+            except OSError as exc:
+                raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
     if report.exit_code:
         raise Failure(f"{report.skipped} files, traces or day files skipped (see the report)", report.exit_code)
 
