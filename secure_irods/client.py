@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, classify
+from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, check_path, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
 from .query import Query
@@ -85,7 +85,9 @@ class IrodsEnvironment:
         return f"{self.settings['irods_host']}:{self.settings['irods_port']}"
 
     def resolve(self, path: str) -> str:
-        """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
+        """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands).
+
+        One longer than iRODS allows is refused here, before anything is sent (exit 3)."""
         if not path.startswith("/"):
             path = f"{self.cwd.rstrip('/')}/{path}"
         parts: list[str] = []
@@ -97,7 +99,7 @@ class IrodsEnvironment:
                     parts.pop()
                 continue
             parts.append(part)
-        return "/" + "/".join(parts)
+        return check_path("/" + "/".join(parts))
 
 
 class _State(enum.Enum):

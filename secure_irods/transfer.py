@@ -41,11 +41,13 @@ create + ceil(size/chunk) writes + close + 1 GenQuery + rename (+ unlink with fo
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
 import os
 import queue
 import re
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -59,6 +61,8 @@ from .errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    check_path,
+    classify,
 )
 from .policy import Deadline
 
@@ -255,6 +259,51 @@ def _get_object(
         raise NotFoundError(f"no such local directory: {local.parent}")
 
     temp = get_temp_name(remote, checksum, local)
+    try:
+        offset = _receive(backend, remote, temp, stat, checksum, deadline=deadline, resource=resource, chunk=chunk,
+                          progress=progress, spares=spares, streams=streams)
+    except BaseException as exc:
+        _discard_temp(temp, exc, local, stat.size)
+        raise
+    os.replace(temp, local)
+    _fsync_dir(local.parent)
+    for stale in local.parent.glob(f".{glob_escape(local.name)}.part-*"):
+        if stale != temp:
+            stale.unlink(missing_ok=True)  # older versions of the object, killed runs
+    return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
+
+
+def _write_all(out, data: bytes) -> None:
+    """An unbuffered write may write less than asked (a disk filling up): loop until all is
+    written, so a full disk raises ENOSPC instead of leaving a hole the hash never saw."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view):]
+
+
+def _discard_temp(temp: Path, exc: BaseException, local: Path, size: int) -> None:
+    """After a failed get: keep the temporary only if a retry can resume from it.
+
+    An empty one, or one behind a permanent failure, goes; on a full disk it goes too
+    (the next get into that directory would fail the same way) and the error says how
+    much room the object needs."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        temp.unlink(missing_ok=True)
+        free = shutil.disk_usage(local.parent).free
+        raise PermanentError(f"no space left for {local}: the object needs {size} bytes, {free} are free in "
+                             f"{local.parent} (its partial copy was removed)") from exc
+    try:
+        empty = temp.stat().st_size == 0
+    except OSError:
+        return
+    if empty or (isinstance(exc, Exception) and not classify(exc).transient):
+        temp.unlink(missing_ok=True)
+
+
+def _receive(backend: Backend, remote: str, temp: Path, stat: RemoteStatLike, checksum: str, *, deadline: Deadline,
+             resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
+             streams: int) -> int:
+    """Fill ``temp`` with ``remote``'s bytes, resuming after what it holds; returns where it resumed."""
     for attempt in ("resume", "fresh"):
         offset = temp.stat().st_size if temp.exists() else 0
         if offset > stat.size:
@@ -278,7 +327,7 @@ def _get_object(
                         data = reader.read(min(chunk, stat.size - position))
                         if not data:
                             raise TransientError(f"{remote}: stream ended at byte {position} of {stat.size}")
-                        out.write(data)
+                        _write_all(out, data)
                         hasher.update(data)
                         position += len(data)
                         if progress:
@@ -295,12 +344,7 @@ def _get_object(
         temp.unlink(missing_ok=True)
         if not offset or attempt == "fresh":
             raise ChecksumMismatchError(f"{remote}: received bytes do not match the checksum {checksum}")
-    os.replace(temp, local)
-    _fsync_dir(local.parent)
-    for stale in local.parent.glob(f".{glob_escape(local.name)}.part-*"):
-        if stale != temp:
-            stale.unlink(missing_ok=True)  # older versions of the object, killed runs
-    return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
+    return offset
 
 
 class _Pipeline:
@@ -565,6 +609,7 @@ def _put_object(
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
 
     parent, name = split_remote(remote)
+    check_path(remote, extra=TEMP_EXTRA, what="target", vault_name=True)
     temp, offset = _put_temp(backend, local, parent, name) if resume else (_fresh_temp(parent, name), 0)
     hasher = _hash_file(local, hashlib.sha256(), upto=offset) if offset else hashlib.sha256()
     if offset:
@@ -675,6 +720,10 @@ _renames_sent: dict[tuple, str] = {}
 def _rename_key(local: Path, remote: str) -> tuple:
     st = local.stat()
     return (str(local.resolve()), remote, st.st_size, st.st_mtime_ns)
+
+
+#: Bytes the longest temporary name of a put adds to its target's path (``/.NAME.part-<32 hex>``).
+TEMP_EXTRA = len("..part-") + 32
 
 
 def _fresh_temp(parent: str, name: str) -> str:
