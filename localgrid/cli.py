@@ -14,7 +14,31 @@ from .faults import FaultPolicy
 from .server import DEFAULT_CONNECTION_LIMIT, DEFAULT_HANDSHAKE_TIMEOUT
 
 
-@click.group(context_settings={"auto_envvar_prefix": "LOCALGRID", "help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Exit codes as the toolkit's table has them: a usage error is 1 (click's own 2 reads as
+    "transient, resubmit" to a scheduler), and every failure is one line on stderr."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        prog = prog_name or "secure-irods-grid"
+        try:
+            super().main(args, prog, complete_var, False, **extra)
+        except click.exceptions.Exit as exc:      # --help
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            click.echo(f"{prog}: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"{prog}: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo(f"{prog}: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(0)
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "LOCALGRID", "help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """A local iRODS grid: the real wire protocol over a directory and an SQLite catalogue."""
