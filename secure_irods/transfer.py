@@ -66,7 +66,7 @@ from .errors import (
 )
 from .policy import Deadline
 
-__all__ = ["Backend", "RemoteStatLike", "TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file",
+__all__ = ["Backend", "Leftover", "RemoteStatLike", "TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file",
            "split_remote"]
 
 logger = logging.getLogger("secure_irods.transfer")
@@ -121,6 +121,15 @@ class Writer(Protocol):
 
 
 Spares = Callable[[int], ContextManager[list]]  # spares(n): up to n more connected backends, for a while
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary object an interrupted upload left (``.NAME.part-KEY``): see ``Client.leftovers``."""
+
+    path: str
+    size: int
+    modified: float   # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -604,6 +613,7 @@ def _put_object(
             _renames_sent.pop(key, None)
             return TransferResult(str(local), remote, size, existing.checksum)
         if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
+            _remove_leftovers(backend, *split_remote(remote))   # the target is right: what killed runs left goes
             return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
         if not force:
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
@@ -643,11 +653,22 @@ def _put_object(
         backend.unlink(remote)  # the window: <name> absent until the rename below
     _renames_sent[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
     backend.rename(temp, remote)
-    for stale in backend.leftovers(parent, f".{name}.part-%"):
-        if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
-            _quietly(backend.unlink, stale)
+    _remove_leftovers(backend, parent, name, keep=temp)
     _renames_sent.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
+
+
+def _remove_leftovers(backend: Backend, parent: str, name: str, keep: str = "") -> None:
+    """Remove the temporaries of ``parent/name`` that killed or dropped uploads left (never
+    one still being written: another job's upload); a failure to remove one is not the put's."""
+    try:
+        stale = backend.leftovers(parent, f".{name}.part-%")
+    except Exception as exc:
+        logger.info("cannot list the leftovers of %s/%s: %s", parent, name, exc)
+        return
+    for path in stale:
+        if path != keep and split_remote(path)[1].startswith(f".{name}.part-"):
+            _quietly(backend.unlink, path)
 
 
 def _send_hashing(local: Path, offset: int, writer: Writer, hasher, *, chunk: int, deadline: Deadline,

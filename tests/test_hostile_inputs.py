@@ -67,6 +67,8 @@ ROWS = [
     ("ls empty environment file", ["seisstore", "ls", "{home}/nope"], "empty", {1}, None),
     ("ls wrong port", ["seisstore", "ls", "{home}/nope"], "wrong", {2}, None),
     ("coverage unicode name", ["seisstore", "coverage", "{home}/séisme"], "ok", {3}, None),
+    ("leftovers missing collection", ["seisstore", "leftovers", "{home}/nope"], "ok", {3}, None),
+    ("leftovers over-long name", ["seisstore", "leftovers", "{home}/{LONG}", "--remove"], "ok", {3}, None),
     ("du missing collection", ["seisstore", "du", "{home}/nope"], "ok", {3}, None),
     ("du server down", ["seisstore", "du", "{home}/nope"], "down", {2}, None),
     ("mkdir over-long name", ["seisstore", "mkdir", "{home}/{LONG}"], "ok", {3}, None),

@@ -16,7 +16,7 @@ from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doin
 if TYPE_CHECKING:
     from seisstore.catalogue import Catalogue
 
-__all__ = ["mkdir_cmd", "ingest_cmd", "ls_cmd", "coverage_cmd"]
+__all__ = ["mkdir_cmd", "ingest_cmd", "ls_cmd", "coverage_cmd", "leftovers_cmd"]
 
 
 @click.command("mkdir")
@@ -153,3 +153,32 @@ def coverage_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, 
 
     cat, scope = _catalogue(zone, coll, layout_spec, stations, dates, channels)
     render_coverage(Console(), cat.coverage(**scope))
+
+
+@click.command("leftovers")
+@click.argument("coll")
+@click.option("--remove", is_flag=True, help="Remove them (only those untouched for --older-than hours).")
+@click.option("--older-than", "hours", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Hours since a temporary was last written, before --remove takes it.")
+@pass_zone
+def leftovers_cmd(zone: Zone, coll: str, remove: bool, hours: float) -> None:
+    """List (or --remove) the temporaries interrupted uploads left under COLL, recursively.
+
+    An upload writes `.NAME.part-KEY` and renames it to NAME once verified; a killed one
+    leaves it, and the next put of NAME removes it.  These are the ones whose target was
+    never put again.  Temporaries being written now are never listed nor removed.
+    """
+    import time
+
+    from seisstore.commands.common import format_size
+
+    with doing(f"leftovers of {coll}"):
+        client = zone.client()
+        client.require_collection(coll)
+        found = client.leftovers(coll)
+        removed = {left.path for left in client.remove_leftovers(coll, older_than=hours * 3600)} if remove else set()
+    now = time.time()
+    for left in found:
+        state = "removed" if left.path in removed else "kept (too recent)" if remove else ""
+        click.echo(f"{left.path}\t{format_size(left.size)}\t{(now - left.modified) / 3600:.1f} h old\t{state}".rstrip())
+    click.echo(f"{len(found)} leftovers under {coll}" + (f", {len(removed)} removed" if remove else ""), err=True)
