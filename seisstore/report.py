@@ -47,6 +47,8 @@ class IngestReport:
     warned: Counter = field(default_factory=Counter)                # file or station -> ObsPy warnings
     warnings: dict[str, list[str]] = field(default_factory=dict)    # file or station -> distinct texts
     seconds: float = 0.0
+    error: str = ""              # what ended the run early (a zone failure), if anything
+    error_code: int = 0          # its exit code (2 transient, 3 permanent, 7 authentication)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -60,7 +62,7 @@ class IngestReport:
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.skipped else 0
+        return self.error_code or (3 if self.skipped else 0)
 
     def skip_file(self, path, why: str) -> None:
         with self.lock:
@@ -123,6 +125,7 @@ class IngestReport:
             "warnings": [{"where": w, "count": n, "texts": self.warnings.get(w, [])}
                          for w, n in sorted(self.warned.items())],
             "seconds": round(self.seconds, 3),
+            "error": self.error,
             "exit_code": self.exit_code,
         }
 

@@ -243,3 +243,27 @@ def test_a_log_channel_nan_samples_and_a_damaged_file_never_stop_the_run(grid, c
     finite = np.isfinite(nan.data)
     assert_contains(stored, Stream([nan.slice(endtime=nan.stats.starttime + 99)]))
     assert all(np.isfinite(t.data).all() for t in stored) and finite.sum() == 9000 - 11
+
+
+def test_a_zone_failure_midway_still_writes_the_report(grid, client, coll, tmp_path):
+    """The resource goes down after the scan: exit 2 at the deadline, and the report says so."""
+    from helpers import command_env, run
+
+    if not grid.local:
+        pytest.skip("needs the local grid's fault injection")
+    local = tmp_path / "in"
+    local.mkdir()
+    trace("DOWN", "HHZ", np.int32, n=9000).write(str(local / "a.mseed"), format="MSEED")
+    (local / "notes.txt").write_text("not seismic\n")
+    out = tmp_path / "report.json"
+    grid.set_faults(down=[grid.env["irods_default_resource"]])
+    try:
+        result = run("seisstore", "ingest", str(local), coll, "--report", str(out),
+                     env=command_env(grid, tmp_path, SECURE_IRODS_DEADLINE="3"))
+    finally:
+        grid.clear_faults()
+    assert result.returncode == 2, result.stderr
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == 2 and "ingest into" in report["error"]
+    assert report["files"]["skipped"][0]["path"].endswith("notes.txt")
+    assert report["files"]["read"] == 1 and report["day_files"]["stored"] == []

@@ -114,6 +114,9 @@ def ingest_cmd(ctx: click.Context, zone: Zone, local: str, coll: str, layout_spe
                 raise NotFoundError(f"{exc.message} (--create makes it)") from None
             ingest(client, files, coll, layout, console=console, codes=codes, jobs=jobs,
                    merge_existing=merge_existing, report=report)
+    except click.ClickException as exc:
+        report.error, report.error_code = exc.format_message(), exc.exit_code
+        raise
     finally:   # what was done is reported on every exit path
         if report.files_seen:
             report.render(Console(highlight=False, soft_wrap=True), verbose=ctx.find_root().params["verbose"] > 0)
