@@ -28,7 +28,6 @@ __all__ = [
     "SecureIrodsError",
     "TransientError",
     "ZoneBusyError",
-    "StallError",
     "PermanentError",
     "AuthenticationError",
     "NotFoundError",
@@ -85,10 +84,6 @@ class NothingListeningError(ZoneBusyError):
     Still retried (a server restarting refuses for a while), but the message says what it
     is, names the address and points at ``--deadline``: a wrong port would otherwise wait
     out the whole deadline looking like a busy zone."""
-
-
-class StallError(TransientError):
-    """Our own stall guard fired: a transfer made no progress for too long."""
 
 
 class PermanentError(SecureIrodsError):

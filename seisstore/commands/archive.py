@@ -10,8 +10,9 @@ import click
 from rich.console import Console
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doing, layout_of, parse_dates,
-                                       parse_stations, pass_zone, selection_options)
+from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doing, emit_json, json_option,
+                                       layout_of, parse_dates, parse_stations, pass_zone, results_console,
+                                       selection_options)
 
 if TYPE_CHECKING:
     from seisstore.catalogue import Catalogue
@@ -77,11 +78,12 @@ def _catalogue(zone: Zone, coll: str, layout_spec: str, stations: str | None, da
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON to this file (on every exit path, a zone failure included).")
 @click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
+@json_option
 @pass_zone
 @click.pass_context
 def ingest_cmd(ctx: click.Context, zone: Zone, local: str, coll: str, layout_spec: str, default_network: str | None,
                renames: tuple[str, ...], merge_existing: bool, jobs: int, report_file: Path | None,
-               create: bool) -> None:
+               create: bool, as_json: bool) -> None:
     """Cut every file ObsPy reads in LOCAL (a directory, a file or a quoted glob) into day files in COLL.
 
     Files ObsPy cannot read, damaged files, traces with invalid codes or no time axis
@@ -118,7 +120,9 @@ def ingest_cmd(ctx: click.Context, zone: Zone, local: str, coll: str, layout_spe
         report.error, report.error_code = exc.format_message(), exc.exit_code
         raise
     finally:   # what was done is reported on every exit path
-        if report.files_seen:
+        if as_json:
+            emit_json(report.to_dict())
+        elif report.files_seen:
             report.render(Console(highlight=False, soft_wrap=True), verbose=ctx.find_root().params["verbose"] > 0)
             click.echo(report.summary())
         if report_file is not None:
@@ -135,27 +139,38 @@ def ingest_cmd(ctx: click.Context, zone: Zone, local: str, coll: str, layout_spe
 @selection_options
 @click.option("-l", "--long", "long_", is_flag=True, help="Also show checksums and paths.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="List at most this many files.")
+@json_option
 @pass_zone
 def ls_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, dates: str | None, channels: str | None,
-           long_: bool, limit: int | None) -> None:
+           long_: bool, limit: int | None, as_json: bool) -> None:
     """List the day files of COLL (one table row per channel-day)."""
-    from seisstore.coverage import render_ls
+    import itertools
+
+    from seisstore.coverage import ls_records, render_ls
 
     cat, scope = _catalogue(zone, coll, layout_spec, stations, dates, channels)
-    render_ls(Console(), cat.select(**scope), long=long_, limit=limit)
+    if as_json:
+        emit_json({"collection": cat.root, "files": ls_records(itertools.islice(cat.select(**scope), limit))})
+        return
+    render_ls(results_console(), cat.select(**scope), long=long_, limit=limit)
 
 
 @click.command("coverage")
 @click.argument("coll")
 @selection_options
+@json_option
 @pass_zone
 def coverage_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, dates: str | None,
-                 channels: str | None) -> None:
+                 channels: str | None, as_json: bool) -> None:
     """Draw station x day availability of COLL (full, partial, missing channels)."""
     from seisstore.coverage import render_coverage
 
     cat, scope = _catalogue(zone, coll, layout_spec, stations, dates, channels)
-    render_coverage(Console(), cat.coverage(**scope))
+    coverage = cat.coverage(**scope)
+    if as_json:
+        emit_json({"collection": cat.root, **coverage.to_dict()})
+        return
+    render_coverage(Console(), coverage)
 
 
 @click.command("leftovers")
@@ -163,8 +178,9 @@ def coverage_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, 
 @click.option("--remove", is_flag=True, help="Remove them (only those untouched for --older-than hours).")
 @click.option("--older-than", "hours", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Hours since a temporary was last written, before --remove takes it.")
+@json_option
 @pass_zone
-def leftovers_cmd(zone: Zone, coll: str, remove: bool, hours: float) -> None:
+def leftovers_cmd(zone: Zone, coll: str, remove: bool, hours: float, as_json: bool) -> None:
     """List (or --remove) the temporaries interrupted uploads left under COLL, recursively.
 
     An upload writes `.NAME.part-KEY` and renames it to NAME once verified; a killed one
@@ -181,6 +197,10 @@ def leftovers_cmd(zone: Zone, coll: str, remove: bool, hours: float) -> None:
         found = client.leftovers(coll)
         removed = {left.path for left in client.remove_leftovers(coll, older_than=hours * 3600)} if remove else set()
     now = time.time()
+    if as_json:
+        emit_json({"collection": coll, "leftovers": [{"path": x.path, "size": x.size, "modified": x.modified,
+                                                      "removed": x.path in removed} for x in found]})
+        return
     for left in found:
         state = "removed" if left.path in removed else "kept (too recent)" if remove else ""
         click.echo(f"{left.path}\t{format_size(left.size)}\t{(now - left.modified) / 3600:.1f} h old\t{state}".rstrip())

@@ -20,11 +20,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from secure_irods.query import Query
+from secure_irods.query import Query, ReplicaStatus
 
-__all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory", "GOOD", "STALE"]
-
-GOOD, STALE, INTERMEDIATE = "1", "0", "2"
+__all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class Replica:
 
     @property
     def good(self) -> bool:
-        return self.status == GOOD
+        return self.status == ReplicaStatus.GOOD
 
 
 @dataclass
@@ -129,7 +127,7 @@ REPLICA_COLUMNS = ("COLL_NAME", "DATA_NAME", "DATA_REPL_NUM", "DATA_SIZE", "D_DA
 
 def replica_query(root: str) -> Query:
     root = root.rstrip("/") or "/"
-    return Query(*REPLICA_COLUMNS).where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+    return Query(*REPLICA_COLUMNS).under(root)
 
 
 def object_query(path: str) -> Query:
