@@ -55,14 +55,14 @@ def test_three_thousand_idle_connections_hold_little_memory_and_a_client_is_serv
     grid = start_grid(tmp_path / "grid", "--handshake-timeout", "120")
     socks: list[socket.socket] = []
     try:
-        before = _rss(grid.process.pid)
+        before = _rss(grid.spawned.process.pid)
         socks = _connect_silently(grid, IDLE)
         src = make_file(tmp_path / "src.bin", 20 * MiB, seed=3)
         with _client(grid, tmp_path) as client:                    # served while the 3,000 wait
             client.put(src, f"{grid.home}/big.bin")
             client.get(f"{grid.home}/big.bin", tmp_path / "back.bin")
         assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
-        held = _rss(grid.process.pid)
+        held = _rss(grid.spawned.process.pid)
         print(f"grid RSS: {before / MiB:.0f} MiB before, {held / MiB:.0f} MiB with {IDLE} idle connections")
         assert held < 500 * MiB
         assert grid.control.stats()["refused"] == 0                # silent sockets took no agent slot
