@@ -1,4 +1,5 @@
-"""Hostile inputs against every command of secure-iget, secure-iput, seisstore and secure-irods-grid.
+"""Hostile inputs against every command of secure-iget, secure-iput, seisstore and secure-irods-grid
+(and secure-irsync, secure-irods check).
 
 Each row runs the installed command in a subprocess against the local grid (or a broken
 environment) and checks what the developers' guide promises for bad input: the exit code
@@ -53,6 +54,11 @@ ROWS = [
     ("iput existing without -f", ["secure-iput", "{w}/file.txt", "{home}/corpus.txt"], "ok", {3}, None),
     ("iput server down", ["secure-iput", "{w}/file.txt", "{home}/p3"], "down", {2}, None),
     ("iput non-JSON environment", ["secure-iput", "{w}/file.txt", "{home}/p4"], "nonjson", {1}, None),
+    # secure-irsync, secure-irods (dropin's companions)
+    ("irsync missing local file", ["secure-irsync", "{w}/nope", "i:{home}/s1"], "ok", {3}, None),
+    ("irsync missing object", ["secure-irsync", "i:{home}/nope", "{w}/s2"], "ok", {3}, "{w}/s2"),
+    ("irsync over-long name", ["secure-irsync", "{w}/file.txt", "i:{home}/{LONG}"], "ok", {3}, None),
+    ("irods check server down", ["secure-irods", "check"], "down", {2}, None),
     # seisstore
     ("ingest missing input", ["seisstore", "ingest", "{w}/nope", "{home}/arch"], "ok", {1}, None),
     ("ingest glob matching nothing", ["seisstore", "ingest", "{w}/*.nothing", "{home}/arch"], "ok", {1}, None),
@@ -185,7 +191,7 @@ def test_hostile_input(corpus, name, argv, env, codes, final):
     assert result.returncode in codes, result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not WAIT_LINE.search(ln)]
-    if name.startswith("doctor"):       # a report of its own, a line per layer: its verdict is one line
+    if name.startswith(("doctor", "irods check")):       # a report of its own, a line per layer: its verdict is one line
         assert len([ln for ln in result.stdout.splitlines() if ln.startswith("not ready")]) == 1, result.stdout
     else:
         assert len(lines) == (0 if result.returncode == 0 else 1), result.stderr
