@@ -56,7 +56,7 @@ class ReplicaAccessTable:
 
 
 COUNTERS = ("accepted", "refused", "active", "max_active", "api_calls", "drops", "logins", "auth_failures",
-            "bad_clients", "bytes_sent", "bytes_received")
+            "bad_clients", "bytes_sent", "bytes_received", "handshake_timeouts", "idle_closed")
 
 
 class Counters:

@@ -34,13 +34,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, classify
+from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, check_path, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
 from .protocols import Backend, Opener
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
-from .transfer import TransferResult, _get_object, _put_object
+from .transfer import Leftover, TransferResult, _get_object, _put_object
 from .window import HostWindows, node_window, parse_hosts
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
@@ -102,7 +102,9 @@ class IrodsEnvironment:
         return parse_hosts(raw, self.zone_address)
 
     def resolve(self, path: str) -> str:
-        """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands)."""
+        """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands).
+
+        One longer than iRODS allows is refused here, before anything is sent (exit 3)."""
         if not path.startswith("/"):
             path = f"{self.cwd.rstrip('/')}/{path}"
         parts: list[str] = []
@@ -114,7 +116,7 @@ class IrodsEnvironment:
                     parts.pop()
                 continue
             parts.append(part)
-        return "/" + "/".join(parts)
+        return check_path("/" + "/".join(parts))
 
 
 class _State(enum.Enum):
@@ -472,6 +474,41 @@ class Client:
                 on_batch()
 
         return self._call(lambda b, d: list(b.genquery(query, on_batch=lambda: (b.note(), batch()))), deadline)
+
+    def leftovers(self, collection: str) -> list[Leftover]:
+        """Temporaries that killed or dropped uploads left under ``collection``, recursively.
+
+        An upload writes ``.NAME.part-KEY`` and renames it once verified; the next put of
+        NAME removes what earlier runs left, so these are the targets never put again.
+        Temporaries still being written (an upload running now) are not listed.  One
+        GenQuery (a call per 500 rows)."""
+        root = self.resolve(collection)
+        q = (Query("COLL_NAME", "DATA_NAME", "DATA_SIZE", "D_REPL_STATUS", "D_MODIFY_TIME")
+             .where_any("COLL_NAME", [("=", root), ("like", f"{root.rstrip('/')}/%")])
+             .where("DATA_NAME", "like", ".%.part-%"))
+        found: dict[str, Leftover] = {}
+        busy = set()
+        for coll, name, size, status, modified in self.query(q):
+            path = f"{coll.rstrip('/')}/{name}"
+            if status == "2":
+                busy.add(path)
+            found[path] = Leftover(path, max(int(size or 0), found[path].size if path in found else 0),
+                                   float(modified or 0))
+        return sorted((v for k, v in found.items() if k not in busy), key=lambda v: v.path)
+
+    def remove_leftovers(self, collection: str, *, older_than: float = 3600.0) -> list[Leftover]:
+        """Remove the :meth:`leftovers` untouched for ``older_than`` seconds; returns them.
+
+        The age spares an upload that is between two attempts of its retries (its next
+        attempt would resume from the temporary)."""
+        import time
+
+        removed = []
+        for left in self.leftovers(collection):
+            if time.time() - left.modified >= older_than:
+                self._call(lambda b, d, path=left.path: b.unlink(path))
+                removed.append(left)
+        return removed
 
     def avus(self, path: str) -> dict[str, list[str]]:
         """Attribute -> values of a data object (one GenQuery)."""

@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from secure_irods.errors import ZoneBusyError
-from secure_irods.throttle import Cooldown, FlockPool, MemoryPool, RetryBudget, Throttle, _SharedState
+from secure_irods.throttle import Cooldown, FlockPool, MemoryPool, RetryBudget, Throttle
 from secure_irods.window import Lease, MemoryState, Window, WindowLaw, WindowState, node_window
 
 from clocks import FakeClock
