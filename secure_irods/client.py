@@ -329,7 +329,7 @@ class Client:
 
     def _spare_in_window(self, deadline: Deadline) -> tuple[Any, Any] | None:
         """One spare connection and its lease if the window admits one right now, else None."""
-        lease = self.window.try_acquire()
+        lease = self.window.try_acquire(nested=False)  # a spare never exceeds the window
         if not hasattr(lease, "accepted"):
             return None
         try:

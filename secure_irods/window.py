@@ -363,11 +363,14 @@ class Window:
 
     # ---------------------------------------------------------------- leases
 
-    def try_acquire(self) -> Lease | float:
-        """A lease on a slot now, or the seconds to wait before trying again (never blocks)."""
+    def try_acquire(self, nested: bool = True) -> Lease | float:
+        """A lease on a slot now, or the seconds to wait before trying again (never blocks).
+
+        ``nested``: a process that already holds a lease may exceed the window by one (a second
+        connection it needs must not wait for its own); spares pass False."""
         now = self.clock()
         state = self.state()
-        mine = _HELD.get(self.key, 0) if self.reentrant else 0
+        mine = _HELD.get(self.key, 0) if self.reentrant and nested else 0
         limit = self.law.slots(state)
         if mine:  # this process holds one already: a nested connection must not wait for itself
             limit = max(limit, min(int(self.law.maximum + 1e-9), mine + 1))
@@ -381,7 +384,7 @@ class Window:
         if self.spread:
             self.update(lambda law, s: s._replace(started=law.started(s, now) + 1.0))
         if self.reentrant:
-            _HELD[self.key] = mine + 1
+            _HELD[self.key] = _HELD.get(self.key, 0) + 1
         return Lease(self, slot, now)
 
     def poll(self, state: WindowState | None = None) -> float:
@@ -468,12 +471,12 @@ class HostWindows:
 
         return [self.windows[i] for i in sorted(range(len(self.windows)), key=load)]
 
-    def try_acquire(self) -> Lease | float:
+    def try_acquire(self, nested: bool = True) -> Lease | float:
         """A lease on the least-used host that admits one now; a host that will admit one within a
         round trip keeps its turn (so that hosts stay even), one that will not is passed over."""
         waits = []
         for window in self._order():
-            got = window.try_acquire()
+            got = window.try_acquire(nested)
             if isinstance(got, Lease):
                 return got
             if not waits and got <= window.law.round_trip(window.state()):
