@@ -31,6 +31,8 @@ import enum
 import json
 import logging
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -41,7 +43,7 @@ from .protocols import Backend, Opener
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import Leftover, TransferResult, _get_object, _put_object
-from .window import HostWindows, node_window, parse_hosts
+from .window import HostWindows, Lease, node_window, parse_hosts
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -147,6 +149,7 @@ class Client:
         deadline: Deadline | None = None,
         window: Any = None,
         host_openers: dict[str, Opener] | None = None,
+        family: "weakref.WeakSet[Client] | None" = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -167,6 +170,14 @@ class Client:
         self.deadline = deadline
         self.queries = 0  # GenQuery round trips (batches) answered, retries included
         self._renames: dict[tuple, str] = {}   # puts whose rename was sent, until they return (see transfer)
+        # The clients of this process that copy() made from one another: when the node's
+        # window admits no more connections, an idle one among them hands its connection
+        # over (a process holding an idle connection while it waits for a second would
+        # otherwise wait for itself: ingest's parent and its upload threads, for one).
+        self._family: weakref.WeakSet[Client] = family if family is not None else weakref.WeakSet()
+        self._family.add(self)
+        self._mutex = threading.Lock()  # guards _busy against a peer's reclaim
+        self._busy = 0  # attempts running on this client's connection
 
     def copy(self, **changes: Any) -> "Client":
         """A new client like this one (as tenacity's ``copy``): the same environment, opener,
@@ -175,8 +186,8 @@ class Client:
         settings: dict[str, Any] = dict(opener=self._opener, environment=self.environment, policy=self.policy,
                                         throttle=self.throttle, cooldown=self.cooldown, io_timeout=self.io_timeout,
                                         streams=self.streams, deadline=self.deadline, window=self.window,
-                                        host_openers=self.host_openers)
-        unknown = set(changes) - set(settings)
+                                        host_openers=self.host_openers, family=self._family)
+        unknown = set(changes) - (set(settings) - {"family"})
         if unknown:
             raise TypeError(f"Client.copy() got unknown settings: {', '.join(sorted(unknown))}")
         settings.update(changes)
@@ -243,6 +254,32 @@ class Client:
         self._backend, self._slot, self._state = backend, slot, _State.OPEN
         return backend
 
+    def _lease_in_window(self, deadline: Deadline) -> Any:
+        """A lease from the window, first taking back the idle connections of this client's family
+        if the window has no room (their next call reconnects, within the window)."""
+        got = self.window.try_acquire()
+        if isinstance(got, Lease):
+            return got
+        if self._reclaim_idle_peers():
+            got = self.window.try_acquire()
+            if isinstance(got, Lease):
+                return got
+        return self.window.acquire(deadline)
+
+    def _reclaim_idle_peers(self) -> int:
+        """Close the connections of this process's sibling clients that no call is using."""
+        freed = 0
+        for peer in list(self._family):
+            if peer is self or peer._backend is None:
+                continue
+            with peer._mutex:
+                if peer._busy == 0 and peer._backend is not None:
+                    peer._drop()
+                    freed += 1
+        if freed:
+            logger.debug("window full: took back %d idle connection(s) of this process", freed)
+        return freed
+
     def _connect_in_window(self, deadline: Deadline) -> Any:
         """Connect within the node's adaptive window; a refusal backs this process off, with
         jitter, and tries again: only the deadline ends a call the zone keeps refusing (the
@@ -253,7 +290,7 @@ class Client:
             try:
                 if self.cooldown is not None:
                     self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
-                lease = self.window.acquire(deadline)
+                lease = self._lease_in_window(deadline)
             except TransientError:
                 if last is not None:
                     raise last from None  # the deadline came while the zone refused: say so
@@ -365,6 +402,15 @@ class Client:
         progress = RetryProgress()
 
         def attempt() -> T:
+            with self._mutex:
+                self._busy += 1
+            try:
+                return attempt_in_use()
+            finally:
+                with self._mutex:
+                    self._busy -= 1
+
+        def attempt_in_use() -> T:
             opened = self.connections_opened
             try:
                 backend = self._connected(deadline)
