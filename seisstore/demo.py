@@ -35,7 +35,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode, run
@@ -140,8 +140,9 @@ def lag_table(stacks: Path, geometry: Geometry) -> tuple[Table, float]:
     import h5py
 
     table = Table(title="lags of the stacked correlations (both sides)")
-    for name, just in (("pair", "left"), ("distance", "right"), ("expected", "right"), ("causal", "right"),
-                       ("acausal", "right"), ("error", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("pair", "left"), ("distance", "right"), ("expected", "right"),
+                                                     ("causal", "right"), ("acausal", "right"), ("error", "right"))
+    for name, just in columns:
         table.add_column(name, justify=just)
     worst = 0.0
     with h5py.File(stacks, "r") as h5:
@@ -189,7 +190,7 @@ class Demo:
             raise DemoFailed(f"seisstore {' '.join(args[:3])} ... exited {code}", code)
 
     # ------------------------------------------------------------------ steps
-    def start_grid(self):
+    def start_grid(self) -> None:
         from localgrid.spawn import spawn
 
         shutil.rmtree(self.workdir, ignore_errors=True)

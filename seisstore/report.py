@@ -13,6 +13,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["IngestReport"]
 
@@ -51,7 +55,7 @@ class IngestReport:
     def exit_code(self) -> int:
         return 3 if self.skipped else 0
 
-    def skip_file(self, path, why: str) -> None:
+    def skip_file(self, path: str | Path, why: str) -> None:
         with self.lock:
             self.skipped_files.setdefault(str(path), why)
 
@@ -92,7 +96,7 @@ class IngestReport:
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    def render(self, console) -> None:
+    def render(self, console: "Console") -> None:
         """The summary table, then one line per file skipped and per distinct invalid trace id."""
         from rich.table import Table
 
