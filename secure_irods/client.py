@@ -34,7 +34,7 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar, cast
 
 from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, check_path, classify
 from .policy import Deadline, RetryPolicy
@@ -44,6 +44,9 @@ from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import Leftover, TransferResult, _get_object, _put_object
 from .window import HostWindows, Lease, node_window, parse_hosts
+
+if TYPE_CHECKING:
+    from .remote import RemoteFile
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -422,7 +425,7 @@ class Client:
                 progress.note()  # the zone accepted and logged us in
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
-                return fn(_Answered(backend, progress), deadline)
+                return fn(cast(Backend, _Answered(backend, progress)), deadline)
             except Exception as exc:
                 err = classify(exc)
                 if err.transient:
@@ -514,12 +517,16 @@ class Client:
         are never lost or doubled.  Each answered batch is progress for the retry budget;
         ``on_batch()`` is called after each.
         """
-        def batch() -> None:
-            self.queries += 1
-            if on_batch is not None:
-                on_batch()
+        def rows(backend: Backend, deadline: Deadline) -> list[tuple[str, ...]]:
+            def batch() -> None:
+                cast(_Answered, backend).note()   # the zone answered: progress, within one call
+                self.queries += 1
+                if on_batch is not None:
+                    on_batch()
 
-        return self._call(lambda b, d: list(b.genquery(query, on_batch=lambda: (b.note(), batch()))), deadline)
+            return list(backend.genquery(query, on_batch=batch))
+
+        return self._call(rows, deadline)
 
     def leftovers(self, collection: str) -> list[Leftover]:
         """Temporaries that killed or dropped uploads left under ``collection``, recursively.
@@ -559,10 +566,7 @@ class Client:
     def avus(self, path: str) -> dict[str, list[str]]:
         """Attribute -> values of a data object (one GenQuery)."""
         path = self.resolve(path)
-        found: dict[str, list[str]] = {}
-        for name, value, _ in self._call(lambda b, d: b.avus(path)):
-            found.setdefault(name, []).append(value)
-        return found
+        return _by_attribute(self._call(lambda b, d: b.avus(path)))
 
     def set_avus(self, path: str, avus: dict[str, str]) -> int:
         """Set each attribute of a data object to its one value (like ``imeta set``), atomically.
@@ -607,10 +611,7 @@ class Client:
     def collection_avus(self, path: str) -> dict[str, list[str]]:
         """Attribute -> values of a collection (one GenQuery)."""
         path = self.resolve(path)
-        found: dict[str, list[str]] = {}
-        for name, value, _ in self._call(lambda b, d: b.collection_avus(path)):
-            found.setdefault(name, []).append(value)
-        return found
+        return _by_attribute(self._call(lambda b, d: b.collection_avus(path)))
 
     def change_collection_avus(self, path: str, *, add: Iterable[tuple[str, str]] = (),
                                remove: Iterable[tuple[str, str]] = ()) -> None:
@@ -622,7 +623,7 @@ class Client:
     # ------------------------------------------------------------ selective reads
 
     def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
-             readahead: int = 0, head: int = 0, resource: str | None = None) -> Any:
+             readahead: int = 0, head: int = 0, resource: str | None = None) -> "RemoteFile":
         """A seekable, block-cached, read-only file object over a data object (h5py accepts it).
 
         One GenQuery here (size, checksum); then reads fetch only the blocks asked for,
@@ -688,9 +689,9 @@ class Client:
             return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=True, sync=True,
                                                        spares=lambda n: self._spares(n, d), streams=self.streams,
                                                        **options), deadline)
-        local = Path(src)
-        target = self._remote_target(local, dst[2:], None)
-        return self._call(lambda b, d: _put_object(b, local, target, deadline=d, force=True, sync=True,
+        source = Path(src)
+        destination = self._remote_target(source, dst[2:], None)
+        return self._call(lambda b, d: _put_object(b, source, destination, deadline=d, force=True, sync=True,
                                                    renames=self._renames, **options), deadline)
 
     def get_many(self, items: Iterable[tuple[str, str | os.PathLike]], *, force: bool = False, sync: bool = False,
@@ -702,16 +703,13 @@ class Client:
         shared); the first permanent failure, or a transient one outlasting the
         deadline, is raised.
         """
-        results = []
-        for remote, local in items:
-            path = self.resolve(remote)
-            target = _local_target(path, local)
-            results.append(self._call(
-                lambda b, d, path=path, target=target: _get_object(
-                    b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress,
-                    spares=lambda n, d=d: self._spares(n, d), streams=self.streams),
-                deadline))
-        return results
+        def one(path: str, target: Path) -> TransferResult:
+            return self._call(lambda b, d: _get_object(
+                b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress,
+                spares=lambda n: self._spares(n, d), streams=self.streams), deadline)
+
+        return [one(path, _local_target(path, local)) for path, local in
+                ((self.resolve(remote), local) for remote, local in items)]
 
     def put_many(self, items: Iterable[tuple[str | os.PathLike, str]], *, force: bool = False, sync: bool = False,
                  resource: str | None = None, progress: Progress | None = None,
@@ -763,6 +761,14 @@ class _Answered:
             return result
 
         return answered
+
+
+def _by_attribute(rows: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """``(attribute, value, unit)`` rows as attribute -> values (units dropped), in row order."""
+    found: dict[str, list[str]] = {}
+    for name, value, _ in rows:
+        found.setdefault(name, []).append(value)
+    return found
 
 
 def _accepted_then_dropped(exc: BaseException) -> bool:
