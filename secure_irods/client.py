@@ -341,12 +341,12 @@ class Client:
             if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
                 for _ in range(wanted):
                     if self.window is not None:
-                        backend = self._spare_in_window(deadline)
-                        if backend is None:
+                        pair = self._spare_in_window(deadline)
+                        if pair is None:
                             break
-                        lent.callback(backend[1].close)
-                        lent.callback(backend[0].close)
-                        spares.append(backend[0])
+                        lent.callback(pair[1].close)
+                        lent.callback(pair[0].close)
+                        spares.append(pair[0])
                         continue
                     slot = contextlib.ExitStack()
                     try:

@@ -232,8 +232,8 @@ class WindowLaw:
         """The zone refused an attempt started at ``started``; cut once per round trip."""
         accepts, refusals = self._decayed(state, now)
         # a refused start did not happen: the host keeps its turn among several (HostWindows)
-        counts = dict(accepts=accepts, refusals=refusals + 1, started=max(0.0, self.started(state, now) - 1.0),
-                      counted_at=now)
+        counts: dict[str, Any] = dict(accepts=accepts, refusals=refusals + 1,
+                                      started=max(0.0, self.started(state, now) - 1.0), counted_at=now)
         rtt = self.round_trip(state)
         if started < state.cut_at or now - state.cut_at < rtt:  # the same burst: already cut for it
             return state._replace(next_start=max(state.next_start, now + rtt / state.limit), **counts)
@@ -474,7 +474,7 @@ class HostWindows:
     def try_acquire(self, nested: bool = True) -> Lease | float:
         """A lease on the least-used host that admits one now; a host that will admit one within a
         round trip keeps its turn (so that hosts stay even), one that will not is passed over."""
-        waits = []
+        waits: list[float] = []
         for window in self._order():
             got = window.try_acquire(nested)
             if isinstance(got, Lease):
