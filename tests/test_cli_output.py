@@ -160,3 +160,22 @@ def test_campaign_words_are_the_command_lines(tmp_path):
 
     result = CliRunner().invoke(seisstore_main, args)
     assert result.exit_code == 1 and "--force" in result.output
+
+
+def test_a_plan_that_moves_nothing_says_where_the_data_is(archive, session, tmp_path):
+    """`rebalance plan --to X` over an archive held elsewhere: 0 moves, and the line names --from."""
+    import uuid
+
+    other = f"empty{uuid.uuid4().hex[:6]}"
+    session.resources.create(other, "unixfilesystem", host="localhost", path=str(tmp_path / "vault"))
+    args = ["rebalance", "plan", f"{archive['coll']}/archive", "--to", other, "-o", str(tmp_path / "p.jsonl")]
+    done = subprocess.run([str(BIN / "seisstore"), *args, "--json"], env=archive["env"], capture_output=True,
+                          text=True, timeout=120)
+    plan = json.loads(done.stdout)
+    files = json.loads(subprocess.run([str(BIN / "seisstore"), "ls", f"{archive['coll']}/archive", "--json"],
+                                      env=archive["env"], capture_output=True, text=True, timeout=120).stdout)["files"]
+    assert done.returncode == 0 and plan["moves"] == 0 and len(files) > 1
+    assert plan["skipped"] == {"held only by demoResc, not named (add --from demoResc to move them)": len(files)}
+    moved = subprocess.run([str(BIN / "seisstore"), *args, "--from", "demoResc", "--json"], env=archive["env"],
+                           capture_output=True, text=True, timeout=120)
+    assert json.loads(moved.stdout)["moves"] == len(files)

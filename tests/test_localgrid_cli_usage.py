@@ -28,14 +28,14 @@ def test_usage_errors_exit_1_and_version(tmp_path):
 def test_env_prints_exports_and_stop_stops(tmp_path):
     grid = start_grid(tmp_path / "g")
     try:
-        exports = grid_cli("env", "--root", str(grid.root))
+        exports = grid_cli("env", "--root", str(grid.spawned.root))
         assert exports.returncode == 0
         assert exports.stdout.splitlines() == [f"export IRODS_ENVIRONMENT_FILE={grid.env_file.resolve()}",
                                                f"export IRODS_AUTHENTICATION_FILE={grid.auth_file.resolve()}"]
-        stopped = grid_cli("stop", "--root", str(grid.root))
+        stopped = grid_cli("stop", "--root", str(grid.spawned.root))
         assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
-        assert grid.process.wait(timeout=5) is not None
-        again = grid_cli("stop", "--root", str(grid.root))
+        assert grid.spawned.process.wait(timeout=5) is not None
+        again = grid_cli("stop", "--root", str(grid.spawned.root))
         assert again.returncode == 0 and "no grid is serving" in again.stdout
     finally:
         grid.stop()

@@ -100,6 +100,8 @@ def check_effects(tmp: Path, out: str) -> None:
         [f"XX.STA{k}.00.HHZ.D.2011.060" for k in (1, 2, 3)]
     rows = [line.split(",") for line in (tmp / "rms1_0_3_0.csv").read_text().splitlines()]
     assert rows and all(r[0].startswith("XX.STA") and r[1] == "2011-03-01" and float(r[2]) > 0 for r in rows)
+    shown = output_of(outputs, "--show-chain")
+    assert '"op": "bandpass"' in shown and '"max_lag_s": 20.0' in shown      # defaults, and settings.json's
     # 4. the stacks find the lags the synthetic noise was built with (STA2 4 s after STA1, STA3 8 s)
     with h5py.File(tmp / "stacks.h5") as h5:
         lags = h5["lags"][()]

@@ -261,9 +261,9 @@ def test_restart_file_skips_what_a_killed_run_finished(grid, coll, env, tmp_path
     assert len((tmp_path / "get.restart").read_text().splitlines()) == 4    # nothing fetched twice
 
 
-def test_replica_number_reads_that_replica(grid, coll, env, tmp_path, client):
+def test_replica_number_reads_that_replica(grid, coll, env, tmp_path):
     src = make_file(tmp_path / "r.bin", 5000, seed=11)
-    client.put(src, f"{coll}/r.bin")
+    assert run("secure-iput", str(src), f"{coll}/r.bin", env=env).returncode == 0
     good = run("secure-iget", "-n", "0", f"{coll}/r.bin", str(tmp_path / "r0.bin"), env=env)
     assert good.returncode == 0 and _sha(tmp_path / "r0.bin") == _sha(src), good.stderr
     missing = run("secure-iget", "-n", "7", f"{coll}/r.bin", str(tmp_path / "r7.bin"), env=env)
