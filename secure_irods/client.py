@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import json
 import logging
 import os
 import threading
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, cast
 
 from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, check_path, classify
 from .policy import Deadline, RetryPolicy
@@ -87,7 +88,7 @@ class IrodsEnvironment:
         self.default_resource = self.settings.get("irods_default_resource")
 
     @staticmethod
-    def auth_path(settings: dict[str, Any], environ: dict[str, str] | None = None) -> Path:
+    def auth_path(settings: dict[str, Any], environ: Mapping[str, str] | None = None) -> Path:
         """The authentication file the icommands read for these settings: ``$IRODS_AUTHENTICATION_FILE``,
         else the environment's ``irods_authentication_file``, else ``~/.irods/.irodsA``."""
         env = os.environ if environ is None else environ
@@ -559,7 +560,7 @@ class Client:
         removed = []
         for left in self.leftovers(collection):
             if time.time() - left.modified >= older_than:
-                self._call(lambda b, d, path=left.path: b.unlink(path))
+                self._call(functools.partial(_unlink, path=left.path))
                 removed.append(left)
         return removed
 
@@ -882,3 +883,6 @@ def _float_env(name: str, default: float) -> float:
         raise InvalidInputError(f"{name} must be > 0")
     return value
 
+
+def _unlink(backend: Backend, deadline: Deadline, *, path: str) -> None:
+    backend.unlink(path)

@@ -50,7 +50,7 @@ class _Run:
         self.backend: Any = None
         self.address: list[Any] = []
 
-    def step(self, name: str, needs: bool, fn: Callable[[], tuple[str, str]], code: int) -> bool:
+    def step(self, name: str, needs: bool, fn: Callable[[], tuple[str, str]], code: int | None) -> bool:
         if not needs:
             self.results.append(Check(name, "skip", "an earlier check failed"))
             return False
@@ -92,7 +92,7 @@ def run_checks() -> list[Check]:
             r.address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise SecureIrodsError(f"cannot resolve {host}: {exc.strerror}") from None
-        return "ok", f"{host} -> {', '.join(sorted({a[4][0] for a in r.address}))}"
+        return "ok", f"{host} -> {', '.join(sorted({str(a[4][0]) for a in r.address}))}"
 
     def tcp() -> tuple[str, str]:
         host, port = r.env.settings["irods_host"], int(r.env.settings["irods_port"])
