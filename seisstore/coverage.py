@@ -82,7 +82,7 @@ class Coverage:
         return sum(self.state(station, d) == "full" for d in self.days) / len(self.days)
 
 
-def ls_records(items: Iterable[tuple[Key, object]]) -> list[dict]:
+def ls_records(items: Iterable[tuple[Key, Any]]) -> list[dict]:
     """``(Key, Entry)`` items as plain records (``seisstore ls --json``): every field, sizes in bytes."""
     return [{"id": key.seed_id, "net": key.net, "sta": key.sta, "loc": key.loc, "cha": key.cha,
              "day": key.day.isoformat(), "size": entry.size, "checksum": entry.checksum,
