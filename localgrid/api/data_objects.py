@@ -3,9 +3,13 @@ rsDataObjRead.cpp, rsDataObjWrite.cpp, rsDataObjLseek.cpp, rsDataObjClose.cpp an
 the descriptor table (the server's L1 table) and replica tokens (rs_get_file_descriptor_info.cpp);
 unlink (rsDataObjUnlink.cpp) and stat (rsObjStat.cpp).
 
-A replica is *intermediate* while open for writing, *good* after a clean close (other
-replicas of an overwritten object become *stale*), *stale* if the connection ends before
-close or any connection of a parallel upload died.
+A replica is *intermediate* while open for writing and its siblings *write-locked*
+(logical_locking.cpp): a second open for writing, an unlink, a trim or a replication of the
+object is refused with INTERMEDIATE_REPLICA_ACCESS or LOCKED_DATA_OBJECT_ACCESS until the
+writer closes.  A clean close leaves the replica *good* (its siblings *stale* if it was
+written, else as they were); a connection that ends before close, a parallel upload one of
+whose connections died, or a close whose size or checksum does not match leaves it *stale*
+(with the checksum it computed) and its siblings as they were.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import protocol as p
-from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, normalize, now, split
+from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, ReplicaStatus, normalize, now, split
 from ..errors import fail
 from ..link import CHUNK
 from ..resources import physical_path
@@ -72,6 +76,19 @@ def wants_checksum(kv: dict) -> bool:
     return "regChksum" in kv or "verifyChksum" in kv
 
 
+def try_lock(replicas, target=None) -> None:
+    """Refuse to open ``target`` (or, None, a new replica of the object) for writing while a writer holds the
+    object (logical_locking.cpp's try_lock): the writer's replica is intermediate, its siblings write-locked."""
+    if target is not None:
+        if target["data_is_dirty"] == INTERMEDIATE:
+            raise fail("INTERMEDIATE_REPLICA_ACCESS", f"replica {target['data_repl_num']} is open for writing")
+        if not ReplicaStatus(target["data_is_dirty"]).at_rest:
+            raise fail("LOCKED_DATA_OBJECT_ACCESS", f"replica {target['data_repl_num']} is locked by a writer")
+        return
+    if any(not ReplicaStatus(r["data_is_dirty"]).at_rest for r in replicas):
+        raise fail("LOCKED_DATA_OBJECT_ACCESS", "the data object is locked by a writer")
+
+
 class DataObjectApi:
     def _open_request(self, msg):
         body = msg.xml()
@@ -105,6 +122,7 @@ class DataObjectApi:
                 # expects (its own tests: test_create_and_put_forcing_based_on_truth_table__issue_132)
                 self.require(replicas[0]["data_id"], AccessLevel.MODIFY_OBJECT, path)
                 target = self._write_target(replicas, kv)
+                try_lock(replicas, None if isinstance(target, str) else target)
                 truncate = bool(flags & OpenFlag.O_TRUNC)
                 if isinstance(target, str):   # a named resource without a replica: a new one there
                     desc = self._add_replica(path, replicas, target, truncate, kv)
@@ -112,7 +130,8 @@ class DataObjectApi:
                     desc = self._open_replica(path, target, writing=True, truncate=truncate, kv=kv)
             else:
                 self.require(replicas[0]["data_id"], AccessLevel.READ_OBJECT, path)
-                target = self.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[0])
+                target = self.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[0],
+                                           repl_num=int(kv["replNum"]) if kv.get("replNum", "").isdigit() else None)
                 desc = self._open_replica(path, target, writing=False, truncate=False, kv=kv)
         return self._register(desc)
 
@@ -172,6 +191,7 @@ class DataObjectApi:
         self.cat.copy_replica_row(src, data_repl_num=repl_num, data_size=0, resc_id=leaf["resc_id"],
                                   data_path=str(phys), data_is_dirty=INTERMEDIATE, data_checksum="",
                                   data_status="", data_expiry="", data_version="", data_map_id=0, r_comment="")
+        self.cat.lock_siblings(src["data_id"], repl_num)
         row = self.cat.replica(src["data_id"], repl_num)
         return self._open_replica(path, row, writing=True, truncate=truncate, kv=kv, status=False)
 
@@ -212,6 +232,7 @@ class DataObjectApi:
             fd = os.open(phys, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
             if status:
                 self.cat.set_replica_status(row["data_id"], row["data_repl_num"], INTERMEDIATE)
+                self.cat.lock_siblings(row["data_id"], row["data_repl_num"])
         else:
             try:
                 fd = os.open(phys, os.O_RDONLY)
@@ -338,6 +359,7 @@ class DataObjectApi:
                 if aborted:
                     with self.cat.transaction():
                         self._set_status(desc, STALE)
+                        self.cat.unlock_siblings(desc.data_id, desc.repl_num, changed=False)
                 elif finalize:
                     self._finalize(desc, poisoned=poisoned)
         finally:
@@ -360,17 +382,14 @@ class DataObjectApi:
                 checksum = "sha2:" + base64.b64encode(desc.hasher.digest()).decode()
             else:
                 checksum = sha2_of_fd(desc.fd)
-        with self.cat.transaction():
-            if broken:
-                self._set_status(desc, STALE, "")
-                raise fail("SYS_COPY_LEN_ERR", "replica incomplete: marked stale")
-            want = desc.options.get("verifyChksum")
-            if want and want != checksum:
-                self._set_status(desc, STALE, checksum)
-                raise fail("USER_CHKSUM_MISMATCH", "checksum mismatch")
-            self._set_status(desc, GOOD, checksum)
-            if desc.written or desc.truncated:
-                self.cat.stale_other_replicas(desc.data_id, desc.repl_num)
+        want = desc.options.get("verifyChksum")
+        error = fail("SYS_COPY_LEN_ERR", "replica incomplete: marked stale") if broken else \
+            fail("USER_CHKSUM_MISMATCH", "checksum mismatch: replica marked stale") if want and want != checksum else None
+        with self.cat.transaction():   # the failure is recorded first, then reported (finalize_replica_after_failed_operation)
+            self._set_status(desc, STALE if error else GOOD, checksum)
+            self.cat.unlock_siblings(desc.data_id, desc.repl_num, changed=not error and (desc.written or desc.truncated))
+        if error:
+            raise error
         self._replicate_within(desc)
 
     def _replicate_within(self, desc: Descriptor) -> None:
@@ -399,6 +418,7 @@ class DataObjectApi:
         files = []
         with renaming(self.cat) as moves:
             reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT)
+            try_lock(reps)
             if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
                 files = [Path(r["data_path"]) for r in reps]
                 self.cat.delete_data_object(reps[0]["data_id"])

@@ -24,11 +24,11 @@ from .metadata import MetadataTables
 from .objects import ObjectTables
 from .quotas import QuotaTables
 from .resources import ResourceTables
-from .schema import (ACCESS, ACCESS_ALIASES, GOOD, INTERMEDIATE, SCHEMA, STALE, STOCK_SPECIFIC_QUERIES, AccessLevel,
+from .schema import (ACCESS, ACCESS_ALIASES, GOOD, INTERMEDIATE, SCHEMA, STALE, STOCK_SPECIFIC_QUERIES, WRITE_LOCKED, AccessLevel,
                      ReplicaStatus, like_prefix, normalize, now, split)
 from .users import UserTables
 
-__all__ = ["ACCESS", "ACCESS_ALIASES", "GOOD", "INTERMEDIATE", "STALE", "AccessLevel", "Catalog", "ReplicaStatus",
+__all__ = ["ACCESS", "ACCESS_ALIASES", "GOOD", "INTERMEDIATE", "STALE", "WRITE_LOCKED", "AccessLevel", "Catalog", "ReplicaStatus",
            "like_prefix", "normalize", "now", "open_catalog", "split"]
 
 

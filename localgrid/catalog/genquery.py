@@ -65,7 +65,7 @@ NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "da
          "caccess": "coll", "cuser": "caccess", "group": "user"}
 ROOT_ORDER = ["data", "coll", "resc", "user", "zone"]
 
-_REPL = "CASE d.data_is_dirty WHEN 1 THEN '1' WHEN 2 THEN '2' ELSE '0' END"
+_REPL = "CAST(d.data_is_dirty AS TEXT)"
 _HIER = ("(WITH RECURSIVE h(id, parent, path) AS (SELECT resc_id, resc_parent, resc_name FROM r_resc_main"
          " WHERE resc_id = d.resc_id UNION ALL SELECT p.resc_id, p.resc_parent, p.resc_name || ';' || h.path"
          " FROM r_resc_main p JOIN h ON h.parent = CAST(p.resc_id AS TEXT)) SELECT path FROM h WHERE parent = '')")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from .base import Tables
-from .schema import INTERMEDIATE, STALE, ReplicaStatus, like_prefix, now, split
+from .schema import INTERMEDIATE, STALE, WRITE_LOCKED, ReplicaStatus, like_prefix, now, split
 
 class ObjectTables(Tables):
     """R_DATA_MAIN: one row per replica, keyed by (data_id, data_repl_num)."""
@@ -64,14 +64,33 @@ class ObjectTables(Tables):
     def set_replica_status(self, data_id: int, repl_num: int, status: ReplicaStatus) -> None:
         self.update_replica(data_id, repl_num, data_is_dirty=int(status))
 
+    def lock_siblings(self, data_id: int, repl_num: int) -> None:
+        """A replica opens for writing: every other replica becomes write-locked, its status kept in
+        ``data_status`` as ``{"original_status": "N"}`` (logical_locking.cpp's lock_and_publish)."""
+        self.db.execute("UPDATE r_data_main SET data_status = json_object('original_status', CAST(data_is_dirty AS TEXT)),"
+                        " data_is_dirty=? WHERE data_id=? AND data_repl_num<>? AND data_is_dirty<>?",
+                        (WRITE_LOCKED, data_id, repl_num, WRITE_LOCKED))
+
+    def unlock_siblings(self, data_id: int, repl_num: int, changed: bool) -> None:
+        """The writer closes: its siblings get back their status, or become stale when the
+        written replica now holds new content (unlock_and_publish, restore_status or STALE_REPLICA)."""
+        restored = f"{int(STALE)}" if changed else \
+            f"coalesce(CAST(json_extract(nullif(data_status, ''), '$.original_status') AS INTEGER), {int(STALE)})"
+        self.db.execute(f"UPDATE r_data_main SET data_is_dirty={restored}, data_status=''"
+                        " WHERE data_id=? AND data_repl_num<>? AND data_is_dirty=?", (data_id, repl_num, WRITE_LOCKED))
+
     def stale_other_replicas(self, data_id: int, repl_num: int) -> None:
         """Every replica but ``repl_num`` becomes stale: one replica has new content."""
-        self.db.execute("UPDATE r_data_main SET data_is_dirty=? WHERE data_id=? AND data_repl_num<>?",
+        self.db.execute("UPDATE r_data_main SET data_is_dirty=?, data_status='' WHERE data_id=? AND data_repl_num<>?",
                         (STALE, data_id, repl_num))
 
     def stale_intermediate_replicas(self) -> None:
-        """On restart: replicas open for writing when the server stopped can never finish."""
+        """On restart: replicas open for writing when the server stopped can never finish, and their
+        siblings get back the status they had before the writer locked them."""
         self.db.execute("UPDATE r_data_main SET data_is_dirty=? WHERE data_is_dirty=?", (STALE, INTERMEDIATE))
+        self.db.execute("UPDATE r_data_main SET data_is_dirty=coalesce(CAST(json_extract(nullif(data_status, ''),"
+                        " '$.original_status') AS INTEGER), ?), data_status='' WHERE data_is_dirty=?",
+                        (STALE, WRITE_LOCKED))
 
     def delete_replica(self, data_id: int, repl_num: int) -> None:
         self.db.execute("DELETE FROM r_data_main WHERE data_id=? AND data_repl_num=?", (data_id, repl_num))

@@ -99,11 +99,19 @@ ACCESS_ALIASES = {"read": "read_object", "write": "modify_object", "read object"
 
 
 class ReplicaStatus(IntEnum):
-    """data_is_dirty values (objInfo.h's STALE_REPLICA, GOOD_REPLICA, INTERMEDIATE_REPLICA)."""
+    """data_is_dirty values (objInfo.h): a replica open for writing is INTERMEDIATE and its
+    siblings WRITE_LOCKED until it closes (logical_locking.cpp); READ_LOCKED is reserved there too."""
 
     STALE = 0
     GOOD = 1
     INTERMEDIATE = 2
+    READ_LOCKED = 3
+    WRITE_LOCKED = 4
+
+    @property
+    def at_rest(self) -> bool:
+        """Good or stale: no agent holds the replica (replica_proxy::at_rest)."""
+        return self in (ReplicaStatus.STALE, ReplicaStatus.GOOD)
 
 
 # The specific queries `irods setup` installs (icatSysInserts.sql and the schema updates).
@@ -135,6 +143,7 @@ STOCK_SPECIFIC_QUERIES = {
 }
 
 GOOD, STALE, INTERMEDIATE = ReplicaStatus.GOOD, ReplicaStatus.STALE, ReplicaStatus.INTERMEDIATE
+WRITE_LOCKED = ReplicaStatus.WRITE_LOCKED
 
 
 def now() -> str:

@@ -1,0 +1,151 @@
+"""Where the toolkit's safety depends on the server, the grid answers as iRODS 4.3 does (issue 21).
+
+Each test names the server source it follows; each failed on the grid before it did.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import irods.exception as ex
+import irods.keywords as kw
+import pytest
+from irods.manager.data_object_manager import Server_Checksum_Warning
+from irods.message import RErrorStack
+from irods.models import Collection, DataObject
+
+from helpers import wait_for
+from test_localgrid import put_bytes, sha2
+
+INTERMEDIATE_REPLICA_ACCESS = -405000
+
+
+def statuses(session, path: str) -> dict[str, str]:
+    """Replica status per resource, as GenQuery reports it (DATA_REPL_STATUS)."""
+    parent, name = path.rsplit("/", 1)
+    rows = session.query(DataObject.resource_name, DataObject.replica_status) \
+        .filter(Collection.name == parent).filter(DataObject.name == name)
+    return {r[DataObject.resource_name]: str(r[DataObject.replica_status]) for r in rows}
+
+
+@pytest.fixture
+def two_replicas(grid, session, coll, tmp_path):
+    """An object with a good replica on demoResc and another on a second unixfilesystem resource."""
+    other = f"fid{uuid.uuid4().hex[:8]}"
+    session.resources.create(other, "unixfilesystem", host="localhost", path=f"/ignored/{other}")
+    path = f"{coll}/locked"
+    put_bytes(session, path, b"first", tmp_path)
+    session.data_objects.replicate(path, resource=other)
+    yield path, other
+    try:
+        session.data_objects.unlink(path, force=True)
+    finally:
+        session.resources.remove(other)
+
+
+def test_a_replica_open_for_writing_locks_the_object(grid, session, two_replicas):
+    """logical_locking.cpp: the writer's replica is intermediate, its siblings write-locked; a second writer,
+    unlink, trim, replicate and a read of the locked replicas are refused until the writer closes."""
+    path, other = two_replicas
+    with grid.session() as second:
+        f = session.data_objects.open(path, "w", **{kw.RESC_NAME_KW: "demoResc"})
+        try:
+            f.write(b"second")
+            assert statuses(session, path) == {"demoResc": "2", other: "4"}
+            with pytest.raises(KeyError) as caught:     # PRC has no class for this 4.3 code: it raises KeyError(code)
+                second.data_objects.open(path, "w", **{kw.RESC_NAME_KW: "demoResc"}).close()
+            assert caught.value.args == (INTERMEDIATE_REPLICA_ACCESS,)
+            with pytest.raises(ex.LOCKED_DATA_OBJECT_ACCESS):
+                second.data_objects.open(path, "w", **{kw.RESC_NAME_KW: other}).close()
+            with pytest.raises(ex.LOCKED_DATA_OBJECT_ACCESS):
+                second.data_objects.unlink(path, force=True)
+            with pytest.raises(ex.LOCKED_DATA_OBJECT_ACCESS):
+                second.data_objects.trim(path, **{kw.COPIES_KW: "1", kw.RESC_NAME_KW: other})
+            with pytest.raises(ex.LOCKED_DATA_OBJECT_ACCESS):
+                second.data_objects.replicate(path, **{kw.UPDATE_REPL_KW: ""})
+            with pytest.raises(ex.HIERARCHY_ERROR):     # no replica votes above zero for a read
+                second.data_objects.open(path, "r").close()
+            with pytest.raises(ex.SYS_REPLICA_INACCESSIBLE):
+                second.data_objects.chksum(path)
+        finally:
+            f.close()
+    # the write changed the object: its sibling is now stale, the writer's replica good
+    assert statuses(session, path) == {"demoResc": "1", other: "0"}
+    with session.data_objects.open(path, "r") as f:
+        assert f.read() == b"second"
+
+
+def test_a_writer_that_closes_without_writing_restores_its_siblings(session, two_replicas):
+    path, other = two_replicas
+    session.data_objects.open(path, "a", **{kw.RESC_NAME_KW: "demoResc"}).close()
+    assert statuses(session, path) == {"demoResc": "1", other: "1"}
+
+
+def test_a_dropped_writer_releases_the_lock(grid, session, two_replicas):
+    """The agent's cleanup of a connection that ends with a replica open: that replica stale, siblings
+    back to what they were, and the object open to the next writer."""
+    path, other = two_replicas
+    with grid.session() as writer:
+        f = writer.data_objects.open(path, "w", auto_close=False, **{kw.RESC_NAME_KW: "demoResc"})
+        f.write(b"half")
+        f.flush()
+        assert statuses(session, path) == {"demoResc": "2", other: "4"}
+        writer.cleanup()        # the connection ends without a close
+    wait_for(lambda: statuses(session, path) == {"demoResc": "0", other: "1"}, 10, "the agent's cleanup",
+             describe=lambda: statuses(session, path))
+    with session.data_objects.open(path, "w", **{kw.RESC_NAME_KW: other}) as f:
+        f.write(b"again")
+    assert statuses(session, path) == {"demoResc": "0", other: "1"}
+
+
+def test_the_only_replica_stale_is_served(grid, session, coll):
+    """voting.cpp: a stale replica votes low, not zero; after a dropped upload 4.3 serves its partial bytes."""
+    path = f"{coll}/dropped"
+    with grid.session() as writer:
+        f = writer.data_objects.open(path, "w", auto_close=False)
+        f.write(b"partial")
+        f.flush()
+        writer.cleanup()
+    wait_for(lambda: statuses(session, path) == {"demoResc": "0"}, 10, "the agent's cleanup",
+             describe=lambda: statuses(session, path))
+    with session.data_objects.open(path, "r") as f:
+        assert f.read() == b"partial"
+
+
+def test_a_failed_verification_on_close_leaves_the_replica_stale_with_its_checksum(session, coll):
+    """rsDataObjClose.cpp: the mismatch is recorded (stale, computed checksum) before it is reported."""
+    path = f"{coll}/verify"
+    f = session.data_objects.open(path, "w", **{kw.VERIFY_CHKSUM_KW: sha2(b"something else")})
+    f.write(b"content")
+    with pytest.raises(ex.USER_CHKSUM_MISMATCH):
+        f.close()
+    obj = session.data_objects.get(path)
+    assert [(r.status, r.checksum) for r in obj.replicas] == [("0", sha2(b"content"))]
+
+
+def test_checksum_verification_reports_and_never_writes(grid, session, coll, tmp_path):
+    """rsDataObjChksum.cpp's do_verification: CHECK_VERIFICATION_RESULTS with a JSON list of findings over
+    every good replica; a replica without a checksum is reported, not given one."""
+    path = f"{coll}/nosum"
+    put_bytes(session, path, b"abc", tmp_path)
+    with pytest.raises(Server_Checksum_Warning) as caught:
+        session.data_objects.chksum(path, r_error=RErrorStack(), **{kw.VERIFY_CHKSUM_KW: ""})
+    assert [f["error_code"] for f in _findings(caught.value)] == [-862000]          # CAT_NO_CHECKSUM_FOR_REPLICA
+    assert session.data_objects.get(path).replicas[0].checksum in (None, "")
+    # a replica whose bytes changed under the catalogue: an error finding, and still nothing written
+    session.data_objects.chksum(path)
+    phys = session.data_objects.get(path).replicas[0].path
+    if not os.path.exists(phys):
+        pytest.skip("replica files are not reachable from this client")
+    with open(phys, "wb") as out:
+        out.write(b"abd")
+    with pytest.raises(Server_Checksum_Warning) as caught:
+        session.data_objects.chksum(path, r_error=RErrorStack(), **{kw.VERIFY_CHKSUM_KW: ""})
+    assert -314000 in [f["error_code"] for f in _findings(caught.value)]    # USER_CHKSUM_MISMATCH
+    assert session.data_objects.get(path).replicas[0].checksum == sha2(b"abc")
+
+
+def _findings(warning: Server_Checksum_Warning) -> list[dict]:
+    """The JSON list the server sent with CHECK_VERIFICATION_RESULTS, as PRC hands it over."""
+    return warning.response
