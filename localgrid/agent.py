@@ -19,6 +19,7 @@ from . import protocol as p
 from .api import HANDLERS
 from .api.admin import AdminApi
 from .api.auth import AuthApi
+from .api.checksums import ChecksumApi
 from .api.collections import CollectionApi
 from .api.data_objects import DataObjectApi, Descriptor, Dropped
 from .api.metadata import MetadataApi
@@ -46,7 +47,7 @@ def version_pack(status: int) -> bytes:
         ("reconnPort", 0), ("reconnAddr", ""), ("cookie", COOKIE)]))
 
 
-class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, QueryApi, AdminApi):
+class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, MetadataApi, QueryApi, AdminApi):
     def __init__(self, state: GridState, sock: socket.socket) -> None:
         self.state = state
         self.sock = sock
@@ -144,6 +145,11 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
     def require_admin(self) -> None:
         if not self.is_admin():
             raise fail("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "needs rodsadmin")
+
+    def validate_logical_path(self, path: str) -> None:
+        """A path must start with a zone's root (dataObjOpr.cpp's validate_logical_path: a prefix test)."""
+        if not any(path.startswith(f"/{zone}") for zone in self.cat.zones()):
+            raise fail("SYS_INVALID_INPUT_PARAM", f"a valid zone name does not appear at the root of the object path [{path}]")
 
     def require(self, object_id: int, level: AccessLevel, what: str) -> None:
         if self.is_admin():

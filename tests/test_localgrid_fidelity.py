@@ -149,3 +149,46 @@ def test_checksum_verification_reports_and_never_writes(grid, session, coll, tmp
 def _findings(warning: Server_Checksum_Warning) -> list[dict]:
     """The JSON list the server sent with CHECK_VERIFICATION_RESULTS, as PRC hands it over."""
     return warning.response
+
+
+def test_a_collection_outside_every_zone_is_refused(grid, session):
+    """rsCollCreate.cpp: validate_logical_path wants a zone's name at the root of the path."""
+    with pytest.raises(ex.SYS_INVALID_INPUT_PARAM):
+        session.collections.create(f"/otherZone{uuid.uuid4().hex[:6]}/x", recurse=True)
+    with pytest.raises(ex.SYS_INVALID_INPUT_PARAM):
+        session.collections.create("/nozone")
+
+
+def test_a_dry_run_resource_removal_removes_nothing(session):
+    """rsGeneralAdmin.cpp: `iadmin rmresc --dryrun` checks and keeps the resource."""
+    name = f"dry{uuid.uuid4().hex[:8]}"
+    session.resources.create(name, "unixfilesystem", host="localhost", path=f"/ignored/{name}")
+    session.resources.remove(name, test=True)
+    assert session.resources.get(name).name == name
+    session.resources.remove(name)
+    with pytest.raises(ex.ResourceDoesNotExist):
+        session.resources.get(name)
+
+
+def test_a_rodsuser_calling_the_admin_api_gets_the_servers_privilege_error(grid, session):
+    """apiTable.hpp: GENERAL_ADMIN_AN needs LOCAL_PRIV_USER_AUTH; rsApiHandler.cpp answers SYS_NO_API_PRIV."""
+    name = f"plain{uuid.uuid4().hex[:6]}"
+    session.users.create_with_password(name, "plain-secret")
+    try:
+        with grid.session(user=name, password="plain-secret") as plain:
+            with pytest.raises(ex.SYS_NO_API_PRIV):
+                plain.resources.create(f"r{name}", "unixfilesystem", host="localhost", path="/ignored/x")
+    finally:
+        session.users.remove(name)
+
+
+def test_genquery_orders_only_by_what_the_server_orders_by(session, coll, tmp_path):
+    """general_query.cpp: the requested ORDER_BY columns in select order, then collection, data name and
+    replica number when selected; a query selecting only a size is not sorted by it."""
+    from irods.models import Collection as C, DataObject as D
+    for name, size in (("b", 3), ("a", 1), ("c", 2)):
+        put_bytes(session, f"{coll}/{name}", b"x" * size, tmp_path)
+    rows = list(session.query(D.size, D.name).filter(C.name == coll))
+    assert [r[D.name] for r in rows] == ["a", "b", "c"]            # by data name, not by size first
+    rows = list(session.query(D.name, D.size).filter(C.name == coll).order_by(D.size, order="desc"))
+    assert [r[D.name] for r in rows] == ["b", "c", "a"]

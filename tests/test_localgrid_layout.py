@@ -26,3 +26,9 @@ def test_the_session_loop_and_the_handlers_stay_small():
     assert len((GRID / "agent.py").read_text().splitlines()) < 400
     sizes = {p.name: len(p.read_text().splitlines()) for p in _sources("api/*.py")}
     assert sizes and max(sizes.values()) <= 500, sizes
+
+
+def test_no_module_of_the_grid_is_over_400_lines():
+    """Issue 23: the catalogue split by table family, the handlers one module per API family."""
+    sizes = {str(p.relative_to(GRID)): len(p.read_text().splitlines()) for p in _sources("**/*.py")}
+    assert len(sizes) > 20 and {name: n for name, n in sizes.items() if n > 400} == {}

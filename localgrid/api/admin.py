@@ -54,7 +54,8 @@ class AdminApi:
                    ("add", "specificQuery"): self._add_specific_query,
                    ("rm", "specificQuery"): self._rm_specific_query,
                    }.get((action, kind))
-        self.require_admin()
+        if not self.is_admin():     # apiTable.hpp: GENERAL_ADMIN_AN needs LOCAL_PRIV_USER_AUTH (rsApiHandler.cpp)
+            raise fail("SYS_NO_API_PRIV", "GENERAL_ADMIN_AN needs a rodsadmin")
         if handler is None:
             raise fail("SYS_INVALID_INPUT_PARAM", f"admin operation {action} {kind} not supported by the local grid")
         with self.cat.transaction():
@@ -174,13 +175,15 @@ class AdminApi:
             raise fail("CAT_INVALID_ARGUMENT", f"bad resource name {name!r}")
         self.cat.add_resource(name, rtype, self.zone, host or "localhost", vault, context)
 
-    def _rm_resource(self, name: str, *_):
+    def _rm_resource(self, name: str, mode: str = "", *_):
+        """iadmin rmresc NAME [--dryrun]: a dry run checks what a removal would and removes nothing."""
         row = self.res.root(name)
         if self.cat.resource_in_use(row["resc_id"]) or self.cat.children(row["resc_id"]):
             raise fail("CAT_RESOURCE_NOT_EMPTY", name)
         if row["resc_parent"]:
             raise fail("SYS_NOT_ALLOWED", f"{name} still has a parent")
-        self.cat.delete_resource(row["resc_id"])
+        if mode != "--dryrun":
+            self.cat.delete_resource(row["resc_id"])
 
     def _add_child(self, parent_name: str, child_name: str, context: str, *_):
         parent, child = self.res.root(parent_name), self.res.root(child_name)

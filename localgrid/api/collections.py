@@ -1,5 +1,6 @@
-"""Collections: create (COLL_CREATE_AN), remove (RM_COLL_AN) and rename (DATA_OBJ_RENAME_AN,
-which moves data objects too), as rsCollCreate.cpp, rsRmColl.cpp and rsDataObjRename.cpp.
+"""The name space: create (COLL_CREATE_AN), remove (RM_COLL_AN) and rename (DATA_OBJ_RENAME_AN, which moves
+data objects too) collections, unlink data objects (DATA_OBJ_UNLINK_AN), as rsCollCreate.cpp, rsRmColl.cpp,
+rsDataObjRename.cpp and rsDataObjUnlink.cpp.
 
 A rename, and a remove to the trash (a rename too), moves the files of the replicas in their
 vaults to the paths of the new names in the same transaction (syncCollPhyPath,
@@ -9,11 +10,14 @@ created under the old name.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import protocol as p
 from ..catalog import AccessLevel, normalize, now, split
 from ..errors import fail
 from ..vault import renaming
 from . import api
+from .data_objects import try_lock
 from .numbers import ApiNumber, OprType
 
 
@@ -24,6 +28,7 @@ class CollectionApi:
         path = normalize(p.text(body, "collName"))
         kv = p.keyvals(body)
         recursive = "recursiveOpr" in kv
+        self.validate_logical_path(path)
         with self.cat.transaction():
             kind = self.cat.kind(path)
             if kind == "data":
@@ -101,4 +106,24 @@ class CollectionApi:
                 self.cat.update_data_object(data_id, coll_id=parent["coll_id"], data_name=split(dst)[1],
                                             modify_ts=now())
                 moves.sync(self.cat.placements(data_id))
+        return 0, b""
+
+    @api(ApiNumber.DATA_OBJ_UNLINK_AN)
+    def api_unlink(self, msg):
+        body, path, kv = self._open_request(msg)
+        files = []
+        with renaming(self.cat) as moves:
+            reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT)
+            try_lock(reps)
+            if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
+                files = [Path(r["data_path"]) for r in reps]
+                self.cat.delete_data_object(reps[0]["data_id"])
+            else:
+                target = self.trash_path(path)
+                self.ensure_colls(split(target)[0])
+                coll = self.cat.coll(split(target)[0])
+                self.cat.move_data_object(reps[0]["data_id"], coll["coll_id"], split(target)[1])
+                moves.sync(self.cat.placements(reps[0]["data_id"]))   # rsMvDataObjToTrash renames, files too
+        for f in files:
+            f.unlink(missing_ok=True)
         return 0, b""

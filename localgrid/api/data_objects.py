@@ -1,7 +1,6 @@
 """Data objects through descriptors: create, open, read, write, seek, close, as rsDataObjOpen.cpp,
 rsDataObjRead.cpp, rsDataObjWrite.cpp, rsDataObjLseek.cpp, rsDataObjClose.cpp and rs_replica_close.cpp;
-the descriptor table (the server's L1 table) and replica tokens (rs_get_file_descriptor_info.cpp);
-unlink (rsDataObjUnlink.cpp) and stat (rsObjStat.cpp).
+the descriptor table (the server's L1 table) and replica tokens (rs_get_file_descriptor_info.cpp).
 
 A replica is *intermediate* while open for writing and its siblings *write-locked*
 (logical_locking.cpp): a second open for writing, an unlink, a trim or a replication of the
@@ -28,9 +27,10 @@ from ..catalog import GOOD, INTERMEDIATE, STALE, AccessLevel, ReplicaStatus, nor
 from ..errors import fail
 from ..link import CHUNK
 from ..resources import physical_path
-from ..vault import create_exclusive, place, renaming
+from ..vault import create_exclusive, place
 from . import api
-from .numbers import ApiNumber, ObjType, OpenFlag, Whence
+from .checksums import sha2_of_fd, wants_checksum
+from .numbers import ApiNumber, OpenFlag, Whence
 
 
 class Dropped(Exception):
@@ -53,27 +53,6 @@ class Descriptor:
     truncated: bool = False
     hasher: "hashlib._Hash | None" = None   # sha256 of a sequential write, when a checksum is asked
     hashed: int = 0
-
-
-def sha2(path: Path) -> str:
-    """iRODS's sha2 checksum: 'sha2:' + base64 of the SHA-256 digest."""
-    with open(path, "rb") as f:
-        return sha2_of_fd(f.fileno())
-
-
-def sha2_of_fd(fd: int) -> str:
-    """``sha2`` of an open file, read by offset: a rename may have moved the file since it was opened."""
-    h = hashlib.sha256()
-    offset = 0
-    while chunk := os.pread(fd, 8 * 1024 * 1024, offset):
-        h.update(chunk)
-        offset += len(chunk)
-    return "sha2:" + base64.b64encode(h.digest()).decode()
-
-
-def wants_checksum(kv: dict) -> bool:
-    """iput -k / -K: the server computes (and for -K compares) the checksum at close."""
-    return "regChksum" in kv or "verifyChksum" in kv
 
 
 def try_lock(replicas, target=None) -> None:
@@ -411,43 +390,3 @@ class DataObjectApi:
             elif have[leaf["resc_id"]]["data_is_dirty"] != GOOD:
                 r = have[leaf["resc_id"]]
                 self._copy_replica(source, r["resc_id"], r["data_repl_num"], Path(r["data_path"]))
-
-    @api(ApiNumber.DATA_OBJ_UNLINK_AN)
-    def api_unlink(self, msg):
-        body, path, kv = self._open_request(msg)
-        files = []
-        with renaming(self.cat) as moves:
-            reps = self.replicas_or_fail(path, AccessLevel.MODIFY_OBJECT)
-            try_lock(reps)
-            if "forceFlag" in kv or path.startswith(f"/{self.zone}/trash/"):
-                files = [Path(r["data_path"]) for r in reps]
-                self.cat.delete_data_object(reps[0]["data_id"])
-            else:
-                target = self.trash_path(path)
-                self.ensure_colls(split(target)[0])
-                coll = self.cat.coll(split(target)[0])
-                self.cat.move_data_object(reps[0]["data_id"], coll["coll_id"], split(target)[1])
-                moves.sync(self.cat.placements(reps[0]["data_id"]))   # rsMvDataObjToTrash renames, files too
-        for f in files:
-            f.unlink(missing_ok=True)
-        return 0, b""
-
-
-    @api(ApiNumber.OBJ_STAT_AN)
-    def api_obj_stat(self, msg):
-        body, path, kv = self._open_request(msg)
-        coll = self.cat.coll(path)
-        if coll is not None:
-            return ObjType.COLL_OBJ_T, p.pack("RodsObjStat_PI", [
-                ("objSize", 0), ("objType", ObjType.COLL_OBJ_T), ("dataMode", 0), ("dataId", coll["coll_id"]), ("chksum", ""),
-                ("ownerName", coll["coll_owner_name"]), ("ownerZone", coll["coll_owner_zone"]),
-                ("createTime", coll["create_ts"]), ("modifyTime", coll["modify_ts"]), ("rescHier", "")])
-        reps = self.cat.replicas(path)
-        if not reps:
-            raise fail("USER_FILE_DOES_NOT_EXIST", path)
-        r = next((r for r in reps if r["data_is_dirty"] == GOOD), reps[0])
-        return ObjType.DATA_OBJ_T, p.pack("RodsObjStat_PI", [
-            ("objSize", r["data_size"]), ("objType", ObjType.DATA_OBJ_T), ("dataMode", 0), ("dataId", r["data_id"]),
-            ("chksum", r["data_checksum"] or ""), ("ownerName", r["data_owner_name"]),
-            ("ownerZone", r["data_owner_zone"]), ("createTime", r["create_ts"]), ("modifyTime", r["modify_ts"]),
-            ("rescHier", self.cat.hierarchy(r["resc_id"]))])

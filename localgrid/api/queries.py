@@ -1,11 +1,13 @@
-"""Queries: GenQuery (GEN_QUERY_AN, rsGenQuery.cpp); the SQL is built by ``localgrid.catalog.genquery``."""
+"""Queries: GenQuery (GEN_QUERY_AN, rsGenQuery.cpp), whose SQL ``localgrid.catalog.genquery`` builds, and
+OBJ_STAT_AN (rsObjStat.cpp)."""
 
 from __future__ import annotations
 
 from .. import protocol as p
+from ..catalog import GOOD
 from ..errors import fail
 from . import api
-from .numbers import ApiNumber
+from .numbers import ApiNumber, ObjType
 
 
 def pack_rows(rows: list, columns: list[int], next_inx: int, total: int) -> bytes:
@@ -52,3 +54,22 @@ class QueryApi:
         sql = self.cat.specific_query(target) if not cont else ""
         rows, columns, next_inx, total = self.queries.run_sql(sql, args, max_rows, cont, p.integer(body, "rowOffset"))
         return 0, pack_rows(rows, columns, next_inx, total)
+
+    @api(ApiNumber.OBJ_STAT_AN)
+    def api_obj_stat(self, msg):
+        body, path, kv = self._open_request(msg)
+        coll = self.cat.coll(path)
+        if coll is not None:
+            return ObjType.COLL_OBJ_T, p.pack("RodsObjStat_PI", [
+                ("objSize", 0), ("objType", ObjType.COLL_OBJ_T), ("dataMode", 0), ("dataId", coll["coll_id"]), ("chksum", ""),
+                ("ownerName", coll["coll_owner_name"]), ("ownerZone", coll["coll_owner_zone"]),
+                ("createTime", coll["create_ts"]), ("modifyTime", coll["modify_ts"]), ("rescHier", "")])
+        reps = self.cat.replicas(path)
+        if not reps:
+            raise fail("USER_FILE_DOES_NOT_EXIST", path)
+        r = next((r for r in reps if r["data_is_dirty"] == GOOD), reps[0])
+        return ObjType.DATA_OBJ_T, p.pack("RodsObjStat_PI", [
+            ("objSize", r["data_size"]), ("objType", ObjType.DATA_OBJ_T), ("dataMode", 0), ("dataId", r["data_id"]),
+            ("chksum", r["data_checksum"] or ""), ("ownerName", r["data_owner_name"]),
+            ("ownerZone", r["data_owner_zone"]), ("createTime", r["create_ts"]), ("modifyTime", r["modify_ts"]),
+            ("rescHier", self.cat.hierarchy(r["resc_id"]))])

@@ -58,5 +58,9 @@ class Tables:
         self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (object_id,))
         self.db.execute("DELETE FROM r_objt_access WHERE object_id=?", (object_id,))
 
+    def zones(self) -> list[str]:
+        """Every zone the catalogue knows (R_ZONE_MAIN), the local one and any remote ones."""
+        return [r[0] for r in self.db.execute("SELECT zone_name FROM r_zone_main")]
+
     def local_zone(self) -> str:
         return self.one("SELECT zone_name FROM r_zone_main WHERE zone_type_name='local'")[0]
