@@ -28,12 +28,12 @@ from irods.session import iRODSSession
 
 from . import _prc
 from ._prc import install_stall_guard
-from .errors import NotFoundError, PermanentError, register_secret
+from .errors import NotFoundError, PermanentError, TransientError, register_secret
 from .query import Query
 
 __all__ = ["RemoteStat", "PrcBackend", "install_stall_guard"]
 
-GOOD = "1"
+GOOD, STALE = "1", "0"  # DATA_REPL_STATUS; 2 (intermediate), 3 and 4 (locked) mean a writer holds it
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RemoteStat:
     kind: str  # "data" or "coll"
     size: int = 0
     checksum: str = ""
+    replica: int | None = None  # the good replica a get reads (a zone may serve a stale one otherwise)
 
     @property
     def is_collection(self) -> bool:
@@ -169,16 +170,20 @@ class PrcBackend:
         """A data object (one GenQuery) or, failing that, a collection (one more); None if neither."""
         parent, name = _split(path)
         rows = list(
-            self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status)
+            self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status,
+                               DataObject.replica_number)
             .filter(Collection.name == parent)
             .filter(DataObject.name == name)
         )
         if rows:
             good = [r for r in rows if str(r[DataObject.replica_status]) == GOOD]
             if not good:
-                raise PermanentError(f"{path}: no good replica (all stale or being written)")
+                if any(str(r[DataObject.replica_status]) not in (GOOD, STALE) for r in rows):   # a writer holds it
+                    raise TransientError(f"{path}: being written (no good replica yet)")
+                raise PermanentError(f"{path}: no good replica (every replica is stale)")
             row = next((r for r in good if r[DataObject.checksum]), good[0])
-            return RemoteStat(path, "data", int(row[DataObject.size]), row[DataObject.checksum] or "")
+            return RemoteStat(path, "data", int(row[DataObject.size]), row[DataObject.checksum] or "",
+                              replica=int(row[DataObject.replica_number]))
         if self.session.collections.exists(path):
             return RemoteStat(path, "coll")
         return None
@@ -259,7 +264,8 @@ class PrcBackend:
 
     # ----------------------------------------------------------------- data
 
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "RawReader":
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None,
+                  replica: int | None = None) -> "RawReader":
         """An unbuffered reader positioned at ``offset``; the caller closes it.
 
         Requests: open, one seek (PRC's buffer asks where it is), one more seek if
@@ -267,6 +273,8 @@ class PrcBackend:
         PRC's ``BufferedRandom`` would add a seek per read.
         """
         options = {kw.RESC_NAME_KW: resource} if resource else {}
+        if replica is not None and not resource:
+            options[kw.REPL_NUM_KW] = str(replica)
         handle = self.session.data_objects.open(path, "r", create=False, auto_close=False, **options)
         reader = RawReader(handle)
         if offset:
@@ -290,7 +298,7 @@ class PrcBackend:
         if not rows:
             return None
         return (max(int(r[DataObject.size]) for r in rows),
-                any(str(r[DataObject.replica_status]) == "2" for r in rows))
+                any(str(r[DataObject.replica_status]) not in (GOOD, STALE) for r in rows))
 
     def rename(self, source: str, target: str) -> None:
         """Rename a data object (``target`` must not exist)."""
@@ -309,7 +317,7 @@ class PrcBackend:
         """
         rows = list(self.session.query(DataObject.name, DataObject.replica_status)
                     .filter(Collection.name == collection).filter(Like(DataObject.name, pattern)))
-        busy = {r[DataObject.name] for r in rows if str(r[DataObject.replica_status]) == "2"}
+        busy = {r[DataObject.name] for r in rows if str(r[DataObject.replica_status]) not in (GOOD, STALE)}
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 

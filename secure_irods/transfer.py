@@ -89,7 +89,8 @@ class Backend(Protocol):
 
     def stat(self, path: str) -> RemoteStatLike | None: ...
     def checksum(self, path: str) -> str: ...
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "Reader": ...
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None,
+                  replica: int | None = None) -> "Reader": ...
     def open_write(self, path: str, resource: str | None = None, append: bool = False) -> "Writer": ...
     def partial(self, path: str) -> tuple[int, bool] | None: ...
     def rename(self, source: str, target: str) -> None: ...
@@ -243,6 +244,8 @@ def _get_object(
     if stat.is_collection:
         raise InvalidInputError(f"{remote} is a collection (use -r)")
     checksum = stat.checksum or backend.checksum(remote)
+    # a zone serves a stale replica when no good one is up (voting.cpp): ask for the good one stat found
+    replica = None if resource else getattr(stat, "replica", None)
     _hasher_for(checksum)  # fail early on a format we cannot verify
     if local.is_dir():
         raise InvalidInputError(f"local target {local} is a directory")
@@ -268,9 +271,9 @@ def _get_object(
             position = offset
             if stat.size - position >= PIPELINE_MIN:
                 _get_pipelined(backend, remote, out.fileno(), position, stat.size, hasher, deadline=deadline,
-                               resource=resource, chunk=chunk, progress=progress, spares=spares, streams=streams)
+                               resource=resource, replica=replica, chunk=chunk, progress=progress, spares=spares, streams=streams)
             elif position < stat.size:
-                reader = backend.open_read(remote, position, resource)
+                reader = backend.open_read(remote, position, resource, replica)
                 ok = False
                 try:
                     while position < stat.size:
@@ -452,7 +455,7 @@ class _Pipeline:
 
 def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int, hasher, *, deadline: Deadline,
                    resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
-                   streams: int, flush_every: int | None = None) -> None:
+                   streams: int, flush_every: int | None = None, replica: int | None = None) -> None:
     """Receive ``[start, end)`` of ``remote`` into ``fd``, hashing in order as it arrives.
 
     ``backend``'s own reader is the primary stream: its failure fails the transfer.  Up
@@ -464,13 +467,13 @@ def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int,
     flush_every = FLUSH_EVERY if flush_every is None else flush_every
     pipe = _Pipeline(fd, start, end, chunk, hasher, (max(1, streams) + 2) * chunk, progress,
                      flush_every or end)
-    primary = backend.open_read(remote, start, resource)
+    primary = backend.open_read(remote, start, resource, replica)
     threads = [threading.Thread(target=pipe.hash_in_order, name="secure-irods-hash", daemon=True)]
     if flush_every:
         threads.append(threading.Thread(target=pipe.flush_behind, name="secure-irods-flush", daemon=True))
     if spares is not None and streams > 1:
         threads.append(threading.Thread(target=_read_with_spares, name="secure-irods-spares", daemon=True,
-                                        args=(pipe, spares, streams - 1, remote, start, resource, deadline)))
+                                        args=(pipe, spares, streams - 1, remote, start, resource, deadline, replica)))
     ok = False
     try:
         for t in threads:
@@ -495,7 +498,7 @@ def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int,
 
 
 def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str, start: int,
-                      resource: str | None, deadline: Deadline) -> None:
+                      resource: str | None, deadline: Deadline, replica: int | None = None) -> None:
     """Borrow up to ``wanted`` spare connections and read chunks with them until none is left.
 
     Runs beside the primary stream, which starts at once: connecting and logging in a spare
@@ -508,7 +511,7 @@ def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str,
                 if pipe.done:
                     break
                 try:
-                    readers.append(spare.open_read(remote, start, resource))
+                    readers.append(spare.open_read(remote, start, resource, replica))
                 except Exception as exc:
                     logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
             threads = [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),

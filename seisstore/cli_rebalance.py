@@ -256,6 +256,8 @@ def apply_cmd(plan_path: Path, rate, max_parallel, dry_run, wait, force_lock, re
         click.echo(f"took over the lock of a run that is gone: {prev}")
     for why, n in report.skipped.items():
         click.echo(f"skipped {n}: {why}")
+    for path in report.being_written:
+        click.echo(f"skipped {path}: being written (a client holds it open); left untouched")
     for path, why in report.failed[:20]:
         click.echo(f"failed {path}: {why}")
     if len(report.failed) > 20:

@@ -24,7 +24,8 @@ from secure_irods.query import Query
 
 __all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory", "GOOD", "STALE"]
 
-GOOD, STALE, INTERMEDIATE = "1", "0", "2"
+GOOD, STALE, INTERMEDIATE = "1", "0", "2"   # and 3, 4: locked while a sibling is written (iRODS 4.3)
+BEING_WRITTEN = "being written"              # why plan and apply leave an object alone
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,12 @@ class DataObject:
     @property
     def good(self) -> list[Replica]:
         return [r for r in self.replicas if r.good]
+
+    @property
+    def being_written(self) -> bool:
+        """A client holds a replica open for writing: 4.3 refuses to replicate, trim or unlink the object
+        until it closes, and its siblings' status says nothing yet."""
+        return any(r.status not in (GOOD, STALE) for r in self.replicas)
 
     @property
     def size(self) -> int:
