@@ -26,7 +26,8 @@ from .api.metadata import MetadataApi
 from .api.numbers import STREAMING, UNAUTHENTICATED, ApiNumber
 from .api.queries import QueryApi
 from .api.replicas import ReplicaApi
-from .catalog import AccessLevel, Catalog, split
+from .api.tickets import TicketApi
+from .catalog import AccessLevel, Catalog, now, split
 from .errors import ErrorCode, IrodsError, fail
 from .catalog.genquery import QueryEngine
 from .resources import Resources
@@ -47,7 +48,8 @@ def version_pack(status: int) -> bytes:
         ("reconnPort", 0), ("reconnAddr", ""), ("cookie", COOKIE)]))
 
 
-class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, MetadataApi, QueryApi, AdminApi):
+class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, MetadataApi, QueryApi, AdminApi,
+            TicketApi):
     def __init__(self, state: GridState, sock: socket.socket) -> None:
         self.state = state
         self.sock = sock
@@ -59,6 +61,7 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, Meta
         self.user_id: int | None = None
         self.user_type = ""
         self.groups: list[int] = []
+        self.ticket = ""          # the session ticket (TICKET_ADMIN_AN "session"), as the server's mySessionTicket
         self.challenge = b""
         self.signature = ""
         self.descriptors: dict[int, Descriptor] = {}
@@ -154,8 +157,36 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, Meta
     def require(self, object_id: int, level: AccessLevel, what: str) -> None:
         if self.is_admin():
             return
-        if self.cat.access_level(object_id, self.groups) < level:
+        if self.cat.access_level(object_id, self.groups) < level and not self.ticket_grants(object_id, level):
             raise fail("CAT_NO_ACCESS_PERMISSION", f"no permission on {what}")
+
+    def ticket_grants(self, object_id: int, level: AccessLevel) -> bool:
+        """Whether the session ticket reaches the object at ``level`` (a read ticket: read; a write ticket:
+        modify too), within its expiry, uses and allowed users, groups and hosts (chlCheckTicketRestrictions).
+        A use is counted for each data object opened through it."""
+        ticket = self.cat.ticket(self.ticket) if self.ticket else None
+        if ticket is None or not self.cat.ticket_covers(ticket, object_id):
+            return False
+        if level > (AccessLevel.MODIFY_OBJECT if ticket["ticket_type"] == "write" else AccessLevel.READ_OBJECT):
+            return False
+        expiry = ticket["ticket_expiry_ts"]
+        if expiry and expiry.isdigit() and 0 < int(expiry) < int(now()):
+            raise fail("CAT_TICKET_EXPIRED", "the ticket has expired")
+        if ticket["uses_limit"] and ticket["uses_count"] >= ticket["uses_limit"]:
+            raise fail("CAT_TICKET_USES_EXCEEDED", "the ticket has been used up")
+        users = self.cat.ticket_list(ticket["ticket_id"], "user")
+        if users and self.user not in users:
+            raise fail("CAT_TICKET_USER_EXCLUDED", f"the ticket is not for {self.user}")
+        groups = self.cat.ticket_list(ticket["ticket_id"], "group")
+        if groups and not any(self.cat.user(g, self.zone) and self.cat.user(g, self.zone)["user_id"] in self.groups
+                              for g in groups):
+            raise fail("CAT_TICKET_GROUP_EXCLUDED", "the ticket is not for the user's groups")
+        hosts = self.cat.ticket_list(ticket["ticket_id"], "host")
+        if hosts and self.sock.getpeername()[0] not in hosts:
+            raise fail("CAT_TICKET_HOST_EXCLUDED", "the ticket is not for this host")
+        if level >= AccessLevel.READ_OBJECT:
+            self.cat.count_ticket_use(ticket["ticket_id"])
+        return True
 
     def replicas_or_fail(self, path: str, level: AccessLevel, missing: str = "CAT_UNKNOWN_FILE") -> list:
         """The replicas of a data object the user may act on at ``level``; the error a zone gives if none."""

@@ -192,3 +192,37 @@ def test_genquery_orders_only_by_what_the_server_orders_by(session, coll, tmp_pa
     assert [r[D.name] for r in rows] == ["a", "b", "c"]            # by data name, not by size first
     rows = list(session.query(D.name, D.size).filter(C.name == coll).order_by(D.size, order="desc"))
     assert [r[D.name] for r in rows] == ["b", "c", "a"]
+
+
+def test_tickets_grant_reading_within_their_limits(grid, session, coll, tmp_path):
+    """rsTicketAdmin.cpp / chlModTicket: a read ticket on a collection lets another user list and read what is
+    below it and nothing else, within its uses; the ticket columns answer GenQuery."""
+    from irods.models import TicketQuery
+    from irods.ticket import Ticket
+
+    put_bytes(session, f"{coll}/t1", b"ticketed", tmp_path)
+    name = f"tk{uuid.uuid4().hex[:6]}"
+    session.users.create_with_password(name, "tk-secret")
+    ticket = Ticket(session).issue("read", coll)
+    try:
+        row = session.query(TicketQuery.Ticket, TicketQuery.Owner).filter(
+            TicketQuery.Ticket.string == ticket.string).one()
+        assert row[TicketQuery.Ticket.type] == "read" and row[TicketQuery.Owner.name] == session.username
+        with grid.session(user=name, password="tk-secret") as other:
+            with pytest.raises(ex.CAT_NO_ACCESS_PERMISSION):
+                other.data_objects.open(f"{coll}/t1", "r").close()
+            Ticket(other, ticket.string).supply()
+            assert [r[DataObject.name] for r in other.query(DataObject.name).filter(Collection.name == coll)] == ["t1"]
+            with other.data_objects.open(f"{coll}/t1", "r") as f:
+                assert f.read() == b"ticketed"
+            with pytest.raises(ex.CAT_NO_ACCESS_PERMISSION):     # a read ticket does not write
+                other.data_objects.open(f"{coll}/t1", "w").close()
+        ticket.modify("uses", "1")
+        with grid.session(user=name, password="tk-secret") as other:
+            Ticket(other, ticket.string).supply()
+            with pytest.raises(ex.CAT_TICKET_USES_EXCEEDED):
+                other.data_objects.open(f"{coll}/t1", "r").close()
+    finally:
+        ticket.delete()
+        session.users.remove(name)
+    assert list(session.query(TicketQuery.Ticket).filter(TicketQuery.Ticket.string == ticket.string)) == []

@@ -16,6 +16,7 @@ dispatches a request to ``HANDLERS[api_number](agent, message)``.  A handler ret
 | ``checksums`` | DATA_OBJ_CHKSUM_AN |
 | ``queries`` | GEN_QUERY_AN, SPECIFIC_QUERY_AN, OBJ_STAT_AN |
 | ``admin`` | GENERAL_ADMIN_AN, USER_ADMIN_AN |
+| ``tickets`` | TICKET_ADMIN_AN |
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class QueryApi:
         if kv.get("zone", self.zone) not in (self.zone, ""):
             raise fail("CAT_INVALID_ARGUMENT", f"unknown zone {kv.get('zone')}")
         rows, columns, next_inx, total = self.queries.run(selects, conditions, max_rows, cont, options, offset,
-                                                          None if self.is_admin() else self.groups)
+                                                          None if self.is_admin() else self.groups, self.ticket)
         return 0, pack_rows(rows, columns, next_inx, total)
 
     @api(ApiNumber.SPECIFIC_QUERY_AN)

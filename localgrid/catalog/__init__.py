@@ -10,6 +10,7 @@
 | ``users`` | R_USER_MAIN, R_USER_PASSWORD, R_USER_GROUP, R_USER_AUTH |
 | ``quotas`` | R_QUOTA_MAIN |
 | ``resources`` | R_RESC_MAIN |
+| ``tickets`` | R_TICKET_MAIN, R_TICKET_ALLOWED_HOSTS, R_TICKET_ALLOWED_USERS, R_TICKET_ALLOWED_GROUPS |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .metadata import MetadataTables
 from .objects import ObjectTables
 from .quotas import QuotaTables
 from .resources import ResourceTables
+from .tickets import TicketTables
 from .schema import (ACCESS, ACCESS_ALIASES, GOOD, INTERMEDIATE, SCHEMA, STALE, STOCK_SPECIFIC_QUERIES, WRITE_LOCKED, AccessLevel,
                      ReplicaStatus, like_prefix, normalize, now, split)
 from .users import UserTables
@@ -32,7 +34,8 @@ __all__ = ["ACCESS", "ACCESS_ALIASES", "GOOD", "INTERMEDIATE", "STALE", "WRITE_L
            "like_prefix", "normalize", "now", "open_catalog", "split"]
 
 
-class Catalog(ObjectTables, CollectionTables, MetadataTables, UserTables, QuotaTables, ResourceTables, Tables):
+class Catalog(ObjectTables, CollectionTables, MetadataTables, UserTables, QuotaTables, ResourceTables, TicketTables,
+              Tables):
     """The whole catalogue of one agent: every table family over one connection."""
 
     _init_lock = threading.Lock()

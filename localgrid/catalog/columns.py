@@ -26,6 +26,13 @@ GROUPS: dict[str, list[tuple[str, str, str]]] = {
     "cuser": [("cu", "r_user_main", "")],
     "uauth": [("ua", "r_user_auth", "")],
     "quota": [("q", "r_quota_main", "")],
+    "ticket": [("tk", "r_ticket_main", "")],
+    "towner": [("tku", "r_user_main", "")],
+    "tdata": [("tkd", "r_data_main", ""), ("tkdc", "r_coll_main", "tkdc.coll_id = tkd.coll_id")],
+    "tcoll": [("tkc", "r_coll_main", "")],
+    "thost": [("th", "r_ticket_allowed_hosts", "")],
+    "tuser": [("tau", "r_ticket_allowed_users", "")],
+    "tgroup": [("tag", "r_ticket_allowed_groups", "")],
 }
 
 # Links between groups: the condition that joins them (either direction).
@@ -42,11 +49,18 @@ EDGES: dict[frozenset, str] = {
     frozenset(("coll", "caccess")): "ca.object_id = c.coll_id",
     frozenset(("caccess", "cuser")): "cu.user_id = ca.user_id",
     frozenset(("user", "uauth")): "ua.user_id = u.user_id",
+    frozenset(("ticket", "towner")): "tku.user_id = tk.user_id",
+    frozenset(("ticket", "tdata")): "tkd.data_id = tk.object_id",
+    frozenset(("ticket", "tcoll")): "tkc.coll_id = tk.object_id",
+    frozenset(("ticket", "thost")): "th.ticket_id = tk.ticket_id",
+    frozenset(("ticket", "tuser")): "tau.ticket_id = tk.ticket_id",
+    frozenset(("ticket", "tgroup")): "tag.ticket_id = tk.ticket_id",
 }
 # Groups that only make sense attached to an owner (an AVU of a data object...).
 NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
-         "caccess": "coll", "cuser": "caccess", "group": "user"}
-ROOT_ORDER = ["data", "coll", "resc", "user", "zone"]
+         "caccess": "coll", "cuser": "caccess", "group": "user", "towner": "ticket", "tdata": "ticket",
+         "tcoll": "ticket", "thost": "ticket", "tuser": "ticket", "tgroup": "ticket"}
+ROOT_ORDER = ["data", "coll", "resc", "user", "zone", "ticket"]
 
 _REPL = "CAST(d.data_is_dirty AS TEXT)"
 _HIER = ("(WITH RECURSIVE h(id, parent, path) AS (SELECT resc_id, resc_parent, resc_name FROM r_resc_main"
@@ -102,6 +116,16 @@ COLUMNS: dict[int, tuple[str, str]] = {
     1600: ("uauth", "ua.user_id"), 1601: ("uauth", "ua.user_auth_name"),
     2000: ("quota", "q.user_id"), 2001: ("quota", "q.resc_id"), 2002: ("quota", "q.quota_limit"),
     2003: ("quota", "q.quota_over"), 2004: ("quota", "q.modify_ts"),
+    # tickets (TicketQuery): R_TICKET_MAIN, its owner, its object, its allowed hosts, users and groups
+    2200: ("ticket", "tk.ticket_id"), 2201: ("ticket", "tk.ticket_string"), 2202: ("ticket", "tk.ticket_type"),
+    2203: ("ticket", "tk.user_id"), 2204: ("ticket", "tk.object_id"), 2205: ("ticket", "tk.object_type"),
+    2206: ("ticket", "tk.uses_limit"), 2207: ("ticket", "tk.uses_count"), 2208: ("ticket", "tk.ticket_expiry_ts"),
+    2209: ("ticket", "tk.create_ts"), 2210: ("ticket", "tk.modify_ts"), 2211: ("ticket", "tk.write_file_count"),
+    2212: ("ticket", "tk.write_file_limit"), 2213: ("ticket", "tk.write_byte_count"),
+    2214: ("ticket", "tk.write_byte_limit"), 2220: ("thost", "th.ticket_id"), 2221: ("thost", "th.host"),
+    2222: ("tuser", "tau.ticket_id"), 2223: ("tuser", "tau.user_name"), 2224: ("tgroup", "tag.ticket_id"),
+    2225: ("tgroup", "tag.group_name"), 2226: ("tdata", "tkd.data_name"), 2227: ("tdata", "tkdc.coll_name"),
+    2228: ("tcoll", "tkc.coll_name"), 2229: ("towner", "tku.user_name"), 2230: ("towner", "tku.zone_name"),
 }
 NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900, 1600,
-           2000, 2001, 2002, 2003}
+           2000, 2001, 2002, 2003, 2200, 2203, 2204, 2206, 2207, 2211, 2212, 2213, 2214, 2220, 2222, 2224}

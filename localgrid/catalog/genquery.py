@@ -170,13 +170,15 @@ _VISIBLE = {"data": "d.data_id", "coll": "c.coll_id"}
 
 
 def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]], options: int,
-              visible_to: list[int] | None = None) -> tuple[str, list]:
+              visible_to: list[int] | None = None, ticket: str = "") -> tuple[str, list]:
     """SQL and arguments of one GenQuery.
 
     ``visible_to``: the user's and groups' ids of an ordinary user; rows of data objects
     (or, in a query without data-object columns, of collections) they may not at least read
     the metadata of are left out, as the iCAT's GenQuery access control does (an admin sees
-    everything: ``None``).
+    everything: ``None``); an ordinary user sees only their own tickets.  With a session
+    ``ticket``, what the ticket reaches replaces the access lists (general_query.cpp's
+    ticket-based access control).
     """
     if not selects:
         raise fail("CAT_INVALID_ARGUMENT", "no columns selected")
@@ -184,6 +186,8 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         if col not in COLUMNS:
             raise fail("CAT_INVALID_ARGUMENT", f"column {col} is not supported by the local grid")
     groups = {COLUMNS[c][0] for c, _ in selects} | {COLUMNS[c][0] for c, _ in conditions}
+    if ticket and visible_to is not None and "data" in groups:
+        groups.add("coll")       # the ticket may reach the object through its collection
     plan = _join_plan(groups)
     from_sql = []
     for group, link in plan:
@@ -216,7 +220,17 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         where.append(clause)
         args.extend(values)
     guarded = next((key for group, key in _VISIBLE.items() if any(g == group for g, _ in plan)), None)
-    if visible_to is not None and guarded:   # data objects when queried, else collections
+    if visible_to is not None and "ticket" in groups:
+        where.append(f"tk.user_id IN ({','.join('?' * len(visible_to))})")
+        args.extend(visible_to)
+    if visible_to is not None and guarded and ticket:
+        reached = "(SELECT object_id FROM r_ticket_main WHERE ticket_string = ?)"
+        clauses = ([f"d.data_id IN {reached}"] if guarded == "d.data_id" else []) + [
+            f"c.coll_id IN {reached}",
+            f"c.coll_name LIKE (SELECT coll_name || '%' FROM r_coll_main WHERE coll_id IN {reached})"]
+        where.append("(" + " OR ".join(clauses) + ")")
+        args.extend([ticket] * len(clauses))
+    elif visible_to is not None and guarded:   # data objects when queried, else collections
         marks = ",".join("?" * len(visible_to))
         where.append(f"EXISTS (SELECT 1 FROM r_objt_access acl WHERE acl.object_id = {guarded}"
                      f" AND acl.user_id IN ({marks}) AND acl.access_type_id >= {VISIBLE_LEVEL})")
@@ -256,9 +270,9 @@ class QueryEngine:
         self.db.close()
 
     def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
-            visible_to: list[int] | None = None):
+            visible_to: list[int] | None = None, ticket: str = ""):
         """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
-        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to)
+        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to, ticket)
         return self._page(build, [c for c, _ in selects], max_rows, continue_inx, options, offset)
 
     def run_sql(self, sql: str, args: list[str], max_rows: int, continue_inx: int, offset: int = 0):

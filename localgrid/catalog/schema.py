@@ -68,6 +68,18 @@ CREATE TABLE IF NOT EXISTS r_specific_query (alias TEXT UNIQUE, sqlstr TEXT NOT 
 CREATE TABLE IF NOT EXISTS r_objt_access (
     object_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type_id INTEGER NOT NULL,
     create_ts TEXT, modify_ts TEXT, PRIMARY KEY (object_id, user_id));
+CREATE TABLE IF NOT EXISTS r_ticket_main (
+    ticket_id INTEGER PRIMARY KEY, ticket_string TEXT UNIQUE NOT NULL, ticket_type TEXT, user_id INTEGER NOT NULL,
+    object_id INTEGER NOT NULL, object_type TEXT, uses_limit INTEGER DEFAULT 0, uses_count INTEGER DEFAULT 0,
+    write_file_limit INTEGER DEFAULT 10, write_file_count INTEGER DEFAULT 0, write_byte_limit INTEGER DEFAULT 0,
+    write_byte_count INTEGER DEFAULT 0, ticket_expiry_ts TEXT DEFAULT '', restrictions TEXT DEFAULT '',
+    create_ts TEXT, modify_ts TEXT);
+CREATE TABLE IF NOT EXISTS r_ticket_allowed_hosts (ticket_id INTEGER NOT NULL, host TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, host));
+CREATE TABLE IF NOT EXISTS r_ticket_allowed_users (ticket_id INTEGER NOT NULL, user_name TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, user_name));
+CREATE TABLE IF NOT EXISTS r_ticket_allowed_groups (ticket_id INTEGER NOT NULL, group_name TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, group_name));
 """
 
 class AccessLevel(IntEnum):
