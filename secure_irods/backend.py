@@ -25,6 +25,7 @@ from irods.column import Like
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject
 from irods.session import iRODSSession
+from irods.ticket import Ticket
 
 from . import _prc
 from ._prc import install_stall_guard
@@ -112,12 +113,14 @@ class PrcBackend:
 
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
-                io_timeout: float = 60.0) -> "PrcBackend":
+                io_timeout: float = 60.0, ticket: str | None = None) -> "PrcBackend":
         """Open a session from an environment file and log in (one connection, authenticated).
 
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
         environment's, else ``~/.irods/.irodsA``) is read for the native scheme; a
         missing, empty or undecodable one is an ``AuthenticationError`` naming it.
+        ``ticket`` (``iget -t``): every connection of the session presents it, so the zone
+        grants what the ticket allows (its string is never logged).
         """
         install_stall_guard()
         session = iRODSSession(irods_env_file=str(env_file))
@@ -125,6 +128,9 @@ class PrcBackend:
             if auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
                 register_secret(_prc.use_auth_file(session, str(auth_file)))
             register_secret(getattr(session.pool.account, "password", None))
+            if ticket:
+                register_secret(ticket)
+                Ticket(session, ticket).supply()
             backend = cls(session, io_timeout)
             # Logs in on the pool's connection and caches the version, so later opens reuse that
             # connection instead of PRC fetching the version over a second one.

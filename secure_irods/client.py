@@ -592,6 +592,7 @@ def connect(
     opener: Callable[[float], Any] | None = None,
     streams: int = DEFAULT_STREAMS,
     deadline: Deadline | None = None,
+    ticket: str | None = None,
 ) -> Client:
     """A :class:`Client` for the standard iRODS environment; connects lazily, on first use.
 
@@ -605,6 +606,7 @@ def connect(
     from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
     ``deadline``: one :class:`Deadline` shared by every call of this client (a command's
     or a job's whole run); by default each call starts its own from the policy.
+    ``ticket``: a ticket string (``iticket``) every connection presents, as ``iget -t``.
     """
     environment = IrodsEnvironment(env_file, auth_file)
     zone = environment.zone_address
@@ -620,17 +622,18 @@ def connect(
     if io_timeout is None:
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
-        opener = _prc_opener(environment)
+        opener = _prc_opener(environment, ticket)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
                   io_timeout=io_timeout, streams=streams, deadline=deadline)
 
 
-def _prc_opener(environment: IrodsEnvironment) -> Callable[[float], Any]:
+def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None) -> Callable[[float], Any]:
     def open_backend(io_timeout: float) -> Any:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
         anonymous = environment.settings.get("irods_user_name") == "anonymous"
-        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout)
+        return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout,
+                                  ticket=ticket)
 
     return open_backend
 

@@ -149,3 +149,38 @@ def test_stat_tells_stale_from_being_written(grid, session, coll, tmp_path):
         with pytest.raises(TransientError):
             client.stat(busy)
         f.close()
+
+
+def test_a_client_with_a_ticket_reads_what_the_ticket_allows(grid, session, coll, tmp_path):
+    """``connect(ticket=...)`` (``iget -t``): an anonymous user with a read ticket on a collection gets its
+    objects; without the ticket, or outside it, the zone refuses."""
+    import json
+
+    from irods.models import User
+    from irods.ticket import Ticket
+
+    from secure_irods.client import connect
+    from secure_irods.errors import NotFoundError, PermissionDeniedError
+
+    session.data_objects.open(f"{coll}/shared.mseed", "w").close()
+    with session.data_objects.open(f"{coll}/shared.mseed", "w") as f:
+        f.write(b"open data")
+    made = not list(session.query(User.name).filter(User.name == "anonymous"))
+    if made:
+        session.users.create("anonymous", "rodsuser")
+    env = json.loads(grid.env_file.read_text()) | {"irods_user_name": "anonymous"}
+    env_file = tmp_path / "anonymous.json"
+    env_file.write_text(json.dumps(env))
+    ticket = Ticket(session).issue("read", coll)
+    try:
+        with connect(env_file, throttle=False, cooldown=False, ticket=ticket.string) as client:
+            client.get(f"{coll}/shared.mseed", tmp_path / "shared.mseed")
+        assert (tmp_path / "shared.mseed").read_bytes() == b"open data"
+        with connect(env_file, throttle=False, cooldown=False) as client:
+            with pytest.raises((NotFoundError, PermissionDeniedError)):
+                client.get(f"{coll}/shared.mseed", tmp_path / "again.mseed")
+        assert not (tmp_path / "again.mseed").exists()
+    finally:
+        ticket.delete()
+        if made:
+            session.users.remove("anonymous")
