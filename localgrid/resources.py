@@ -3,7 +3,9 @@
 iRODS 4 replaced the resource groups of iRODS 3 (the seed paper's per-site groups) by
 coordinating resources: ``random`` sends each new replica to a random child, ``passthru``
 to its only child, ``replication`` writes to one child and copies the replica to every
-other child when the write completes; ``unixfilesystem`` leaves hold the bytes in a vault
+other child when the write completes, ``compound`` writes to its ``cache`` child and copies
+the replica to its ``archive`` child on close, ``deferred`` leaves the choice to its children's
+votes (equal here: the first child); ``unixfilesystem`` leaves hold the bytes in a vault
 directory.
 """
 
@@ -17,7 +19,8 @@ from .catalog import GOOD, INTERMEDIATE, Catalog, ReplicaStatus
 from .errors import fail
 
 LEAF_TYPES = {"unixfilesystem"}
-COORDINATING_TYPES = {"random", "passthru", "replication"}
+COORDINATING_TYPES = {"random", "passthru", "replication", "compound", "deferred"}
+REPLICATING_TYPES = {"replication", "compound"}   # a write below one reaches all its leaves on close
 TYPES = LEAF_TYPES | COORDINATING_TYPES
 
 
@@ -62,8 +65,10 @@ class Resources:
             if not children:
                 raise fail("SYS_RESC_IS_DOWN" if self.cat.children(row["resc_id"]) else "HIERARCHY_ERROR",
                            f"no usable child under {row['resc_name']}")
-            if row["resc_type_name"] == "passthru":
+            if row["resc_type_name"] in ("passthru", "deferred"):
                 row = children[0]
+            elif row["resc_type_name"] == "compound":   # writes land in the cache (context "cache")
+                row = next((c for c in children if c["resc_parent_context"] == "cache"), children[0])
             else:
                 row = self.rng.choice(children)
         if row["resc_id"] in exclude:
@@ -72,12 +77,25 @@ class Resources:
             raise fail("SYS_RESC_IS_DOWN", f"resource {row['resc_name']} is down")
         return row
 
+    def check_free_space(self, leaf: sqlite3.Row, size: int) -> None:
+        """voting.cpp's replica_exceeds_resource_free_space: a leaf whose context sets
+        ``minimum_free_space_for_create_in_bytes`` refuses a new replica (USER_FILE_TOO_LARGE) when its
+        ``free_space`` (iadmin modresc NAME freespace) minus that minimum is below the declared size."""
+        context = dict(kv.partition("=")[::2] for kv in (leaf["resc_context"] or "").split(";") if "=" in kv)
+        minimum = context.get("minimum_free_space_for_create_in_bytes")
+        if size < 0 or minimum is None:
+            return
+        free = leaf["free_space"] or ""
+        if not (minimum.isdigit() and free.isdigit()) or int(minimum) > int(free) or int(free) - int(minimum) < size:
+            raise fail("USER_FILE_TOO_LARGE", f"a replica of {size} bytes exceeds the free space of {leaf['resc_name']}")
+
     def replicating_ancestor(self, resc_id: int) -> sqlite3.Row | None:
-        """The nearest ``replication`` resource above a leaf: a write there must reach all its leaves."""
+        """The nearest ``replication`` or ``compound`` resource above a leaf: a write there must reach all its
+        leaves (compound: the archive gets the cache's replica when the write closes)."""
         row = self.cat.resource_by_id(resc_id)
         while row is not None and row["resc_parent"]:
             row = self.cat.resource_by_id(int(row["resc_parent"]))
-            if row is not None and row["resc_type_name"] == "replication":
+            if row is not None and row["resc_type_name"] in REPLICATING_TYPES:
                 return row
         return None
 

@@ -226,3 +226,48 @@ def test_tickets_grant_reading_within_their_limits(grid, session, coll, tmp_path
         ticket.delete()
         session.users.remove(name)
     assert list(session.query(TicketQuery.Ticket).filter(TicketQuery.Ticket.string == ticket.string)) == []
+
+
+def test_deferred_and_compound_resources(session, coll, tmp_path):
+    """A `deferred` parent over unixfilesystem children takes writes (the first child's vote); a `compound`
+    resource writes its `cache` child and copies the replica to its `archive` child on close."""
+    tag = uuid.uuid4().hex[:6]
+    made = []
+    try:
+        for parent, kind in ((f"def{tag}", "deferred"), (f"cmp{tag}", "compound")):
+            session.resources.create(parent, kind)
+            made.append(parent)
+            for child, context in ((f"{parent}a", "cache"), (f"{parent}b", "archive")):
+                session.resources.create(child, "unixfilesystem", host="localhost", path=f"/ignored/{child}")
+                made.append(child)
+                session.resources.add_child(parent, child, context)
+        put_bytes(session, f"{coll}/deferred", b"d", tmp_path, **{kw.DEST_RESC_NAME_KW: f"def{tag}"})
+        assert statuses(session, f"{coll}/deferred") == {f"def{tag}a": "1"}
+        put_bytes(session, f"{coll}/compound", b"c", tmp_path, **{kw.DEST_RESC_NAME_KW: f"cmp{tag}"})
+        assert statuses(session, f"{coll}/compound") == {f"cmp{tag}a": "1", f"cmp{tag}b": "1"}
+    finally:
+        for path in (f"{coll}/deferred", f"{coll}/compound"):
+            try:
+                session.data_objects.unlink(path, force=True)
+            except ex.iRODSException:
+                pass
+        for name in reversed(made):
+            if name.endswith(("a", "b")):
+                session.resources.remove_child(name[:-1], name)
+            session.resources.remove(name)
+
+
+def test_minimum_free_space_refuses_a_new_replica(session, coll, tmp_path):
+    """voting.cpp: free_space minus minimum_free_space_for_create_in_bytes below the size: USER_FILE_TOO_LARGE."""
+    name = f"fs{uuid.uuid4().hex[:6]}"
+    session.resources.create(name, "unixfilesystem", host="localhost", path=f"/ignored/{name}")
+    try:
+        session.resources.get(name).modify("free_space", "10000")
+        session.resources.get(name).modify("context", "minimum_free_space_for_create_in_bytes=8000")
+        put_bytes(session, f"{coll}/fits", b"x" * 1000, tmp_path, **{kw.DEST_RESC_NAME_KW: name})
+        with pytest.raises(ex.USER_FILE_TOO_LARGE):
+            put_bytes(session, f"{coll}/too-big", b"x" * 3000, tmp_path, **{kw.DEST_RESC_NAME_KW: name})
+        assert not session.data_objects.exists(f"{coll}/too-big")
+        session.data_objects.unlink(f"{coll}/fits", force=True)
+    finally:
+        session.resources.remove(name)

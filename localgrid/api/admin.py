@@ -53,6 +53,7 @@ class AdminApi:
                    ("calculate-usage", ""): self._calculate_usage,
                    ("add", "specificQuery"): self._add_specific_query,
                    ("rm", "specificQuery"): self._rm_specific_query,
+                   ("add", "zone"): self._add_zone, ("rm", "zone"): self._rm_zone,
                    }.get((action, kind))
         if not self.is_admin():     # apiTable.hpp: GENERAL_ADMIN_AN needs LOCAL_PRIV_USER_AUTH (rsApiHandler.cpp)
             raise fail("SYS_NO_API_PRIV", "GENERAL_ADMIN_AN needs a rodsadmin")
@@ -174,6 +175,20 @@ class AdminApi:
         if not name or "/" in name or ";" in name:
             raise fail("CAT_INVALID_ARGUMENT", f"bad resource name {name!r}")
         self.cat.add_resource(name, rtype, self.zone, host or "localhost", vault, context)
+
+    def _add_zone(self, name: str, kind: str, connection: str = "", comment: str = "", *_):
+        """iadmin mkzone NAME remote [HOST:PORT [COMMENT]]: a zone this one knows of (federation itself is not
+        offered: no request is ever forwarded there)."""
+        if kind != "remote":
+            raise fail("CAT_INVALID_ZONE", "only remote zones can be added")
+        if not name or "/" in name or "#" in name:
+            raise fail("CAT_INVALID_ARGUMENT", f"bad zone name {name!r}")
+        self.cat.add_zone(name, connection, comment)
+
+    def _rm_zone(self, name: str, *_):
+        if name == self.zone:
+            raise fail("CAT_INVALID_ZONE", "the local zone cannot be removed")
+        self.cat.remove_zone(name)
 
     def _rm_resource(self, name: str, mode: str = "", *_):
         """iadmin rmresc NAME [--dryrun]: a dry run checks what a removal would and removes nothing."""

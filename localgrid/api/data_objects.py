@@ -33,6 +33,9 @@ from .checksums import sha2_of_fd, wants_checksum
 from .numbers import ApiNumber, OpenFlag, Whence
 
 
+SIZE_KW = " dataSize"   # the size an open declares (DataObjInp_PI's dataSize), kept beside its keywords
+
+
 class Dropped(Exception):
     """Fault injection decided this connection dies now."""
 
@@ -71,7 +74,7 @@ def try_lock(replicas, target=None) -> None:
 class DataObjectApi:
     def _open_request(self, msg):
         body = msg.xml()
-        return body, normalize(p.text(body, "objPath")), p.keyvals(body)
+        return body, normalize(p.text(body, "objPath")), p.keyvals(body) | {SIZE_KW: p.text(body, "dataSize")}
 
     @api(ApiNumber.DATA_OBJ_CREATE_AN)
     def api_create(self, msg):
@@ -184,6 +187,8 @@ class DataObjectApi:
             leaf = self.res.pick_leaf(root)
         if not self.res.leaf_is_up(leaf["resc_id"]):
             raise fail("SYS_RESC_IS_DOWN", leaf["resc_name"])
+        size = kv.get(SIZE_KW, "")
+        self.res.check_free_space(leaf, int(size) if size.lstrip("-").isdigit() else -1)
         data_id = self.cat.new_id()
         # created exclusively, beside any file already there (create_physical_file_for_replica)
         phys, fd = place(self.cat, physical_path(leaf["resc_def_path"], path), 0, create_exclusive)

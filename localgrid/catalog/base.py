@@ -7,6 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import fail
+from .schema import now
+
 
 class Tables:
     """One SQLite connection; each client agent opens its own, as each iRODS agent does.
@@ -57,6 +60,21 @@ class Tables:
     def drop_object(self, object_id: int) -> None:
         self.db.execute("DELETE FROM r_objt_metamap WHERE object_id=?", (object_id,))
         self.db.execute("DELETE FROM r_objt_access WHERE object_id=?", (object_id,))
+
+    def add_zone(self, name: str, connection: str, comment: str) -> None:
+        """iadmin mkzone: a remote zone (R_ZONE_MAIN, zone_type_name 'remote')."""
+        if name in self.zones():
+            raise fail("CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME", f"zone {name} exists")
+        ts = now()
+        self.db.execute("INSERT INTO r_zone_main (zone_id, zone_name, zone_type_name, zone_conn_string, r_comment,"
+                        " create_ts, modify_ts) VALUES (?, ?, 'remote', ?, ?, ?, ?)",
+                        (self.new_id(), name, connection, comment, ts, ts))
+
+    def remove_zone(self, name: str) -> None:
+        """iadmin rmzone: only a remote zone."""
+        if not self.db.execute("DELETE FROM r_zone_main WHERE zone_name=? AND zone_type_name='remote'",
+                               (name,)).rowcount:
+            raise fail("CAT_INVALID_ZONE", f"no remote zone {name}")
 
     def zones(self) -> list[str]:
         """Every zone the catalogue knows (R_ZONE_MAIN), the local one and any remote ones."""
