@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .display import format_size
 from .layout import Key
 
 __all__ = ["Coverage", "FULL", "MISSING", "PARTIAL", "render_coverage", "render_ls"]
@@ -71,14 +72,6 @@ class Coverage:
         return sum(self.state(station, d) == "full" for d in self.days) / len(self.days)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = False,
               limit: int | None = None) -> int:
     """Print ``(Key, Entry)`` items as a table; return how many were listed.
@@ -102,7 +95,7 @@ def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = Fals
         if limit is not None and n >= limit:
             more = True
             break
-        row = [key.seed_id, key.day.isoformat(), _size(entry.size), ",".join(entry.resources)]
+        row = [key.seed_id, key.day.isoformat(), format_size(entry.size), ",".join(entry.resources)]
         if long:
             row += [entry.checksum or "-", entry.path]
         table.add_row(*row)
@@ -111,7 +104,7 @@ def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = Fals
     if n:
         console.print(table)
     suffix = " (more not shown)" if more else ""
-    console.print(f"{n} files, {_size(total)}{suffix}")
+    console.print(f"{n} files, {format_size(total)}{suffix}")
     return n
 
 

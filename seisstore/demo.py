@@ -38,7 +38,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from secure_irods.exitcodes import ExitCode
+from secure_irods.exitcodes import ExitCode, run
+from seisstore.commands.common import Failure
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ("siteA", "siteB", "siteC")
@@ -163,7 +164,7 @@ def lag_table(stacks: Path, geometry: Geometry) -> tuple[Table, float]:
 
 class Demo:
     def __init__(self, stations: int, days: int, faults: bool, workdir: Path, shuffle: bool = False,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, seisstore: click.Command | None = None) -> None:
         self.geometry = Geometry.profile(stations)
         self.days = [FIRST_DAY + datetime.timedelta(days=d) for d in range(days)]
         self.faults, self.shuffle = faults, shuffle
@@ -171,24 +172,16 @@ class Demo:
         self.console = console or Console(stderr=True, width=max(110, Console(stderr=True).width))
         self.retries = RetryCounter()
         self.facts: dict[str, object] = {}
+        self.seisstore = seisstore     # the group the steps run (the demo's own root command)
 
     # ------------------------------------------------------------------ helpers
     def step(self, text: str) -> None:
         self.console.print(f"[bold cyan]{time.monotonic() - self.started:6.1f}s[/] [bold]{text}[/]")
 
     def cli(self, *args: str) -> int:
-        """One ``seisstore`` command, in this process; returns its exit code (its errors are printed)."""
-        from seisstore.cli import main
-
-        try:
-            main.main(list(args), prog_name="seisstore", standalone_mode=False)
-        except click.ClickException as exc:
-            self.console.print(f"seisstore {args[0]}: error: {' '.join(exc.format_message().split())}",
-                               markup=False, highlight=False)
-            return exc.exit_code
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+        """One ``seisstore`` command, in this process; returns its exit code (its error is printed)."""
+        assert self.seisstore is not None, "Demo(seisstore=the group) runs the steps"
+        return run(self.seisstore, f"seisstore {args[0]}", list(args))
 
     def must(self, *args: str) -> None:
         code = self.cli(*args)
@@ -358,10 +351,8 @@ class Demo:
                           moved=moved, lost=lost)
 
 
-class DemoFailed(click.ClickException):
-    def __init__(self, message: str, code: int = ExitCode.PERMANENT) -> None:
-        super().__init__(message)
-        self.exit_code = int(code)
+class DemoFailed(Failure):
+    """A step failed or a check did not hold."""
 
 
 @click.command("demo")
@@ -372,9 +363,10 @@ class DemoFailed(click.ClickException):
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-grid"),
               show_default=True, help="Grid, recordings, campaigns and results (emptied first).")
 @click.option("--shuffle", is_flag=True, hidden=True, help="Write each station's noise under another's code.")
-def demo_cmd(stations: int, days: int, faults: bool, workdir: Path, shuffle: bool) -> None:
+@click.pass_context
+def demo_cmd(ctx: click.Context, stations: int, days: int, faults: bool, workdir: Path, shuffle: bool) -> None:
     """The noise-correlation workflow end to end on a local grid that misbehaves; checks the lags.
 
     Exit 3 when any lag is off by more than one sample or anything was lost.
     """
-    Demo(stations, days, faults, workdir, shuffle).run()
+    Demo(stations, days, faults, workdir, shuffle, seisstore=ctx.find_root().command).run()

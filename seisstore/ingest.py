@@ -37,7 +37,6 @@ import datetime
 import logging
 import queue
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -47,8 +46,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
+
 from secure_irods.query import Query
 
+from .display import Meter
 from .dayfiles import DayFile, day_avus, encode_day, iter_files, split_days, upload_days
 from .encodings import UnencodableError, choose_encoding, planned_encoding, same_samples, source_encoding
 from .layout import Key, Layout
@@ -415,18 +417,19 @@ def ingest(
     report = IngestReport()
     started = time.monotonic()
     root = client.resolve(collection)
-    with _Progress(progress, console, report) as bar, \
+    with _Progress(progress, console) as bar, \
             tempfile.TemporaryDirectory(prefix="seisstore-ingest-") as tmp:
-        stations = _scan(directory, codes, report, bar.advance)
-        bar.start_stations(sum({p: size for files in stations.values() for p, size, _ in files}.values()))
+        stations = _scan(directory, codes, report, bar.count)
+        sizes = {path: size for files in stations.values() for path, size, _ in files}
+        bar.start_stations(report.files_seen, sum(sizes.values()))
         client.mkdir(root)
         cat = Catalogue(client, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
-        uploads = _Uploads(client, jobs, connect, report, bar.advance)
+        uploads = _Uploads(client, jobs, connect, report, bar.count)
         labelled = None
         counter = iter(range(1 << 62))
         try:
             for station in sorted(stations):   # one station in memory at a time
-                stream = _read_station(station, stations[station], codes, report, bar.advance)
+                stream = _read_station(station, stations[station], codes, report, bar.count)
                 sources = _sources_by_day(stream, typ)
                 days = split_days(merge(stream), typ)
                 present = {k: d for k, d in days.items() if k in cat}
@@ -514,59 +517,22 @@ def _complete_avus(client, cat, present: dict, labelled: set[str], sources: dict
     return repaired
 
 
-class _Progress:
-    """Progress on stderr: a rich bar over files then bytes on a terminal, else a line every ``every`` s.
+class _Progress(Meter):
+    """The ingest's progress: headers read (files), stations cut (bytes), day files uploaded."""
 
-    Yields itself; ``advance(files=, bytes=, days=)`` is thread-safe.
-    """
+    def __init__(self, enabled: bool | None, console: Console | None) -> None:
+        super().__init__(console, label="ingest", every=0 if enabled is False else 30.0, enabled=enabled)
+        self.files = self.task("headers (files)")
+        self.cut = self.task("stations (bytes)", bytes=True, start=False)
+        self.days = self.task("day files uploaded")
 
-    def __init__(self, enabled: bool | None, console, report: IngestReport, every: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.mode = "off" if enabled is False else "bar" if (enabled or sys.stderr.isatty()) else "lines"
-        self.console, self.report, self.every, self.clock = console, report, every, clock
-        self._progress = None
-        self._lock = threading.Lock()
-        self._files = self._bytes = self._days = 0
-        self._total_bytes = 0
-        self._next = clock() + every
+    def start_stations(self, files: int, total_bytes: int) -> None:
+        self.update(self.files, total=files)
+        self.update(self.cut, total=total_bytes)
+        self.start(self.cut)
 
-    def __enter__(self) -> "_Progress":
-        if self.mode == "bar":
-            from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
-                                       TimeRemainingColumn, TransferSpeedColumn)
-
-            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                      MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn(),
-                                      TimeRemainingColumn(), console=self.console or Console(stderr=True))
-            self._progress.__enter__()
-            self._files_task = self._progress.add_task("headers (files)", total=None)
-            self._bytes_task = self._progress.add_task("stations (bytes)", total=None, start=False)
-        return self
-
-    def start_stations(self, total_bytes: int) -> None:
-        self._total_bytes = total_bytes
-        if self._progress is not None:
-            self._progress.update(self._files_task, total=self.report.files_seen)
-            self._progress.update(self._bytes_task, total=total_bytes)
-            self._progress.start_task(self._bytes_task)
-
-    def advance(self, files: int = 0, bytes: float = 0, days: int = 0) -> None:
-        with self._lock:
-            self._files += files
-            self._bytes += bytes
-            self._days += days
-            if self._progress is not None:
-                if files:
-                    self._progress.advance(self._files_task, files)
-                if bytes:
-                    self._progress.advance(self._bytes_task, bytes)
-            elif self.mode == "lines" and self.clock() >= self._next:
-                self._next = self.clock() + self.every
-                print(f"ingest: {self._files} files scanned, {self._bytes / 1e6:.1f} of "
-                      f"{self._total_bytes / 1e6:.1f} MB cut, {self._days} day files uploaded",
-                      file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+    def count(self, files: int = 0, bytes: float = 0, days: int = 0) -> None:
+        """Thread-safe; what the scan, the cutting and the uploads report."""
+        for task, amount in ((self.files, files), (self.cut, bytes), (self.days, days)):
+            if amount:
+                self.advance(task, amount)

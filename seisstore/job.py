@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from secure_irods.errors import InvalidInputError
 from seisstore.campaign import DATES_FILE, STATIONS_FILE, read_dates, read_stations
 from seisstore.layout import Layout, get_layout
 from seisstore.partition import station_pairs, sublists
@@ -30,8 +31,11 @@ class Job:
         self.n_dates, self.idate, self.n_stations, self.istation = map(int, args[:4])
         self.jstation = int(args[4]) if len(args) == 5 else None
         work = Path(workdir)
-        self.all_dates = read_dates(work / DATES_FILE)
-        self.all_stations = read_stations(work / STATIONS_FILE)
+        try:
+            self.all_dates = read_dates(work / DATES_FILE)
+            self.all_stations = read_stations(work / STATIONS_FILE)
+        except OSError as exc:     # not run where start.bash prepares the line: the job's environment
+            raise InvalidInputError(f"cannot read the campaign's lists: {exc}") from None
         self.dates = sublists(self.all_dates, self.n_dates, self.idate)
         mine = sublists(self.all_stations, self.n_stations, self.istation)
         other = sublists(self.all_stations, self.n_stations, self.jstation) if self.jstation is not None else []

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from seisstore.campaign import PARAM_FILE, START_FILE
+from seisstore.display import Meter
 from seisstore.params import parse_param_line
 
 log = logging.getLogger(__name__)
@@ -108,18 +108,17 @@ class LocalRunner:
         self.tmp.mkdir(exist_ok=True)
         todo = [fields for fields in lines if not self.marker(fields[0]).exists()]
         report = RunReport(skipped=len(lines) - len(todo))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=self.console, disable=not self.console.is_terminal) as progress:
-            task = progress.add_task("jobs", total=len(lines), completed=report.skipped)
+        with Meter(self.console, every=0) as meter:
+            task = meter.task("jobs", len(lines), completed=report.skipped)
             with ThreadPoolExecutor(self.jobs) as pool:
                 futures = [pool.submit(self._run_line, fields) for fields in todo]
                 for future in as_completed(futures):
                     result = future.result()
                     report.results.append(result)
-                    progress.advance(task)
+                    meter.advance(task)
                     if not result.done:
-                        progress.console.print(f"[red]job {result.name} failed after {result.attempts} attempts"
-                                               f" (exit {result.returncode}); log in {self.logs}")
+                        meter.print(f"[red]job {result.name} failed after {result.attempts} attempts"
+                                    f" (exit {result.returncode}); log in {self.logs}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         return report
 

@@ -147,3 +147,119 @@ def test_ingest_exit_codes(grid, env_for, tmp_path):
     down = subprocess.run([seis, "ingest", str(raw), f"{grid.home}/a"], env=env_for(port=_free_port()),
                           capture_output=True, text=True, timeout=60)
     assert down.returncode == 2, down.stderr
+
+
+# ------------------------------------------------------------------ one exit path
+# Every entry point (each seisstore subcommand that reaches the zone, and each job module)
+# meets the same error at its first zone contact, and must exit with the same code: the
+# one mapping in secure_irods.exitcodes, never a per-command choice.
+
+def _zone_commands(tmp: Path) -> dict[str, list[str]]:
+    job = tmp / "job.py"
+    job.write_text("print('job')\n")
+    local = tmp / "raw"
+    local.mkdir(exist_ok=True)
+    plan = tmp / "p.plan"
+    plan.write_text(json.dumps({"plan": {"collection": "/z/c", "mode": "spread", "targets": ["a"], "sources": [],
+                                         "weights": {}, "min_copies": 1, "threshold": 5, "seed": 0}}) + "\n")
+    return {
+        "mkdir": ["mkdir", "/z/c"],
+        "ingest": ["ingest", str(local), "/z/c"],
+        "ls": ["ls", "/z/c"],
+        "coverage": ["coverage", "/z/c"],
+        "du": ["du", "/z/c"],
+        "rebalance plan": ["rebalance", "plan", "/z/c", "--to", "a", "-o", str(tmp / "out.plan")],
+        "rebalance apply": ["rebalance", "apply", str(plan)],
+        "rebalance verify": ["rebalance", "verify", "/z/c"],
+        "bundles ls": ["bundles", "ls", "/z/c"],
+        "stack": ["stack", "/z/c", "--all", "-o", str(tmp / "s.h5")],
+        "campaign new --upload": ["campaign", "new", "c", "--dates", "2011-01-01", "--stations", "A", "--n-dates",
+                                  "1", "--n-stations", "1", "--script", str(job), "--out", str(tmp / "camp"),
+                                  "--collection", "/z/c", "--upload", "--force"],
+    }
+
+
+def _job_workdir(tmp: Path) -> Path:
+    work = tmp / "work"
+    work.mkdir(exist_ok=True)
+    (work / "dates.txt").write_text("2011-01-01\n")
+    (work / "stations.txt").write_text("A\nB\n")
+    return work
+
+
+ERRORS = [
+    pytest.param(lambda: _errors().ZoneBusyError("connection refused"), 2, id="zone-busy"),
+    pytest.param(lambda: ConnectionRefusedError(111, "Connection refused"), 2, id="os-refused"),
+    pytest.param(lambda: _errors().NotFoundError("no such collection: /z/c"), 3, id="not-found"),
+    pytest.param(lambda: _errors().PermissionDeniedError("CAT_NO_ACCESS_PERMISSION"), 3, id="permission"),
+    pytest.param(lambda: _errors().AuthenticationError("CAT_INVALID_AUTHENTICATION"), 7, id="authentication"),
+    pytest.param(lambda: _errors().InvalidInputError("bad irods_host"), 1, id="invalid-input"),
+]
+
+
+def _errors():
+    from secure_irods import errors
+
+    return errors
+
+
+@pytest.fixture
+def failing_connect(monkeypatch):
+    """Make every way of connecting raise ``make()``; counts the attempts."""
+    import secure_irods
+    import secure_irods.client
+
+    calls = []
+
+    def use(make):
+        def connect(*args, **kwargs):
+            calls.append(args)
+            raise make()
+        monkeypatch.setattr(secure_irods.client, "connect", connect)
+        monkeypatch.setattr(secure_irods, "connect", connect)
+        return calls
+    return use
+
+
+@pytest.mark.parametrize("make, code", ERRORS)
+def test_every_entry_point_maps_the_same_error_to_the_same_code(failing_connect, tmp_path, monkeypatch, make, code):
+    calls = failing_connect(make)
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    for name, args in _zone_commands(tmp_path).items():
+        before = len(calls)
+        result = CliRunner().invoke(seisstore_main, args)
+        assert len(calls) > before, f"{name} did not reach the zone: {result.output}"
+        assert "Traceback" not in result.output, result.output
+        seen[f"seisstore {name}"] = result.exit_code
+    work = _job_workdir(tmp_path)
+    from seisstore.jobs import correlate, preprocess
+
+    for module, config in ((correlate, {"processed": "/z/p", "bundles": "/z/b"}),
+                           (preprocess, {"archive": "/z/a", "processed": "/z/p"})):
+        monkeypatch.chdir(work)
+        monkeypatch.setenv("SEISSTORE_WORKDIR", str(work))
+        with pytest.raises(SystemExit) as ended:
+            module.main(["1", "0", "1", "0"], config=config)
+        seen[module.__name__] = ended.value.code
+    assert seen == dict.fromkeys(seen, code)
+
+
+def test_a_job_outside_its_work_directory_is_1(tmp_path, monkeypatch, capsys):
+    """Missing dates.txt/stations.txt: the job's environment is wrong (1), as a bad setting is."""
+    from seisstore.jobs import correlate
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        correlate.main(["1", "0", "1", "0"], config={"processed": "/z/p", "bundles": "/z/b"})
+    assert ended.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dates.txt" in err[0], err
+
+
+def test_help_and_local_commands_never_connect(failing_connect, tmp_path):
+    """The group's context object connects on first use only: --help needs no iRODS environment."""
+    calls = failing_connect(lambda: AssertionError("connected"))
+    for command in SEISSTORE_COMMANDS:
+        assert CliRunner().invoke(seisstore_main, [*command, "--help"]).exit_code == 0
+    assert calls == []

@@ -280,7 +280,7 @@ def test_coverage_and_rendering():
     console = Console(record=True, width=120, color_system=None)
     assert render_ls(console, iter(entries), limit=3) == 3
     text = console.export_text()
-    assert "FR.AA..HHN" in text and "3 files, 4.5 kB (more not shown)" in text
+    assert "FR.AA..HHN" in text and "3 files, 4.4 KiB (more not shown)" in text
     empty = Console(record=True, width=80)
     render_coverage(empty, Coverage.from_keys([]))
     assert "nothing available" in empty.export_text()

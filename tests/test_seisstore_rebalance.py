@@ -230,7 +230,8 @@ def test_resource_down_mid_run_loses_nothing(grid, client, coll, sites, tmp_path
     report = applier.run()
     assert report.failed, "some moves should have met a down resource"
     # failed cleanly: transient (the zone said the resource is down, or the wait ran out), kept for a later run
-    assert all(why.startswith("TransientError") or "down" in why for _, why in report.failed), report.failed
+    assert all(o.transient for o in report.failed), report.failed
+    assert report.exit_code == 2
     before_up = _catalogue(client, coll)
     # nothing was trimmed without its copy: every object still has a good replica
     inv = Inventory.load(client, coll)
@@ -348,7 +349,8 @@ def test_no_trim_without_verified_copy(grid, client, coll, sites, tmp_path, monk
 
     monkeypatch.setattr(Client, "replica_checksum", lying)
     report = Applier(plan_file, _connect).run()
-    assert report.failed and all("checksum mismatch" in why for _, why in report.failed)
+    assert report.failed and all("checksum mismatch" in o.reason and not o.transient for o in report.failed)
+    assert report.exit_code == 3
     inv = Inventory.load(client, coll)
     assert all(any(r.number == 0 and r.good for r in obj.replicas) for obj in inv.objects.values())
 

@@ -3,8 +3,10 @@
 Each takes its settings from its job script (``main(config={...})``: the script is what
 ``start.bash`` fetches with the campaign), else a small JSON file (:func:`load_config`),
 environment variables filling in; reaches the zone only through ``secure_irods``; and
-exits with the toolkit's codes: 0 done, 1 bad options or environment, 2 transient at the
-deadline (the runner resubmits), 3 permanent, 7 authentication.
+exits with the toolkit's codes (``secure_irods.exitcodes``, the same mapping as every
+command): 0 done, 1 bad options or environment (our ``InvalidInputError``, or a
+``ValueError``), 2 transient at the deadline (the runner resubmits), 3 permanent, 7
+authentication.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
+
+from secure_irods.errors import InvalidInputError
 
 __all__ = ["load_config", "main_wrapper", "ENV_CONFIG"]
 
@@ -41,7 +45,10 @@ def load_config(kind: str, workdir: str | os.PathLike = ".", client_factory: Cal
             client.get(raw[2:], local, force=True)
         text = local.read_text()
     elif raw:
-        text = Path(raw).read_text()
+        try:
+            text = Path(raw).read_text()
+        except OSError as exc:
+            raise InvalidInputError(f"${ENV_CONFIG}: cannot read {raw}: {exc.strerror}") from None
     elif (Path(workdir) / f"{kind}.json").is_file():
         text = (Path(workdir) / f"{kind}.json").read_text()
     if text is None:
@@ -49,9 +56,9 @@ def load_config(kind: str, workdir: str | os.PathLike = ".", client_factory: Cal
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{kind} settings are not JSON: {exc}") from None
+        raise InvalidInputError(f"{kind} settings are not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{kind} settings must be a JSON object")
+        raise InvalidInputError(f"{kind} settings must be a JSON object")
     if isinstance(data.get(kind), dict):
         data = data[kind]
     return data
@@ -73,25 +80,12 @@ def output_collection(config: dict, key: str, env: str) -> str | None:
     return setting(config, key, env) or os.environ.get("SEISSTORE_RESULTS") or None
 
 
-def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None) -> None:
-    """Run a job; one line on stderr and the toolkit's exit code on failure, never a traceback."""
-    from secure_irods.errors import SecureIrodsError, classify
-    from secure_irods.exitcodes import ExitCode
+def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None, prog: str = "job") -> None:
+    """Run a job under ``secure_irods.exitcodes.call``: one line on stderr and the table's exit code."""
+    from secure_irods.exitcodes import call
 
     logging.basicConfig(level=os.environ.get("SEISSTORE_LOG", "WARNING").upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
     args = sys.argv[1:] if argv is None else argv
-    try:
-        code = run(args)
-    except SecureIrodsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        code = int(ExitCode.USAGE)
-    except Exception as exc:   # a zone error PRC raised outside our calls: classify it
-        err = classify(exc)
-        print(f"error: {type(exc).__name__}: {err}", file=sys.stderr)
-        code = err.exit_code
-    sys.exit(code)
+    sys.exit(call(lambda: run(args), prog))

@@ -189,7 +189,7 @@ def _utc(day: datetime.date):
 
 def main(argv: list[str] | None = None, config: dict | None = None) -> None:
     """Entry point; ``config``: settings embedded by a job script (else the JSON file or environment)."""
-    main_wrapper(lambda args: run(args, ".", config), argv)
+    main_wrapper(lambda args: run(args, ".", config), argv, prog="seisstore.jobs.correlate")
 
 
 if __name__ == "__main__":

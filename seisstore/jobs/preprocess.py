@@ -85,7 +85,8 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
 
 def main(argv: list[str] | None = None, config: dict | None = None) -> None:
     """Entry point; ``config``: settings embedded by a job script (else the JSON file or environment)."""
-    main_wrapper(lambda args: run(args, os.environ.get("SEISSTORE_WORKDIR") or ".", config), argv)
+    main_wrapper(lambda args: run(args, os.environ.get("SEISSTORE_WORKDIR") or ".", config), argv,
+                 prog="seisstore.jobs.preprocess")
 
 
 if __name__ == "__main__":

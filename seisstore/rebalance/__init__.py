@@ -9,11 +9,11 @@
 Every zone call goes through a :class:`secure_irods.Client`.
 """
 
-from .apply import Applier, ApplyReport
+from .apply import Applier, ApplyReport, MoveOutcome
 from .inventory import Inventory, Resources
 from .journal import CollectionLock, Journal, LockedError
 from .plan import Move, Plan, make_plan, parse_target
 from .verify import VerifyReport, verify
 
-__all__ = ["Applier", "ApplyReport", "Inventory", "Resources", "CollectionLock", "Journal", "LockedError",
+__all__ = ["Applier", "ApplyReport", "MoveOutcome", "Inventory", "Resources", "CollectionLock", "Journal", "LockedError",
            "Move", "Plan", "make_plan", "parse_target", "VerifyReport", "verify"]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from secure_irods.errors import SecureIrodsError, classify
+from secure_irods.errors import classify
+from secure_irods.exitcodes import ExitCode
 from secure_irods.policy import Deadline
 
 from .inventory import BEING_WRITTEN, DataObject, Inventory, Replica, Resources, object_query
@@ -68,6 +69,7 @@ class MoveOutcome:
     state: str            # done, skipped, failed, dry-run
     reason: str = ""
     moved: int = 0        # bytes copied by this run
+    transient: bool = False   # failed for now (a resource down, the zone refusing): a later run may succeed
 
 
 @dataclass
@@ -78,7 +80,7 @@ class ApplyReport:
     moved_bytes: int = 0
     dry: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[MoveOutcome] = field(default_factory=list)
     elapsed: float = 0.0
     took_over: list[str] = field(default_factory=list)
     being_written: list[str] = field(default_factory=list)   # objects skipped because a writer held them
@@ -87,9 +89,20 @@ class ApplyReport:
     def rate(self) -> float:
         return self.moved_bytes / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def exit_code(self) -> int:
+        """0; 2 when every failure was transient (run again later); else 3."""
+        if not self.failed:
+            return ExitCode.OK
+        return ExitCode.TRANSIENT if all(o.transient for o in self.failed) else ExitCode.PERMANENT
+
 
 class MoveFailed(Exception):
-    pass
+    """A move that cannot finish now; ``transient`` when a later run may finish it (a resource down)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Applier:
@@ -181,19 +194,21 @@ class Applier:
                 if o.reason == BEING_WRITTEN:
                     report.being_written.append(o.move.path)
             else:
-                report.failed.append((o.move.path, o.reason))
+                report.failed.append(o)
         return report
 
     def _one(self, move: Move) -> MoveOutcome:
         try:
             outcome = self.execute(self._client(), move)
         except MoveFailed as exc:
-            outcome = MoveOutcome(move, "failed", str(exc))
+            outcome = MoveOutcome(move, "failed", str(exc), transient=exc.transient)
         except Exception as exc:   # one object never stops the run
-            err = exc if isinstance(exc, SecureIrodsError) else classify(exc)
-            outcome = MoveOutcome(move, "failed", " ".join(f"{type(err).__name__}: {err.message}".split())[:300])
+            err = classify(exc)
+            outcome = MoveOutcome(move, "failed", " ".join(f"{type(err).__name__}: {err.message}".split())[:300],
+                                  transient=err.transient)
         if not self.dry_run:
-            self.journal.write(i=move.i, state=outcome.state, reason=outcome.reason, moved=outcome.moved)
+            self.journal.write(i=move.i, state=outcome.state, reason=outcome.reason, moved=outcome.moved,
+                               **({"transient": True} if outcome.transient else {}))
         if self.on_progress is not None:
             self.on_progress(outcome)
         return outcome
@@ -228,7 +243,7 @@ class Applier:
             return MoveOutcome(move, "skipped", "changed since planning")
         for leaf in (src.leaf, move.target["leaf"]):
             if resources.is_down(leaf):
-                raise MoveFailed(f"resource {leaf} is down (status): move kept for a later run")
+                raise MoveFailed(f"resource {leaf} is down (status): move kept for a later run", transient=True)
         if self.dry_run:
             return MoveOutcome(move, "dry-run", "would replicate" + (" and trim" if move.trim else ""))
         reference = src.checksum or client.replica_checksum(
@@ -271,6 +286,6 @@ class Applier:
             return   # keep the source: the object would fall below --min-copies
         for leaf in (src.leaf, verified.leaf):
             if resources.is_down(leaf):
-                raise MoveFailed(f"resource {leaf} is down: source kept")
+                raise MoveFailed(f"resource {leaf} is down: source kept", transient=True)
         client.trim_replica(move.path, src.number, min_copies=max(self.plan.min_copies, 1),
                             deadline=self._deadline())

@@ -15,35 +15,28 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
+from seisstore.commands.common import Failure, Zone, doing, parse_dates, pass_zone
 
-
-def _failure(message: str, code: int):
-    from seisstore.cli import Failure
-
-    return Failure(message, code)
-
-
-def _index(coll: str, cache: bool = True):
-    from secure_irods.client import connect
-    from secure_irods.errors import SecureIrodsError
+if TYPE_CHECKING:
+    from secure_irods.client import Client
     from seisstore.bundles import BundleIndex
 
-    try:
-        client = connect()
-        client.deadline = client.policy.start_deadline()
-        try:
-            return client, BundleIndex(client, client.require_collection(coll), cache=cache)
-        except BaseException:
-            client.close()
-            raise
-    except SecureIrodsError as exc:
-        raise _failure(f"cannot index bundles of {coll}: {exc}", exc.exit_code) from None
+__all__ = ["bundles", "stack_cmd", "export_cmd", "plot"]
+
+
+def _index(zone: Zone, coll: str, cache: bool = True) -> tuple["Client", "BundleIndex"]:
+    from seisstore.bundles import BundleIndex
+
+    with doing(f"cannot index bundles of {coll}"):
+        client = zone.client()
+        return client, BundleIndex(client, client.require_collection(coll), cache=cache)
 
 
 def _pairs(values) -> list[tuple[str, str]] | None:
@@ -60,56 +53,49 @@ def bundles() -> None:
 @click.option("--pair", "pairs", nargs=2, multiple=True, help="Only bundles holding this pair (A B; repeatable).")
 @click.option("--date", "dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file.")
 @click.option("--cells", is_flag=True, help="One line per (pair, date): the bundle that holds it.")
-def bundles_ls(coll, pairs, dates, cells) -> None:
+@pass_zone
+def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool) -> None:
     """List the bundles under COLL from their AVUs (bulk GenQuery; no bundle is opened)."""
-    from seisstore.cli import parse_dates
-
-    client, index = _index(coll)
-    with client:
-        chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
-        out = Console()
-        if cells:
-            for path, items in chosen.items():
-                for (a, b), d in items:
-                    click.echo(f"{a}:{b}\t{d}\t{path}")
-            return
-        table = Table("bundle", "job", "pairs", "dates", "first", "last", box=None)
+    _, index = _index(zone, coll)
+    chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
+    if cells:
         for path, items in chosen.items():
-            info = index.bundles[path]
-            days = sorted({d for _, d in items})
-            table.add_row(path, info.job, str(len({p for p, _ in items})), str(len(days)), str(days[0]), str(days[-1]))
-        out.print(table)
-        click.echo(f"{len(chosen)} bundles, {sum(len(v) for v in chosen.values())} correlations"
-                   f" ({index.queries} GenQuery round trips)", err=True)
+            for (a, b), d in items:
+                click.echo(f"{a}:{b}\t{d}\t{path}")
+        return
+    table = Table("bundle", "job", "pairs", "dates", "first", "last", box=None)
+    for path, items in chosen.items():
+        info = index.bundles[path]
+        days = sorted({d for _, d in items})
+        table.add_row(path, info.job, str(len({p for p, _ in items})), str(len(days)), str(days[0]), str(days[-1]))
+    Console().print(table)
+    click.echo(f"{len(chosen)} bundles, {sum(len(v) for v in chosen.values())} correlations"
+               f" ({index.queries} GenQuery round trips)", err=True)
 
 
-def stack_command(coll, pairs, all_, dates, method, output) -> None:
+def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all_: bool, dates: str | None,
+                  method: str, output: Path) -> None:
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
 
-    from secure_irods.errors import SecureIrodsError
     from seisstore.bundles import pair_name, read_pairs
-    from seisstore.cli import parse_dates
     from seisstore.xcorr import Stacker
 
     if not pairs and not all_:
-        raise _failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
-    client, index = _index(coll)
+        raise Failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
+    client, index = _index(zone, coll)
     rows: dict = {}          # pair -> running Stacker (one row's memory per pair, whatever the dates)
     meta: dict = {}
     stats: dict = {}
     lags, rate = None, None
-    try:
-        with client:
-            for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
-                                stats=stats):
-                rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
-                meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
-                lags, rate = c.lags, c.rate
-    except SecureIrodsError as exc:
-        raise _failure(f"reading bundles of {coll} failed: {exc}", exc.exit_code) from None
+    with doing(f"reading bundles of {coll} failed"):
+        for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
+                            stats=stats):
+            rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
+            meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
+            lags, rate = c.lags, c.rate
     if not rows:
-        raise _failure("no correlation matches the selection", ExitCode.PERMANENT)
+        raise Failure("no correlation matches the selection", ExitCode.PERMANENT)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with h5py.File(tmp, "w") as h5:
@@ -133,7 +119,7 @@ def _read_stacks(path: Path):
     import h5py
 
     if not path.is_file():
-        raise _failure(f"no such stacks file: {path}", ExitCode.USAGE)
+        raise Failure(f"no such stacks file: {path}", ExitCode.USAGE)
     with h5py.File(path, "r") as h5:
         lags = h5["lags"][()]
         rate = float(h5.attrs["sampling_rate"])
@@ -196,7 +182,7 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
 
     lags, rate, items = _read_stacks(stacks)
     if not items:
-        raise _failure(f"{stacks} holds no stack", ExitCode.PERMANENT)
+        raise Failure(f"{stacks} holds no stack", ExitCode.PERMANENT)
     dist = np.array([float(attrs["distance_m"]) / 1000.0 for _, _, attrs in items])
     known = np.isfinite(dist)
     ypos = np.where(known, dist, np.arange(len(items)))
@@ -219,43 +205,44 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
     click.echo(f"gather of {len(items)} correlations -> {output}", err=True)
 
 
-def register(main: click.Group) -> None:
-    """Add ``bundles``, ``stack``, ``export`` and ``plot`` to the ``seisstore`` group."""
-    main.add_command(bundles)
+@click.command("stack")
+@click.argument("coll")
+@click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
+@click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
+@click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True,
+              help="Linear or phase-weighted stack.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("stacks.h5"),
+              show_default=True, help="Local HDF5 file of the stacks.")
+@pass_zone
+def stack_cmd(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all_: bool, dates: str | None, method: str,
+              output: Path) -> None:
+    """Stack over dates the correlations in the bundles under COLL, read selectively."""
+    stack_command(zone, coll, pairs, all_, dates, method, output)
 
-    @main.command("stack")
-    @click.argument("coll")
-    @click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
-    @click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
-    @click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
-    @click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True,
-                  help="Linear or phase-weighted stack.")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("stacks.h5"),
-                  show_default=True, help="Local HDF5 file of the stacks.")
-    def stack_cmd(coll, pairs, all_, dates, method, output) -> None:
-        """Stack over dates the correlations in the bundles under COLL, read selectively."""
-        stack_command(coll, pairs, all_, dates, method, output)
 
-    @main.command("export")
-    @click.argument("stacks", type=click.Path(path_type=Path))
-    @click.option("--format", "fmt", type=click.Choice(["SAC", "MSEED"], case_sensitive=False), default="SAC",
-                  show_default=True)
-    @click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("export"),
-                  show_default=True)
-    def export_cmd(stacks, fmt, out_dir) -> None:
-        """Write the stacks of STACKS (from `seisstore stack`) as SAC (distance and coordinates in
-        the header) or miniSEED (with a JSON sidecar: miniSEED has no such header fields)."""
-        export_command(stacks, fmt.upper(), out_dir)
+@click.command("export")
+@click.argument("stacks", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["SAC", "MSEED"], case_sensitive=False), default="SAC",
+              show_default=True)
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("export"),
+              show_default=True)
+def export_cmd(stacks: Path, fmt: str, out_dir: Path) -> None:
+    """Write the stacks of STACKS (from `seisstore stack`) as SAC (distance and coordinates in
+    the header) or miniSEED (with a JSON sidecar: miniSEED has no such header fields)."""
+    export_command(stacks, fmt.upper(), out_dir)
 
-    @main.group("plot")
-    def plot() -> None:
-        """Pictures of stacked correlations."""
 
-    @plot.command("gather")
-    @click.argument("stacks", type=click.Path(path_type=Path))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("gather.png"),
-                  show_default=True)
-    @click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
-    def gather_cmd(stacks, output, max_lag) -> None:
-        """A PNG of the stacked correlations of STACKS sorted by inter-station distance."""
-        plot_gather(stacks, output, max_lag)
+@click.group("plot")
+def plot() -> None:
+    """Pictures of stacked correlations."""
+
+
+@plot.command("gather")
+@click.argument("stacks", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("gather.png"),
+              show_default=True)
+@click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
+def gather_cmd(stacks: Path, output: Path, max_lag: float | None) -> None:
+    """A PNG of the stacked correlations of STACKS sorted by inter-station distance."""
+    plot_gather(stacks, output, max_lag)
