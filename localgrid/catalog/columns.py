@@ -26,6 +26,7 @@ GROUPS: dict[str, list[tuple[str, str, str]]] = {
     "cuser": [("cu", "r_user_main", "")],
     "uauth": [("ua", "r_user_auth", "")],
     "quota": [("q", "r_quota_main", "")],
+    "usage": [("qu", "r_quota_usage", "")],
     "ticket": [("tk", "r_ticket_main", "")],
     "towner": [("tku", "r_user_main", "")],
     "tdata": [("tkd", "r_data_main", ""), ("tkdc", "r_coll_main", "tkdc.coll_id = tkd.coll_id")],
@@ -60,7 +61,7 @@ EDGES: dict[frozenset, str] = {
 NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
          "caccess": "coll", "cuser": "caccess", "group": "user", "towner": "ticket", "tdata": "ticket",
          "tcoll": "ticket", "thost": "ticket", "tuser": "ticket", "tgroup": "ticket"}
-ROOT_ORDER = ["data", "coll", "resc", "user", "zone", "ticket"]
+ROOT_ORDER = ["data", "coll", "resc", "user", "zone", "ticket", "quota", "usage"]
 
 _REPL = "CAST(d.data_is_dirty AS TEXT)"
 _HIER = ("(WITH RECURSIVE h(id, parent, path) AS (SELECT resc_id, resc_parent, resc_name FROM r_resc_main"
@@ -116,6 +117,12 @@ COLUMNS: dict[int, tuple[str, str]] = {
     1600: ("uauth", "ua.user_id"), 1601: ("uauth", "ua.user_auth_name"),
     2000: ("quota", "q.user_id"), 2001: ("quota", "q.resc_id"), 2002: ("quota", "q.quota_limit"),
     2003: ("quota", "q.quota_over"), 2004: ("quota", "q.modify_ts"),
+    2010: ("usage", "qu.user_id"), 2011: ("usage", "qu.resc_id"), 2012: ("usage", "qu.quota_usage"),
+    2013: ("usage", "qu.modify_ts"),
+    2020: ("quota", "coalesce((SELECT resc_name FROM r_resc_main WHERE resc_id = q.resc_id), 'total')"),
+    2021: ("quota", "(SELECT user_name FROM r_user_main WHERE user_id = q.user_id)"),
+    2022: ("quota", "(SELECT zone_name FROM r_user_main WHERE user_id = q.user_id)"),
+    2023: ("quota", "(SELECT user_type_name FROM r_user_main WHERE user_id = q.user_id)"),
     # tickets (TicketQuery): R_TICKET_MAIN, its owner, its object, its allowed hosts, users and groups
     2200: ("ticket", "tk.ticket_id"), 2201: ("ticket", "tk.ticket_string"), 2202: ("ticket", "tk.ticket_type"),
     2203: ("ticket", "tk.user_id"), 2204: ("ticket", "tk.object_id"), 2205: ("ticket", "tk.object_type"),
@@ -128,4 +135,4 @@ COLUMNS: dict[int, tuple[str, str]] = {
     2228: ("tcoll", "tkc.coll_name"), 2229: ("towner", "tku.user_name"), 2230: ("towner", "tku.zone_name"),
 }
 NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900, 1600,
-           2000, 2001, 2002, 2003, 2200, 2203, 2204, 2206, 2207, 2211, 2212, 2213, 2214, 2220, 2222, 2224}
+           2000, 2001, 2002, 2003, 2010, 2011, 2012, 2200, 2203, 2204, 2206, 2207, 2211, 2212, 2213, 2214, 2220, 2222, 2224}

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS r_user_auth (user_id INTEGER NOT NULL, user_auth_name
     PRIMARY KEY (user_id, user_auth_name));
 CREATE TABLE IF NOT EXISTS r_quota_main (user_id INTEGER NOT NULL, resc_id INTEGER NOT NULL, quota_limit INTEGER,
     quota_over INTEGER, modify_ts TEXT, PRIMARY KEY (user_id, resc_id));
+CREATE TABLE IF NOT EXISTS r_quota_usage (user_id INTEGER NOT NULL, resc_id INTEGER NOT NULL, quota_usage INTEGER,
+    modify_ts TEXT, PRIMARY KEY (user_id, resc_id));
 CREATE TABLE IF NOT EXISTS r_specific_query (alias TEXT UNIQUE, sqlstr TEXT NOT NULL, create_ts TEXT);
 CREATE TABLE IF NOT EXISTS r_objt_access (
     object_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access_type_id INTEGER NOT NULL,
