@@ -17,16 +17,8 @@ import socket
 
 from . import protocol as p
 from .api import HANDLERS
-from .api.admin import AdminApi
-from .api.auth import AuthApi
-from .api.checksums import ChecksumApi
-from .api.collections import CollectionApi
-from .api.data_objects import DataObjectApi, Descriptor, Dropped
-from .api.metadata import MetadataApi
+from .api.data_objects import Descriptor, Dropped, release
 from .api.numbers import STREAMING, UNAUTHENTICATED, ApiNumber
-from .api.queries import QueryApi
-from .api.replicas import ReplicaApi
-from .api.tickets import TicketApi
 from .catalog import AccessLevel, Catalog, now, split
 from .errors import ErrorCode, IrodsError, fail
 from .catalog.genquery import QueryEngine
@@ -48,8 +40,9 @@ def version_pack(status: int) -> bytes:
         ("reconnPort", 0), ("reconnAddr", ""), ("cookie", COOKIE)]))
 
 
-class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, MetadataApi, QueryApi, AdminApi,
-            TicketApi):
+class Agent:
+    """One client connection: the :class:`~localgrid.api.session.Session` every handler is given."""
+
     def __init__(self, state: GridState, sock: socket.socket) -> None:
         self.state = state
         self.sock = sock
@@ -133,7 +126,7 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, ChecksumApi, Meta
 
     def cleanup(self) -> None:
         for inx in list(self.descriptors):
-            self.release(inx, aborted=True)
+            release(self, inx, aborted=True)
         self.queries.close()
         self.cat.close()
         try:

@@ -1,0 +1,16 @@
+"""The request most data-object APIs send: DataObjInp_PI (a path, flags, a size and keywords)."""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element
+
+from .. import protocol as p
+from ..catalog import normalize
+
+SIZE_KW = " dataSize"   # the size an open declares (DataObjInp_PI's dataSize), kept beside its keywords
+
+
+def open_request(msg: p.Message) -> tuple[Element, str, dict[str, str]]:
+    """The body, the normalized logical path and the keywords (with the declared size under SIZE_KW)."""
+    body = msg.xml()
+    return body, normalize(p.text(body, "objPath")), p.keyvals(body) | {SIZE_KW: p.text(body, "dataSize")}
