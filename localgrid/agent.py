@@ -118,7 +118,8 @@ class Agent:
             self.sock.sendall(p.frame("RODS_API_REPLY", int_info, body))
         except IrodsError as err:
             faults.delay()
-            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, err.body, p.pack_error(err.code, err.message)))
+            stack = p.pack_error(err.code, err.message) if err.stacked else b""
+            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, err.body, stack))
         except p.ProtocolError as err:
             # a malformed request inside a well-framed message: answer, do not die
             code = ErrorCode.SYS_API_INPUT_ERR

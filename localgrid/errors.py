@@ -98,15 +98,18 @@ CODES = {code.name: int(code) for code in ErrorCode}
 class IrodsError(Exception):
     """An API failure carried back to the client as RODS_API_REPLY intInfo plus an RError."""
 
-    def __init__(self, name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0) -> None:
+    def __init__(self, name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0,
+                 stacked: bool = True) -> None:
         name = ErrorCode[name].name if isinstance(name, str) else ErrorCode(name).name
         super().__init__(message or name)
         self.name = name
         self.code = int(ErrorCode[name]) - errno_    # a system error adds its errno, as the server does
         self.message = message or name
         self.body = body     # a packed reply some APIs send with their error (the JSON APIs' error object)
+        self.stacked = stacked   # False: the server adds no RError message (the body says it all)
 
 
-def fail(name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0) -> IrodsError:
+def fail(name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0,
+         stacked: bool = True) -> IrodsError:
     """The error to raise; ``name`` is a rodsErrorTable.h name (checked: a typo is a KeyError)."""
-    return IrodsError(name, message, body, errno_)
+    return IrodsError(name, message, body, errno_, stacked)

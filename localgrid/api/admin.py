@@ -102,16 +102,28 @@ def _add_group(ctx: Session, name: str, _type: str, zone: str, *_):
     _add_user(ctx, name, "rodsgroup", zone, "")
 
 
+def _user_zone(ctx: Session, name: str, zone: str = "") -> tuple[str, str]:
+    """``name#zone`` or ``name`` and a zone argument: the user's name and a zone the catalogue knows."""
+    name, _, suffix = name.partition("#")
+    zone = suffix or zone or ctx.zone
+    if zone not in ctx.cat.zones():
+        raise fail("CAT_INVALID_ZONE", f"no zone {zone}")
+    return name, zone
+
+
 def _add_user(ctx: Session, name: str, utype: str, zone: str, scrambled: str, *_):
-    utype, zone = utype or "rodsuser", zone or ctx.zone
+    """iadmin mkuser NAME[#ZONE] TYPE: a user of a remote zone gets its home as /local/home/NAME#ZONE."""
+    utype = utype or "rodsuser"
+    name, zone = _user_zone(ctx, name, zone)
     if utype not in USER_TYPES:
         raise fail("CAT_INVALID_ARGUMENT", f"bad user type {utype}")
     password = None
     if scrambled:
         from irods.password_obfuscation import unscramble
         password = strip_padding(unscramble(scrambled, key=_admin_password(ctx), scramble_prefix=""))
-    ctx.cat.add_user(name.split("#")[0], utype, zone, password)
+    ctx.cat.add_user(name, utype, zone, password)
     if utype != "rodsgroup":
+        name = name if zone == ctx.zone else f"{name}#{zone}"
         home = f"/{ctx.zone}/home/{name}"
         for coll in (home, f"/{ctx.zone}/trash/home/{name}"):
             if ctx.cat.coll(coll) is None:
@@ -121,11 +133,12 @@ def _add_user(ctx: Session, name: str, utype: str, zone: str, scrambled: str, *_
 
 def _rm_user(ctx: Session, name: str, zone: str, *_):
     """iadmin rmuser/rmgroup; as acDeleteUser, a user's empty home and trash go too."""
-    row = ctx.cat.user(name.split("#")[0], zone or ctx.zone)
+    row = ctx.cat.user(*_user_zone(ctx, name, zone))
     if row is None:
         raise fail("CAT_INVALID_USER", name)
-    if row["user_type_name"] != "rodsgroup" and row["zone_name"] == ctx.zone:
-        for path in (f"/{ctx.zone}/home/{row['user_name']}", f"/{ctx.zone}/trash/home/{row['user_name']}"):
+    if row["user_type_name"] != "rodsgroup":
+        home = row["user_name"] if row["zone_name"] == ctx.zone else f"{row['user_name']}#{row['zone_name']}"
+        for path in (f"/{ctx.zone}/home/{home}", f"/{ctx.zone}/trash/home/{home}"):
             coll = ctx.cat.coll(path)
             if coll is None:
                 continue
@@ -136,8 +149,7 @@ def _rm_user(ctx: Session, name: str, zone: str, *_):
 
 
 def _modify_user(ctx: Session, name: str, option: str, value: str, *_):
-    name = name.split("#")[0]
-    row = ctx.cat.user(name, ctx.zone)
+    row = ctx.cat.user(*_user_zone(ctx, name))
     if row is None:
         raise fail("CAT_INVALID_USER", name)
     if option == "password":

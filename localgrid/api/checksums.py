@@ -131,5 +131,6 @@ def _verify_checksums(ctx: Session, path: str, reps, kv: dict, specific: bool):
             report("warning", "USER_CHKSUM_MISMATCH", "WARNING: Data object has replicas with different checksums.")
     if results:
         text = json.dumps(results)
-        raise fail("CHECK_VERIFICATION_RESULTS", text, p.pack_str(text))
+        # the findings travel in the body only: rsDataObjChksum adds nothing to the error stack
+        raise fail("CHECK_VERIFICATION_RESULTS", text, p.pack_str(text), stacked=False)
     return 0, b""      # all verified: the server sends no checksum back

@@ -109,7 +109,8 @@ def open_object(ctx: Session, path: str, flags: int, kv: dict, create_api: bool 
                 desc = _open_replica(ctx, path, target, writing=True, truncate=truncate, kv=kv)
         else:
             ctx.require(replicas[0]["data_id"], AccessLevel.READ_OBJECT, path)
-            target = ctx.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[0],
+            # a hierarchy names one leaf, hence one replica (resolve_hierarchy_for_open keeps it)
+            target = ctx.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[-1],
                                        repl_num=int(kv["replNum"]) if kv.get("replNum", "").isdigit() else None)
             desc = _open_replica(ctx, path, target, writing=False, truncate=False, kv=kv)
     return _register(ctx, desc)
@@ -153,8 +154,7 @@ def write_target(ctx: Session, replicas, kv):
     if kv.get("rescHier"):
         leaf = ctx.res.root(kv["rescHier"].split(";")[-1])
         chosen = [r for r in replicas if r["resc_id"] == leaf["resc_id"]]
-        if chosen:
-            return chosen[0]
+        return chosen[0] if chosen else leaf["resc_name"]    # a hierarchy names its leaf: a new replica there
     want = _named_root(ctx, kv)
     if want:
         under = ctx.res.under(want)
