@@ -30,7 +30,7 @@ from ..resources import physical_path
 from ..vault import create_exclusive, place
 from . import api
 from .checksums import sha2_of_fd, wants_checksum
-from .requests import SIZE_KW, open_request
+from .requests import RESC_HIER_KW, SIZE_KW, open_request
 from .numbers import ApiNumber, OpenFlag, Whence
 from .copies import replicate_within
 from .session import Session
@@ -110,7 +110,7 @@ def open_object(ctx: Session, path: str, flags: int, kv: dict, create_api: bool 
         else:
             ctx.require(replicas[0]["data_id"], AccessLevel.READ_OBJECT, path)
             # a hierarchy names one leaf, hence one replica (resolve_hierarchy_for_open keeps it)
-            target = ctx.res.readable(replicas, kv.get("rescName") or kv.get("rescHier", "").split(";")[-1],
+            target = ctx.res.readable(replicas, kv.get(RESC_HIER_KW, "").split(";")[-1] or kv.get("rescName"),
                                        repl_num=int(kv["replNum"]) if kv.get("replNum", "").isdigit() else None)
             desc = _open_replica(ctx, path, target, writing=False, truncate=False, kv=kv)
     return _register(ctx, desc)
@@ -151,8 +151,8 @@ def write_target(ctx: Session, replicas, kv):
 
     As in 4.3, naming a resource that holds no replica of the object creates one there
     (the others become stale when the write completes)."""
-    if kv.get("rescHier"):
-        leaf = ctx.res.root(kv["rescHier"].split(";")[-1])
+    if kv.get(RESC_HIER_KW):
+        leaf = ctx.res.root(kv[RESC_HIER_KW].split(";")[-1])
         chosen = [r for r in replicas if r["resc_id"] == leaf["resc_id"]]
         return chosen[0] if chosen else leaf["resc_name"]    # a hierarchy names its leaf: a new replica there
     want = _named_root(ctx, kv)
@@ -184,8 +184,8 @@ def create_replica(ctx: Session, path: str, kv: dict) -> Descriptor:
     parent = ctx.coll_or_fail(split(path)[0])
     ctx.require(parent["coll_id"], AccessLevel.MODIFY_OBJECT, parent["coll_name"])
     root = _named_root(ctx, kv) or ctx.state.default_resource
-    if kv.get("rescHier"):
-        leaf = ctx.res.root(kv["rescHier"].split(";")[-1])
+    if kv.get(RESC_HIER_KW):
+        leaf = ctx.res.root(kv[RESC_HIER_KW].split(";")[-1])
     else:
         leaf = ctx.res.pick_leaf(root)
     if not ctx.res.leaf_is_up(leaf["resc_id"]):

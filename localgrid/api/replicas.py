@@ -19,7 +19,7 @@ from . import api
 from .numbers import ApiNumber, OpenFlag
 from .copies import copy_replica
 from .data_objects import create_replica, open_object, release, set_status, try_lock, write_target
-from .requests import open_request
+from .requests import RESC_HIER_KW, open_request
 from .session import Session
 
 DEF_MIN_COPY_CNT = 2   # trim keeps at least this many good replicas unless told otherwise
@@ -58,7 +58,7 @@ def api_touch(ctx: Session, msg):
                 leaf = ctx.cat.resource(opts["leaf_resource_name"])
                 if leaf is None or leaf["resc_type_name"] in COORDINATING_TYPES:
                     raise fail("USER_INVALID_RESC_INPUT", f"[{opts['leaf_resource_name']}] is not a leaf resource.")
-                kv["rescHier"] = ctx.cat.hierarchy(leaf["resc_id"])
+                kv[RESC_HIER_KW] = ctx.cat.hierarchy(leaf["resc_id"])
             desc = create_replica(ctx, path, kv)
             try:
                 set_status(ctx, desc, GOOD, "")
@@ -199,8 +199,8 @@ def api_replica_truncate(ctx: Session, msg):
             raise error("LOCKED_DATA_OBJECT_ACCESS", f"rs_replica_truncate: [{path}] is locked.")
         if "replNum" in kv:
             target = next((r for r in reps if str(r["data_repl_num"]) == kv["replNum"]), None)
-        elif kv.get("rescName") or kv.get("rescHier"):
-            under = ctx.res.under(kv.get("rescName") or kv["rescHier"].split(";")[-1])
+        elif kv.get("rescName") or kv.get(RESC_HIER_KW):
+            under = ctx.res.under(kv.get("rescName") or kv[RESC_HIER_KW].split(";")[-1])
             target = next((r for r in reps if r["resc_id"] in under), None)
         else:
             target = write_target(ctx, reps, kv)

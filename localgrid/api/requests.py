@@ -7,6 +7,7 @@ from xml.etree.ElementTree import Element
 from .. import protocol as p
 from ..catalog import normalize
 
+RESC_HIER_KW = "resc_hier"   # RESC_HIER_STR_KW (rodsKeyWdDef.h): a replica named by its full hierarchy
 SIZE_KW = " dataSize"   # the size an open declares (DataObjInp_PI's dataSize), kept beside its keywords
 
 
