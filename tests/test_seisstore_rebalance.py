@@ -470,3 +470,10 @@ def test_objects_being_written_are_left_alone_and_reported(grid, client, coll, s
     assert report.done == len(plan.moves) - 1 and report.failed == []
     assert replicas_of_target() == before                      # the held object: untouched
     _assert_safe(client, coll, 12)
+    with grid.session() as writer:
+        held = writer.data_objects.open(target, "a")
+        try:   # verify reports an object being written instead of counting it at risk
+            report = verify(client, Inventory.load(client, coll), min_copies=1)
+        finally:
+            held.close()
+    assert report.being_written == [target] and report.at_risk == 0
