@@ -104,14 +104,14 @@ class Resources:
         return {l["resc_id"] for l in self.leaves(self.root(name))}
 
     def readable(self, replicas: list[sqlite3.Row], resc_name: str | None = None,
-                 repl_num: int | None = None) -> sqlite3.Row:
+                 repl_num: int | None = None, hierarchy: bool = False) -> sqlite3.Row:
         """The replica an open for reading is served from, by the server's vote (voting.cpp).
 
         A good replica votes high, a stale one low but not zero: the only replica left after a
-        dropped upload is served, stale.  A replica open for writing or write-locked votes zero;
-        a named replica or resource that holds only such replicas is refused with the lock's error
-        (logical_locking.cpp's try_lock), and an object with no replica above zero gets
-        HIERARCHY_ERROR, as resolve_hierarchy_for_open answers.
+        dropped upload is served, stale.  A replica open for writing or write-locked votes zero.
+        When every candidate votes zero, resolve_hierarchy_for_open answers SYS_REPLICA_INACCESSIBLE
+        for a requested replica number and HIERARCHY_ERROR otherwise; a full hierarchy named by the
+        client (``hierarchy``: no vote) meets the lock itself (logical_locking.cpp's try_lock).
         """
         candidates = replicas
         if resc_name:
@@ -125,15 +125,18 @@ class Resources:
             raise fail("SYS_REPLICA_INACCESSIBLE", "no replica there")
         at_rest = [r for r in candidates if ReplicaStatus(r["data_is_dirty"]).at_rest]
         if not at_rest:
-            if not (resc_name or repl_num is not None):
-                raise fail("HIERARCHY_ERROR", "no valid resource found for data object")
             busy = candidates[0]
-            raise fail("INTERMEDIATE_REPLICA_ACCESS" if busy["data_is_dirty"] == INTERMEDIATE
-                       else "LOCKED_DATA_OBJECT_ACCESS", f"replica {busy['data_repl_num']} is being written")
+            if hierarchy:
+                raise fail("INTERMEDIATE_REPLICA_ACCESS" if busy["data_is_dirty"] == INTERMEDIATE
+                           else "LOCKED_DATA_OBJECT_ACCESS", f"replica {busy['data_repl_num']} is being written")
+            if repl_num is not None:
+                raise fail("SYS_REPLICA_INACCESSIBLE", f"Requested replica [{repl_num}] voted 0.0.")
+            raise fail("HIERARCHY_ERROR", "no valid resource found for data object")
         up = [r for r in at_rest if self.leaf_is_up(r["resc_id"])]
         if not up:
             raise fail("SYS_RESC_IS_DOWN", "every replica is on a resource that is down")
         return sorted(up, key=lambda r: r["data_is_dirty"] != GOOD)[0]
+
 
 def physical_path(vault: str, logical: str) -> Path:
     """Vault path of a replica: the logical path without its zone, as unixfilesystem does."""

@@ -271,3 +271,18 @@ def test_minimum_free_space_refuses_a_new_replica(session, coll, tmp_path):
         session.data_objects.unlink(f"{coll}/fits", force=True)
     finally:
         session.resources.remove(name)
+
+
+def test_a_read_of_a_locked_replica_answers_as_resolve_hierarchy_does(grid, session, two_replicas):
+    """By number: SYS_REPLICA_INACCESSIBLE ("voted 0.0"); by full hierarchy: the lock's own error."""
+    path, other = two_replicas
+    with grid.session() as second:
+        f = session.data_objects.open(path, "w", **{kw.RESC_NAME_KW: "demoResc"})
+        try:
+            number = {r.resource_name: r.number for r in session.data_objects.get(path).replicas}
+            with pytest.raises(ex.SYS_REPLICA_INACCESSIBLE):
+                second.data_objects.open(path, "r", **{kw.REPL_NUM_KW: str(number[other])}).close()
+            with pytest.raises(ex.LOCKED_DATA_OBJECT_ACCESS):
+                second.data_objects.open(path, "r", **{kw.RESC_HIER_STR_KW: other}).close()
+        finally:
+            f.close()

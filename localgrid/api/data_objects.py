@@ -111,7 +111,8 @@ def open_object(ctx: Session, path: str, flags: int, kv: dict, create_api: bool 
             ctx.require(replicas[0]["data_id"], AccessLevel.READ_OBJECT, path)
             # a hierarchy names one leaf, hence one replica (resolve_hierarchy_for_open keeps it)
             target = ctx.res.readable(replicas, kv.get(RESC_HIER_KW, "").split(";")[-1] or kv.get("rescName"),
-                                       repl_num=int(kv["replNum"]) if kv.get("replNum", "").isdigit() else None)
+                                       repl_num=int(kv["replNum"]) if kv.get("replNum", "").isdigit() else None,
+                                       hierarchy=bool(kv.get(RESC_HIER_KW)))
             desc = _open_replica(ctx, path, target, writing=False, truncate=False, kv=kv)
     return _register(ctx, desc)
 
