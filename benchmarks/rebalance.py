@@ -94,16 +94,6 @@ def fill(grid, coll: str, n: int, size: int, threads: int = 4) -> float:
     return time.perf_counter() - t0
 
 
-class _Grid:
-    def __init__(self, g):
-        self.g = g
-
-    def session(self):
-        from irods.session import iRODSSession
-
-        return iRODSSession(irods_env_file=str(self.g.env_file), irods_authentication_file=str(self.g.auth_file))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", type=int, default=100_000)
@@ -121,17 +111,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rebalance-bench-") as tmp:
         g = spawn(Path(tmp) / "grid")
-        grid = _Grid(g)
         os.environ.update(IRODS_ENVIRONMENT_FILE=str(g.env_file), IRODS_AUTHENTICATION_FILE=str(g.auth_file),
                           SECURE_IRODS_THROTTLE_DIR=str(Path(tmp) / "throttle"), SECURE_IRODS_MAX_CONNECTIONS="16")
         from secure_irods.client import connect
 
         try:
-            with grid.session() as s:
+            with g.session() as s:
                 make_sites(s, g.root)
                 home = f"/{s.zone}/home/{s.username}"
             coll = f"{home}/bench"
-            created = fill(grid, coll, args.objects, 1024)
+            created = fill(g, coll, args.objects, 1024)
             with connect() as client:
                 before = client.queries
                 t0 = time.perf_counter()
@@ -145,7 +134,7 @@ def main() -> None:
 
             for i, rate in enumerate(rates):
                 c = f"{home}/rate{i}"
-                fill(grid, c, args.apply_objects, args.apply_size)
+                fill(g, c, args.apply_objects, args.apply_size)
                 with connect() as client:
                     plan = make_plan(Inventory.load(client, c), list(SITES), threshold=2.0)
                 path = Path(tmp) / f"rate{i}.jsonl"

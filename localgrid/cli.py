@@ -15,6 +15,7 @@ from .faults import FaultPolicy
 
 @click.group(context_settings={"auto_envvar_prefix": "LOCALGRID", "help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
+@click.version_option(package_name="secure-irods-seisstore", message="%(prog)s %(version)s")
 def main(verbose: int) -> None:
     """A local iRODS grid: the real wire protocol over a directory and an SQLite catalogue."""
     level = logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
@@ -93,5 +94,70 @@ def stats(root: Path) -> None:
     click.echo(" ".join(f"{k}={v}" for k, v in values.items()))
 
 
+@main.command()
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--wait", default=20.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait for the grid to exit.")
+def stop(root: Path, wait: float) -> None:
+    """Stop the grid serving ROOT (SIGTERM to the process holding its lock); the data stays."""
+    import fcntl
+    import os
+    import time
+
+    try:
+        fd = os.open(root / "serve.lock", os.O_RDWR)
+    except FileNotFoundError:
+        raise click.ClickException(f"no grid has served {root}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = int(os.pread(fd, 32, 0).decode().split()[0])
+        else:
+            click.echo(f"no grid is serving {root}")
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.1)
+                continue
+            click.echo(f"stopped the grid serving {root} (pid {pid})")
+            return
+        raise click.ClickException(f"the grid serving {root} (pid {pid}) did not exit in {wait:g} s")
+    finally:
+        os.close(fd)
+
+
+@main.command()
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def env(root: Path) -> None:
+    """Print the export lines that point iRODS clients (icommands, PRC, secure-iget) at the grid."""
+    env_file, auth_file = root.resolve() / "irods_environment.json", root.resolve() / ".irodsA"
+    if not env_file.exists():
+        raise click.ClickException(f"{root} has no irods_environment.json: start the grid once with serve")
+    click.echo(f"export IRODS_ENVIRONMENT_FILE={env_file}")
+    click.echo(f"export IRODS_AUTHENTICATION_FILE={auth_file}")
+
+
+def entry() -> None:
+    """Console script ``secure-irods-grid``: usage errors exit 1 (bad options), as every command
+    of the toolkit; click's own 2 means "transient" in our table."""
+    try:
+        main.main(standalone_mode=False, prog_name="secure-irods-grid")
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

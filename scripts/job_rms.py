@@ -5,7 +5,7 @@
 """
 import numpy as np
 
-from seisstore.job import Job
+from seisstore.jobs import Job
 
 with Job() as job:                                      # argv, dates.txt, stations.txt -> subset
     rows = [f"{key.net}.{key.sta}.{key.loc}.{key.cha},{key.day},{np.sqrt(np.mean(st[0].data.astype(float) ** 2)):.2f}"

@@ -12,7 +12,6 @@ from .errors import (
     PermanentError,
     PermissionDeniedError,
     SecureIrodsError,
-    StallError,
     TransientError,
     ZoneBusyError,
     classify,
@@ -20,7 +19,7 @@ from .errors import (
     register_secret,
 )
 from .policy import Deadline, RetryPolicy
-from .query import Query
+from .query import Query, ReplicaStatus
 from .throttle import Cooldown, Throttle
 from .client import Client, connect
 from .transfer import TransferResult
@@ -37,9 +36,9 @@ __all__ = [
     "PermanentError",
     "PermissionDeniedError",
     "Query",
+    "ReplicaStatus",
     "RetryPolicy",
     "SecureIrodsError",
-    "StallError",
     "Throttle",
     "TransferResult",
     "TransientError",

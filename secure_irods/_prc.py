@@ -27,7 +27,7 @@ import irods.message as prc_message
 from irods.api_number import api_number
 from irods.column import Criterion
 from irods.models import ModelBase
-from irods.password_obfuscation import decode
+from irods.password_obfuscation import decode, encode
 from irods.pool import Pool
 
 from .errors import AuthenticationError, InvalidInputError
@@ -138,6 +138,11 @@ def use_auth_file(session: Any, path: str) -> str:
     account.password = password
     account._auth_file = str(path)
     return password
+
+
+def scramble(password: str) -> str:
+    """The password as iinit writes it to ``.irodsA`` (PRC's own obfuscation, which the icommands read)."""
+    return encode(password)
 
 
 def is_pam_error(exc: BaseException) -> bool:

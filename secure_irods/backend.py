@@ -16,11 +16,14 @@ stops sending without closing raises ``socket.timeout`` (transient) too.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 from irods import keywords as kw
+from irods.access import iRODSAccess
 from irods.column import Like
 from irods.meta import AVUOperation, iRODSMeta
 from irods.models import Collection, DataObject
@@ -30,11 +33,11 @@ from irods.ticket import Ticket
 from . import _prc
 from ._prc import install_stall_guard
 from .errors import NotFoundError, PermanentError, TransientError, register_secret
-from .query import Query
+from .query import Query, ReplicaStatus
+from .transfer import split_remote
 
 __all__ = ["RemoteStat", "PrcBackend", "install_stall_guard"]
 
-GOOD, STALE = "1", "0"  # DATA_REPL_STATUS; 2 (intermediate), 3 and 4 (locked) mean a writer holds it
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,6 @@ class RawWriter:
         self.raw.close()  # the server registers the checksum here (regChksum)
 
 
-def _split(path: str) -> tuple[str, str]:
-    parent, _, name = path.rstrip("/").rpartition("/")
-    return parent or "/", name
-
-
 class PrcBackend:
     """One iRODS session, one operation at a time.  Every method may raise PRC errors; callers classify."""
 
@@ -113,7 +111,8 @@ class PrcBackend:
 
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
-                io_timeout: float = 60.0, ticket: str | None = None) -> "PrcBackend":
+                io_timeout: float = 60.0, ticket: str | None = None,
+                password: str | None = None) -> "PrcBackend":
         """Open a session from an environment file and log in (one connection, authenticated).
 
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
@@ -123,12 +122,17 @@ class PrcBackend:
         grants what the ticket allows (its string is never logged).
         """
         install_stall_guard()
-        session = iRODSSession(irods_env_file=str(env_file))
+        if password is None:
+            session = iRODSSession(irods_env_file=str(env_file))
+        else:   # iinit: the password typed, before any authentication file holds it
+            register_secret(password)
+            with open(env_file) as f:
+                session = iRODSSession(password=password, **json.load(f))
         try:
-            if auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
+            if password is None and auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
                 register_secret(_prc.use_auth_file(session, str(auth_file)))
             register_secret(getattr(session.pool.account, "password", None))
-            if ticket:
+            if ticket:   # PRC presents it on each connection it opens, after the log-in (iget -t)
                 register_secret(ticket)
                 Ticket(session, ticket).supply()
             backend = cls(session, io_timeout)
@@ -146,12 +150,31 @@ class PrcBackend:
     # --------------------------------------------------------------- session
 
     @property
+    def server_version(self) -> str:
+        return ".".join(map(str, self.session.server_version))
+
+    @property
     def zone(self) -> str:
         return self.session.zone
 
     @property
     def home(self) -> str:
         return f"/{self.session.zone}/home/{self.session.username}"
+
+    def server_time(self, collection: str) -> float:
+        """The zone's clock (seconds since the epoch): the modify time the catalogue gives an empty
+        object created now in ``collection``, which is then removed (a write: it also proves the
+        collection writable)."""
+        import uuid
+
+        path = f"{collection.rstrip('/')}/.secure-irods-clock-{uuid.uuid4().hex[:12]}"
+        self.session.data_objects.create(path)
+        try:
+            row = next(iter(self.session.query(DataObject.modify_time)
+                            .filter(Collection.name == split_remote(path)[0]).filter(DataObject.name == split_remote(path)[1])))
+            return row[DataObject.modify_time].replace(tzinfo=datetime.timezone.utc).timestamp()
+        finally:
+            self.unlink(path)
 
     def set_timeout(self, seconds: float) -> None:
         """Time-out of every socket operation, for new and already open connections."""
@@ -174,7 +197,7 @@ class PrcBackend:
 
     def stat(self, path: str) -> RemoteStat | None:
         """A data object (one GenQuery) or, failing that, a collection (one more); None if neither."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         rows = list(
             self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status,
                                DataObject.replica_number)
@@ -182,9 +205,9 @@ class PrcBackend:
             .filter(DataObject.name == name)
         )
         if rows:
-            good = [r for r in rows if str(r[DataObject.replica_status]) == GOOD]
+            good = [r for r in rows if str(r[DataObject.replica_status]) == ReplicaStatus.GOOD]
             if not good:
-                if any(str(r[DataObject.replica_status]) not in (GOOD, STALE) for r in rows):   # a writer holds it
+                if any(ReplicaStatus.held(r[DataObject.replica_status]) for r in rows):
                     raise TransientError(f"{path}: being written (no good replica yet)")
                 raise PermanentError(f"{path}: no good replica (every replica is stale)")
             row = next((r for r in good if r[DataObject.checksum]), good[0])
@@ -213,7 +236,7 @@ class PrcBackend:
         seen: dict[str, RemoteStat] = {}
         for row in (self.session.query(DataObject.name, DataObject.size, DataObject.checksum, DataObject.replica_status)
                     .filter(Collection.name == path)):
-            if str(row[DataObject.replica_status]) != GOOD:
+            if str(row[DataObject.replica_status]) != ReplicaStatus.GOOD:
                 continue
             full = prefix + row[DataObject.name]
             if full not in seen or (row[DataObject.checksum] and not seen[full].checksum):
@@ -232,7 +255,7 @@ class PrcBackend:
 
     def avus(self, path: str) -> list[tuple[str, str, str]]:
         """``(attribute, value, units)`` of a data object (one GenQuery)."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS")
              .where("COLL_NAME", "=", parent).where("DATA_NAME", "=", name))
         return [(a, v, u or "") for a, v, u in self.genquery(q)]
@@ -261,6 +284,20 @@ class PrcBackend:
             for a, v in wanted.items():   # a zone without the atomic API: imeta set, AVU by AVU
                 self.session.metadata.set(DataObject, path, iRODSMeta(a, v))
         return len(ops)
+
+    def add_avus(self, path: str, avus: list[tuple[str, str, str]]) -> None:
+        """Add ``(attribute, value, units)`` to a data object in one atomic metadata call (API 20002)."""
+        ops = [AVUOperation(operation="add", avu=iRODSMeta(a, v, u or None)) for a, v, u in avus]
+        if ops:
+            self.session.metadata.apply_atomic_operations(DataObject, path, *ops)
+
+    def set_permission(self, path: str, level: str, user: str, zone: str = "") -> None:
+        """``ichmod LEVEL USER PATH`` (``null`` removes the user's permission)."""
+        self.session.acls.set(iRODSAccess(level, path, user, zone or self.session.zone))
+
+    def set_data_type(self, path: str, data_type: str) -> None:
+        """The data type of every replica of ``path`` (``isysmeta mod PATH datatype TYPE``)."""
+        self.session.data_objects.modDataObjMeta({"objPath": path}, {"dataType": data_type})
 
     def add_resource(self, name: str, kind: str, host: str = "", vault: str = "", parent: str = "") -> None:
         """``iadmin mkresc NAME KIND [HOST:VAULT]``, then ``iadmin addchildtoresc PARENT NAME`` (admins)."""
@@ -298,13 +335,13 @@ class PrcBackend:
     def partial(self, path: str) -> tuple[int, bool] | None:
         """Bytes held by the largest replica of ``path``, and whether a replica is still being
         written (intermediate); None if there is no such data object.  One GenQuery."""
-        parent, name = _split(path)
+        parent, name = split_remote(path)
         rows = list(self.session.query(DataObject.size, DataObject.replica_status)
                     .filter(Collection.name == parent).filter(DataObject.name == name))
         if not rows:
             return None
         return (max(int(r[DataObject.size]) for r in rows),
-                any(str(r[DataObject.replica_status]) not in (GOOD, STALE) for r in rows))
+                any(ReplicaStatus.held(r[DataObject.replica_status]) for r in rows))
 
     def rename(self, source: str, target: str) -> None:
         """Rename a data object (``target`` must not exist)."""
@@ -323,7 +360,7 @@ class PrcBackend:
         """
         rows = list(self.session.query(DataObject.name, DataObject.replica_status)
                     .filter(Collection.name == collection).filter(Like(DataObject.name, pattern)))
-        busy = {r[DataObject.name] for r in rows if str(r[DataObject.replica_status]) not in (GOOD, STALE)}
+        busy = {r[DataObject.name] for r in rows if ReplicaStatus.held(r[DataObject.replica_status])}
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 

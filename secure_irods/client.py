@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, classify
 from .policy import Deadline, RetryPolicy
 from .policy import Progress as RetryProgress
+from .protocols import Backend, Opener
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import TransferResult, _get_object, _put_object
@@ -71,13 +72,19 @@ class IrodsEnvironment:
         for key in ("irods_host", "irods_port", "irods_user_name", "irods_zone_name"):
             if key not in self.settings:
                 raise InvalidInputError(f"{self.env_file} lacks {key}")
-        auth = (auth_file or env.get("IRODS_AUTHENTICATION_FILE")
-                or self.settings.get("irods_authentication_file") or home / ".irodsA")
-        self.auth_file = Path(auth)
+        self.auth_file = Path(auth_file) if auth_file else self.auth_path(self.settings, env)
         zone, user = self.settings["irods_zone_name"], self.settings["irods_user_name"]
         self.home = self.settings.get("irods_home") or f"/{zone}/home/{user}"
         self.cwd = env.get("IRODS_CWD") or self.settings.get("irods_cwd") or self.home
         self.default_resource = self.settings.get("irods_default_resource")
+
+    @staticmethod
+    def auth_path(settings: dict[str, Any], environ: dict[str, str] | None = None) -> Path:
+        """The authentication file the icommands read for these settings: ``$IRODS_AUTHENTICATION_FILE``,
+        else the environment's ``irods_authentication_file``, else ``~/.irods/.irodsA``."""
+        env = os.environ if environ is None else environ
+        return Path(env.get("IRODS_AUTHENTICATION_FILE") or settings.get("irods_authentication_file")
+                    or os.path.expanduser("~/.irods/.irodsA"))
 
     @property
     def zone_address(self) -> str:
@@ -110,13 +117,14 @@ class _State(enum.Enum):
 class Client:
     """Retried, throttled, atomic transfers; one connection, one throttle slot at most.
 
-    ``opener(io_timeout)`` returns a connected backend (see :mod:`secure_irods.backend`);
-    tests may pass any object with the same methods.
+    ``opener(io_timeout)`` returns a connected :class:`~secure_irods.protocols.Backend`
+    (:class:`~secure_irods.backend.PrcBackend` by default); tests may pass their own.
+    :meth:`copy` makes another client like this one (its own connection).
     """
 
     def __init__(
         self,
-        opener: Callable[[float], Any],
+        opener: Opener,
         environment: IrodsEnvironment,
         *,
         policy: RetryPolicy | None = None,
@@ -135,12 +143,26 @@ class Client:
         self.throttle = throttle
         self.cooldown = cooldown
         self.io_timeout = io_timeout
-        self._backend: Any = None
+        self._backend: Backend | None = None
         self._slot: contextlib.ExitStack | None = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
         self.deadline = deadline
         self.queries = 0  # GenQuery round trips (batches) answered, retries included
+        self._renames: dict[tuple, str] = {}   # puts whose rename was sent, until they return (see transfer)
+
+    def copy(self, **changes: Any) -> "Client":
+        """A new client like this one (as tenacity's ``copy``): the same environment, opener,
+        policy, throttle, cool-down, stall guard, streams and deadline, but for ``changes``
+        (any argument of :class:`Client`), and a connection of its own."""
+        settings: dict[str, Any] = dict(opener=self._opener, environment=self.environment, policy=self.policy,
+                                        throttle=self.throttle, cooldown=self.cooldown, io_timeout=self.io_timeout,
+                                        streams=self.streams, deadline=self.deadline)
+        unknown = set(changes) - set(settings)
+        if unknown:
+            raise TypeError(f"Client.copy() got unknown settings: {', '.join(sorted(unknown))}")
+        settings.update(changes)
+        return Client(**settings)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -175,7 +197,7 @@ class Client:
         if self._state is _State.OPEN:
             self._state = _State.IDLE
 
-    def _connected(self, deadline: Deadline) -> Any:
+    def _connected(self, deadline: Deadline) -> Backend:
         if self._state is _State.CLOSED:
             raise RuntimeError("this secure_irods Client is closed")
         if self._backend is not None:
@@ -199,7 +221,7 @@ class Client:
         return backend
 
     @contextlib.contextmanager
-    def _spares(self, wanted: int, deadline: Deadline) -> Iterator[list[Any]]:
+    def _spares(self, wanted: int, deadline: Deadline) -> Iterator[list[Backend]]:
         """Up to ``wanted`` extra connections for a parallel get, each in a free throttle slot.
 
         Never waits: no spare during a cool-down, none beyond the slots free right now,
@@ -207,7 +229,7 @@ class Client:
         cool-down).  Each is closed, and its slot freed, when the ``with`` ends.
         """
         with contextlib.ExitStack() as lent:
-            spares: list[Any] = []
+            spares: list[Backend] = []
             if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
                 for _ in range(wanted):
                     slot = contextlib.ExitStack()
@@ -229,7 +251,16 @@ class Client:
                     spares.append(backend)
             yield spares
 
-    def _call(self, fn: Callable[[Any, Deadline], T], deadline: Deadline | None = None) -> T:
+    def call(self, fn: Callable[[Backend, Deadline], T], deadline: Deadline | None = None) -> T:
+        """Run ``fn(backend, deadline)`` as every method of this client does (see :meth:`_call`).
+
+        The entry point for code that needs the connection itself (:class:`~secure_irods.remote.
+        RemoteFile` keeps a reader open on it): ``fn`` may be run again, on a new connection,
+        after a transient failure; :attr:`connections_opened` then grows.
+        """
+        return self._call(fn, deadline)
+
+    def _call(self, fn: Callable[[Backend, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` under the retry policy; a transient failure drops the connection.
 
         Every answered request (a connection accepted, a log-in, a backend call that
@@ -432,8 +463,7 @@ class Client:
         path = self.resolve(path)
         stat = self.stat(path)
         self.disconnect()
-        own = Client(self._opener, self.environment, policy=self.policy, throttle=self.throttle,
-                     cooldown=self.cooldown, io_timeout=self.io_timeout, streams=1, deadline=self.deadline)
+        own = self.copy(streams=1)
         try:
             return RemoteFile(own, path, stat=stat, block_size=block_size or DEFAULT_BLOCK,
                               cache_bytes=cache_bytes or DEFAULT_CACHE, readahead=readahead, head=head,
@@ -466,7 +496,8 @@ class Client:
 
     def _put(self, source: Path, target: str, deadline: Deadline | None, **options: Any) -> TransferResult:
         """One retried upload (a retry that finds its own renamed result succeeds: see transfer)."""
-        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, **options), deadline)
+        return self._call(lambda b, d: _put_object(b, source, target, deadline=d, renames=self._renames, **options),
+                          deadline)
 
     def sync(self, source: str | os.PathLike, destination: str | os.PathLike, **options: Any) -> TransferResult:
         """Like ``irsync``: exactly one side is an iRODS path written ``i:/path``.
@@ -486,8 +517,8 @@ class Client:
                                                        **options), deadline)
         local = Path(src)
         target = self._remote_target(local, dst[2:], None)
-        return self._call(lambda b, d: _put_object(b, local, target, deadline=d, force=True, sync=True, **options),
-                          deadline)
+        return self._call(lambda b, d: _put_object(b, local, target, deadline=d, force=True, sync=True,
+                                                   renames=self._renames, **options), deadline)
 
     def get_many(self, items: Iterable[tuple[str, str | os.PathLike]], *, force: bool = False, sync: bool = False,
                  resource: str | None = None, progress: Progress | None = None,
@@ -511,11 +542,16 @@ class Client:
 
     def put_many(self, items: Iterable[tuple[str | os.PathLike, str]], *, force: bool = False, sync: bool = False,
                  resource: str | None = None, progress: Progress | None = None,
-                 deadline: Deadline | None = None) -> list[TransferResult]:
-        """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection."""
+                 deadline: Deadline | None = None,
+                 before_rename: Callable[[Any, str], None] | None = None) -> list[TransferResult]:
+        """Upload many ``(local, remote)`` pairs (remote: full object paths) over one connection.
+
+        ``before_rename(backend, temporary)``: see :func:`secure_irods.transfer._put_object`
+        (``secure-iput --metadata/--acl`` use it so an object never appears without them).
+        """
         resc = resource or self.environment.default_resource
         return [self._put(Path(local), self.resolve(remote), deadline, force=force, sync=sync, resource=resc,
-                          progress=progress) for local, remote in items]
+                          progress=progress, before_rename=before_rename) for local, remote in items]
 
     def _remote_target(self, local: Path, remote: str | None, deadline: Deadline | None) -> str:
         if remote is None:
@@ -589,7 +625,7 @@ def connect(
     throttle: Throttle | bool | None = None,
     cooldown: Cooldown | bool | None = None,
     io_timeout: float | None = None,
-    opener: Callable[[float], Any] | None = None,
+    opener: Opener | None = None,
     streams: int = DEFAULT_STREAMS,
     deadline: Deadline | None = None,
     ticket: str | None = None,
@@ -606,7 +642,7 @@ def connect(
     from throttle slots free at that moment, as PRC's parallel get; 1: one stream).
     ``deadline``: one :class:`Deadline` shared by every call of this client (a command's
     or a job's whole run); by default each call starts its own from the policy.
-    ``ticket``: a ticket string (``iticket``) every connection presents, as ``iget -t``.
+    ``ticket``: an iRODS ticket presented on every connection (``iget -t``).
     """
     environment = IrodsEnvironment(env_file, auth_file)
     zone = environment.zone_address
@@ -627,8 +663,8 @@ def connect(
                   io_timeout=io_timeout, streams=streams, deadline=deadline)
 
 
-def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None) -> Callable[[float], Any]:
-    def open_backend(io_timeout: float) -> Any:
+def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None) -> Opener:
+    def open_backend(io_timeout: float) -> Backend:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
         anonymous = environment.settings.get("irods_user_name") == "anonymous"

@@ -28,7 +28,6 @@ __all__ = [
     "SecureIrodsError",
     "TransientError",
     "ZoneBusyError",
-    "StallError",
     "PermanentError",
     "AuthenticationError",
     "NotFoundError",
@@ -73,10 +72,6 @@ class ZoneBusyError(TransientError):
     Seeing this is the signal for the node-wide cool-down (:class:`~secure_irods.throttle.Cooldown`):
     every process on the node should back off, not just the one that was refused.
     """
-
-
-class StallError(TransientError):
-    """Our own stall guard fired: a transfer made no progress for too long."""
 
 
 class PermanentError(SecureIrodsError):

@@ -4,9 +4,11 @@ Columns are iRODS's own names (``COLL_NAME``, ``DATA_SIZE``, ``META_DATA_ATTR_NA
 aggregates are written as iquest writes them (``count(DATA_NAME)``), and each condition
 is a column with the text iquest puts after it (``= 'x' || like 'x/%'``)::
 
-    q = (Query("COLL_NAME", "count(DATA_NAME)", "sum(DATA_SIZE)")
-         .where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")]))
+    q = Query("COLL_NAME", "count(DATA_NAME)", "sum(DATA_SIZE)").under(root)
     rows = client.query(q)          # [(coll, count, bytes), ...] as strings
+
+(``under(root)`` is ``COLL_NAME = 'root' || like 'root/%'``: the collection and all below it.)
+A replica's ``D_REPL_STATUS`` is one of :class:`ReplicaStatus`.
 
 A :class:`Query` is an immutable value: each ``where*`` returns a new one.  It is run by
 :meth:`secure_irods.Client.query`, under the client's retries, throttle and deadline.
@@ -14,13 +16,29 @@ A :class:`Query` is an immutable value: each ``where*`` returns a new one.  It i
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import InvalidInputError
 
-__all__ = ["Query", "quote"]
+__all__ = ["Query", "ReplicaStatus", "quote"]
+
+
+class ReplicaStatus(str, enum.Enum):
+    """``D_REPL_STATUS`` of a replica, as GenQuery returns it (iRODS 4.3's replica states)."""
+
+    STALE = "0"
+    GOOD = "1"
+    INTERMEDIATE = "2"      # being written (an upload in progress, or one that died)
+    READ_LOCKED = "3"
+    WRITE_LOCKED = "4"
+
+    @staticmethod
+    def held(status: object) -> bool:
+        """A writer holds the object: this replica is being written, or locked while a sibling is."""
+        return str(status) not in (ReplicaStatus.STALE.value, ReplicaStatus.GOOD.value)
 
 AGGREGATES = ("count", "sum", "min", "max", "avg")
 _COLUMN = re.compile(r"^(?:(count|sum|min|max|avg)\()?([A-Z][A-Z0-9_]*)\)?$")
@@ -88,6 +106,11 @@ class Query:
             if op not in _OPS:
                 raise InvalidInputError(f"unknown GenQuery operator {op!r}")
         return self._with(column, " || ".join(f"{op} {quote(str(v))}" for op, v in alts))
+
+    def under(self, root: str, column: str = "COLL_NAME") -> "Query":
+        """``root`` and every collection below it: ``COLL_NAME = 'root' || like 'root/%'``."""
+        root = root.rstrip("/") or "/"
+        return self.where_any(column, [("=", root), ("like", f"{root.rstrip('/')}/%")])
 
     def where_in(self, column: str, values: Iterable[str | int]) -> "Query":
         """``column in ('a', 'b', ...)``."""

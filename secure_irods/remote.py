@@ -13,7 +13,7 @@ object (DATA_OBJ_OPEN, plus the seek PRC's buffer makes, plus one seek if not at
 each later fetch is one seek (DATA_OBJ_LSEEK) if not where the last one ended, then
 one DATA_OBJ_READ.  The size comes from one GenQuery at :meth:`Client.open`.
 
-Every fetch runs through ``Client._call``: the client's retry policy, node throttle,
+Every fetch runs through :meth:`Client.call`: the client's retry policy, node throttle,
 cool-down and deadline.  A fetch that fails (a dropped connection, a short read) keeps
 nothing: the reader is closed, the retry reconnects, reopens the object and seeks to
 the offset, and only a whole fetch enters the cache, so a read never returns bytes
@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import NotFoundError, PermanentError, TransientError
+from .protocols import Backend, Reader, RemoteStatLike
+
+if TYPE_CHECKING:
+    from .client import Client
 
 __all__ = ["RemoteFile", "DEFAULT_BLOCK", "DEFAULT_CACHE"]
 
@@ -45,7 +49,8 @@ class RemoteFile(io.RawIOBase):
     superblock and, written by :mod:`seisstore.bundles`, all its metadata there).
     """
 
-    def __init__(self, client: Any, path: str, *, stat: Any = None, block_size: int = DEFAULT_BLOCK,
+    def __init__(self, client: "Client", path: str, *, stat: RemoteStatLike | None = None,
+                 block_size: int = DEFAULT_BLOCK,
                  cache_bytes: int = DEFAULT_CACHE, readahead: int = 0, head: int = 0,
                  resource: str | None = None) -> None:
         super().__init__()
@@ -66,8 +71,8 @@ class RemoteFile(io.RawIOBase):
         self.resource = resource
         self._pos = 0
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
-        self._reader: Any = None
-        self._reader_backend: Any = None
+        self._reader: Reader | None = None
+        self._reader_connection = -1   # the client's connection (by count) the reader is open on
         self._reader_pos = -1
         self.round_trips = 0   # requests to the zone for data: opens, seeks, reads (retries included)
         self.bytes_fetched = 0  # bytes received from the zone (kept fetches only)
@@ -167,25 +172,25 @@ class RemoteFile(io.RawIOBase):
     # ------------------------------------------------------------ the zone
 
     def _fetch(self, offset: int, length: int) -> bytes:
-        def attempt(backend: Any, deadline: Any) -> bytes:
+        def attempt(backend: Backend, deadline: object) -> bytes:
             try:
                 return self._read_exactly(backend, offset, length)
             except BaseException:
                 self._close_reader()   # the link or the position is unknown: never reuse it
                 raise
 
-        data = self.client._call(attempt)
+        data = self.client.call(attempt)
         self.fetches += 1
         self.bytes_fetched += len(data)
         return data
 
-    def _read_exactly(self, backend: Any, offset: int, length: int) -> bytes:
-        raw = getattr(backend, "_backend", backend)   # the connection behind the client's wrapper
-        if self._reader is None or self._reader_backend is not raw:
+    def _read_exactly(self, backend: Backend, offset: int, length: int) -> bytes:
+        connection = self.client.connections_opened   # a new connection since: the reader died with the old
+        if self._reader is None or self._reader_connection != connection:
             self._close_reader()
             self.round_trips += 2 + (1 if offset else 0)   # open, PRC's position query, seek
             self._reader = backend.open_read(self.path, offset, self.resource)
-            self._reader_backend, self._reader_pos = raw, offset
+            self._reader_connection, self._reader_pos = connection, offset
         elif self._reader_pos != offset:
             self.round_trips += 1
             self._reader.seek(offset)
@@ -205,7 +210,7 @@ class RemoteFile(io.RawIOBase):
         return bytes(out)
 
     def _close_reader(self) -> None:
-        reader, self._reader, self._reader_backend = self._reader, None, None
+        reader, self._reader, self._reader_connection = self._reader, None, -1
         self._reader_pos = -1
         if reader is not None:
             try:

@@ -41,6 +41,8 @@ create + ceil(size/chunk) writes + close + 1 GenQuery + rename (+ unlink with fo
 from __future__ import annotations
 
 import base64
+import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -50,7 +52,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Protocol
+from typing import Any, Callable, ContextManager
 
 from .errors import (
     ChecksumMismatchError,
@@ -61,9 +63,9 @@ from .errors import (
     TransientError,
 )
 from .policy import Deadline
+from .protocols import Reader, TransferBackend, Writer
 
-__all__ = ["Backend", "RemoteStatLike", "TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file",
-           "split_remote"]
+__all__ = ["TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file", "split_remote"]
 
 logger = logging.getLogger("secure_irods.transfer")
 
@@ -72,49 +74,6 @@ PIPELINE_MIN = 32 * 1024 * 1024  # gets from this size on: hashing in its own th
 FLUSH_EVERY = 64 * 1024 * 1024  # a pipelined get fdatasyncs in the background every this many bytes
 
 Progress = Callable[[int], None]
-
-
-class RemoteStatLike(Protocol):
-    path: str
-    kind: str
-    size: int
-    checksum: str
-
-    @property
-    def is_collection(self) -> bool: ...
-
-
-class Backend(Protocol):
-    """What a transfer needs from the zone (see :class:`secure_irods.backend.PrcBackend`)."""
-
-    def stat(self, path: str) -> RemoteStatLike | None: ...
-    def checksum(self, path: str) -> str: ...
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None,
-                  replica: int | None = None) -> "Reader": ...
-    def open_write(self, path: str, resource: str | None = None, append: bool = False) -> "Writer": ...
-    def partial(self, path: str) -> tuple[int, bool] | None: ...
-    def rename(self, source: str, target: str) -> None: ...
-    def unlink(self, path: str) -> None: ...
-    def leftovers(self, collection: str, pattern: str) -> list[str]: ...
-
-
-class Reader(Protocol):
-    """An open data object: ``readinto`` fills at most ``len(buffer)`` bytes (0 at the end)."""
-
-    def seek(self, offset: int) -> int: ...
-    def readinto(self, buffer) -> int: ...
-    def read(self, size: int) -> bytes: ...
-    def close(self) -> None: ...
-
-
-class Writer(Protocol):
-    """An object open for writing: ``send`` a chunk without waiting for its reply, which
-    ``reply`` reads later (in order); ``close`` registers the checksum."""
-
-    def seek(self, offset: int) -> int: ...
-    def send(self, data) -> None: ...
-    def reply(self) -> int: ...
-    def close(self) -> None: ...
 
 
 Spares = Callable[[int], ContextManager[list]]  # spares(n): up to n more connected backends, for a while
@@ -202,13 +161,6 @@ def _check_deadline(deadline: Deadline, what: str) -> None:
         raise TransientError(f"deadline of {deadline.seconds:g}s passed during {what}")
 
 
-def _close_quietly(handle: Writer | Reader) -> None:
-    try:
-        handle.close()
-    except Exception:
-        pass
-
-
 # --------------------------------------------------------------------------------- get
 
 
@@ -219,7 +171,7 @@ def get_temp_name(remote: str, checksum: str, local: Path) -> Path:
 
 
 def _get_object(
-    backend: Backend,
+    backend: TransferBackend,
     remote: str,
     local: Path,
     *,
@@ -265,6 +217,9 @@ def _get_object(
         hasher = _hasher_for(checksum)
         if offset:
             _hash_file(temp, hasher, offset)
+            logger.info("get of %s resumes at byte %d of %d", remote, offset, stat.size)
+            if progress and attempt == "resume":
+                progress(offset)   # the kept prefix counts: progress reads against the whole object
         with open(temp, "r+b" if offset else "wb", buffering=0) as out:
             out.truncate(offset)
             out.seek(offset)
@@ -291,7 +246,8 @@ def _get_object(
                     if ok:
                         reader.close()
                     else:
-                        _close_quietly(reader)
+                        with contextlib.suppress(Exception):   # the transfer's own error matters
+                            reader.close()
             os.fsync(out.fileno())
         if _formatted(hasher) == checksum:
             break
@@ -300,7 +256,7 @@ def _get_object(
             raise ChecksumMismatchError(f"{remote}: received bytes do not match the checksum {checksum}")
     os.replace(temp, local)
     _fsync_dir(local.parent)
-    for stale in local.parent.glob(f".{glob_escape(local.name)}.part-*"):
+    for stale in local.parent.glob(f".{glob.escape(local.name)}.part-*"):
         if stale != temp:
             stale.unlink(missing_ok=True)  # older versions of the object, killed runs
     return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
@@ -453,7 +409,7 @@ class _Pipeline:
             self.fail(exc)
 
 
-def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int, hasher, *, deadline: Deadline,
+def _get_pipelined(backend: TransferBackend, remote: str, fd: int, start: int, end: int, hasher, *, deadline: Deadline,
                    resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
                    streams: int, flush_every: int | None = None, replica: int | None = None) -> None:
     """Receive ``[start, end)`` of ``remote`` into ``fd``, hashing in order as it arrives.
@@ -493,7 +449,8 @@ def _get_pipelined(backend: Backend, remote: str, fd: int, start: int, end: int,
             pipe.fail(pipe.error or TransientError("aborted"))
             for t in threads:
                 t.join()
-            _close_quietly(primary)
+            with contextlib.suppress(Exception):   # the transfer's own error matters
+                primary.close()
             os.ftruncate(fd, pipe.hashed)  # keep only the verified-in-order prefix: the resume point
 
 
@@ -521,20 +478,17 @@ def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str,
             for t in threads:
                 t.join()
             for r in readers:
-                _close_quietly(r)
+                with contextlib.suppress(Exception):
+                    r.close()
     except Exception as exc:   # lending or returning spares failed: the primary reads on alone
         logger.info("no parallel streams for %s: %s: %s", remote, type(exc).__name__, exc)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 # --------------------------------------------------------------------------------- put
 
 
 def _put_object(
-    backend: Backend,
+    backend: TransferBackend,
     local: Path,
     remote: str,
     *,
@@ -545,14 +499,25 @@ def _put_object(
     chunk: int = CHUNK,
     progress: Progress | None = None,
     resume: bool = True,
+    renames: dict[tuple, str] | None = None,
+    before_rename: Callable[[Any, str], None] | None = None,
 ) -> TransferResult:
-    """Upload one file to ``remote`` atomically; see the module docstring."""
+    """Upload one file to ``remote`` atomically; see the module docstring.
+
+    ``renames``: the caller's memory, across the retries of this put, of the renames it
+    sent: (local file, remote) -> checksum.  A retry whose rename happened but whose reply,
+    or a later step's, was lost finds ``<name>`` there; this tells it the object is its own
+    upload rather than another one's ("exists").  The client keeps one per client.
+    ``before_rename(backend, temporary)`` runs once the upload is verified, before it takes
+    its name: metadata and permissions set there arrive with the object, never after it.
+    """
+    renames = {} if renames is None else renames
     if local.is_dir():
         raise InvalidInputError(f"{local} is a directory (use -r)")
     size = local.stat().st_size  # FileNotFoundError -> NotFoundError
     key = _rename_key(local, remote)
     existing = backend.stat(remote)
-    sent = _renames_sent.get(key)
+    sent = renames.get(key)
     if existing is not None:
         if existing.is_collection:
             raise ExistsError(f"{remote} is a collection")
@@ -560,7 +525,7 @@ def _put_object(
             # our rename happened, then a reply (its own or a later step's) was lost: this is our
             # upload, verified, at its name
             logger.info("put of %s: the rename of an earlier attempt had happened", local)
-            _renames_sent.pop(key, None)
+            renames.pop(key, None)
             return TransferResult(str(local), remote, size, existing.checksum)
         if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
             return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
@@ -585,26 +550,32 @@ def _put_object(
         if ok:
             writer.close()
         else:
-            _close_quietly(writer)
+            with contextlib.suppress(Exception):   # the transfer's own error matters
+                writer.close()
     uploaded = backend.stat(temp)
     server_sum = (uploaded.checksum if uploaded else "") or backend.checksum(temp)
     local_sum = _formatted(hasher) if server_sum.startswith("sha2:") else _formatted(
         _hash_file(local, _hasher_for(server_sum)))
     if server_sum != local_sum:
-        _quietly(backend.unlink, temp)
+        with contextlib.suppress(Exception):
+            backend.unlink(temp)
         if offset:   # the kept prefix was not what we sent: start again, from zero this time
             logger.warning("put of %s: resumed upload failed verification; uploading it whole", local)
             return _put_object(backend, local, remote, deadline=deadline, force=force, sync=sync,
-                               resource=resource, chunk=chunk, progress=None, resume=False)
+                               resource=resource, chunk=chunk, progress=None, resume=False, renames=renames,
+                               before_rename=before_rename)
         raise ChecksumMismatchError(f"{local}: server checksum {server_sum} != local {local_sum}")
+    if before_rename is not None:
+        before_rename(backend, temp)
     if existing is not None:
         backend.unlink(remote)  # the window: <name> absent until the rename below
-    _renames_sent[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
+    renames[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
     backend.rename(temp, remote)
     for stale in backend.leftovers(parent, f".{name}.part-%"):
         if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
-            _quietly(backend.unlink, stale)
-    _renames_sent.pop(key, None)
+            with contextlib.suppress(Exception):
+                backend.unlink(stale)
+    renames.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
 
 
@@ -669,12 +640,6 @@ def _send_hashing(local: Path, offset: int, writer: Writer, hasher, *, chunk: in
         raise failure[0]
 
 
-# Renames sent by this process whose put has not returned (yet): (local file, remote) -> checksum.
-# A retry of a put whose rename happened but whose reply, or a later step's, was lost finds
-# <name> there; this tells it the object is its own upload rather than another one's ("exists").
-_renames_sent: dict[tuple, str] = {}
-
-
 def _rename_key(local: Path, remote: str) -> tuple:
     st = local.stat()
     return (str(local.resolve()), remote, st.st_size, st.st_mtime_ns)
@@ -684,7 +649,7 @@ def _fresh_temp(parent: str, name: str) -> str:
     return f"{parent}/.{name}.part-{uuid.uuid4().hex}"
 
 
-def _put_temp(backend: Backend, local: Path, parent: str, name: str) -> tuple[str, int]:
+def _put_temp(backend: TransferBackend, local: Path, parent: str, name: str) -> tuple[str, int]:
     """The temporary of a put, and how many of its bytes the server already holds.
 
     The name is the same for the same local file (path, size, mtime), so a retry after a
@@ -702,13 +667,7 @@ def _put_temp(backend: Backend, local: Path, parent: str, name: str) -> tuple[st
     if busy:
         return _fresh_temp(parent, name), 0
     if held > st.st_size:
-        _quietly(backend.unlink, temp)
+        with contextlib.suppress(Exception):
+            backend.unlink(temp)
         return temp, 0
     return temp, held
-
-
-def _quietly(fn: Callable[..., object], *args: object) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        pass

@@ -38,17 +38,16 @@ bundle without them is a leftover of a killed job and is not indexed):
 
 :class:`BundleIndex` answers "which bundle holds (pair, date)" from these AVUs with one
 bulk GenQuery (a stamp query first when cached), opening no bundle.
+:class:`CorrelationStore` is what jobs and commands use: ``contains`` / ``append`` /
+``read`` over the bundles of one collection, as NoisePy's ``CrossCorrelationDataStore``.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import logging
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +57,10 @@ import numpy as np
 
 from secure_irods.query import Query
 
-__all__ = ["FORMAT", "DEFAULT_BUNDLE_SIZE", "BundleInfo", "BundleIndex", "LocalBundle", "code_version",
-           "pack", "pair_name", "read_pairs", "bundle_avus", "parse_pair"]
+from .cache import cache_file, read_cache, write_cache
+
+__all__ = ["FORMAT", "DEFAULT_BUNDLE_SIZE", "BundleInfo", "BundleIndex", "LocalBundle", "CorrelationStore",
+           "Correlation", "pack", "pair_name", "read_pairs", "bundle_avus", "parse_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,6 @@ DEFAULT_BUNDLE_SIZE = 256 * 1024 * 1024
 PAGE = 4096
 AVU_CHUNK = 1800          # characters per AVU value (iRODS caps values at 2700)
 INDEX_ATTRS = ("bundle.format", "bundle.job", "bundle.head", "bundle.code", "bundle.rate")
-
-
-def code_version() -> str:
-    """``seisstore <version>`` of this installation."""
-    try:
-        from importlib.metadata import version
-
-        return f"seisstore {version('secure-irods-seisstore')}"
-    except Exception:
-        return "seisstore unknown"
 
 
 def pair_name(a: str, b: str) -> str:
@@ -279,16 +270,13 @@ class BundleIndex:
         self._stamp: list | None = None
         self._cache_path = None
         if cache:
-            from .catalogue import default_cache_dir
-
             zone = client.environment.settings.get("irods_zone_name", "")
-            digest = hashlib.sha256(json.dumps([zone, self.root, FORMAT]).encode()).hexdigest()[:24]
-            self._cache_path = Path(cache_dir or default_cache_dir()) / f"bundles-{digest}.json"
+            self._cache_path = cache_file("bundles", [zone, self.root, FORMAT], cache_dir)
         if refresh:
             self.refresh()
 
     def _where(self, q: Query) -> Query:
-        return (q.where_any("COLL_NAME", [("=", self.root), ("like", f"{self.root}/%")])
+        return (q.under(self.root)
                 .where("META_DATA_ATTR_NAME", "like", "bundle.%"))
 
     def _rows(self, q: Query) -> list[tuple]:
@@ -320,10 +308,10 @@ class BundleIndex:
         self._save_cache()
 
     def _load_cache(self) -> None:
-        if self._cache_path is None or not self._cache_path.exists():
+        data = None if self._cache_path is None else read_cache(self._cache_path)
+        if data is None:
             return
         try:
-            data = json.loads(self._cache_path.read_text())
             bundles = {}
             for path, item in data["bundles"].items():
                 info = BundleInfo(path, item["job"], item["head"], item["code"], item["rate"],
@@ -332,25 +320,17 @@ class BundleIndex:
                     info.pairs[parse_pair(name)] = [datetime.date.fromisoformat(d) for d in dates]
                 bundles[path] = info
             self.bundles, self._stamp, self._table = bundles, data["stamp"], None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable bundle index cache %s: %s", self._cache_path, exc)
 
     def _save_cache(self) -> None:
         if self._cache_path is None:
             return
-        data = {"root": self.root, "stamp": self._stamp, "bundles": {
+        write_cache(self._cache_path, {"root": self.root, "stamp": self._stamp, "bundles": {
             p: {"job": i.job, "head": i.head, "code": i.code, "rate": i.rate,
                 "dates": [d.isoformat() for d in i.dates],
                 "pairs": [[pair_name(*pr), [d.isoformat() for d in ds]] for pr, ds in i.pairs.items()]}
-            for p, i in self.bundles.items()}}
-        try:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._cache_path.parent, prefix=".bundles-", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, self._cache_path)
-        except OSError as exc:
-            log.warning("cannot write bundle index cache %s: %s", self._cache_path, exc)
+            for p, i in self.bundles.items()}})
 
     # ---------------------------------------------------------------- lookups
 
@@ -436,3 +416,45 @@ def read_pairs(client, index: BundleIndex, pairs=None, dates=None, *, stats: dic
                 stats["round_trips"] = stats.get("round_trips", 0) + remote.round_trips
                 stats["bytes"] = stats.get("bytes", 0) + remote.bytes_fetched
                 stats["bundles"] = stats.get("bundles", 0) + 1
+
+
+Cell = tuple[tuple[str, str], datetime.date]
+
+
+class CorrelationStore:
+    """The correlations under one collection: ``contains`` / ``append`` / ``read``.
+
+    As NoisePy's ``CrossCorrelationDataStore``, so a job, the stack command and dv/v share
+    one way in and a rerun skips finished work.  Unlike NoisePy's, the unit written is a
+    bundle (many pairs x dates in one 100-500 MB object) while the unit read stays one
+    (pair, date): ``read`` fetches only the rows wanted.  The index is read once, when the
+    store is made (:class:`BundleIndex`: one or two bulk GenQueries, no bundle opened).
+    """
+
+    def __init__(self, client, root: str, *, cache: bool = True, create: bool = False) -> None:
+        self.client = client
+        self.root = client.resolve(root).rstrip("/")
+        if create:
+            client.mkdir(self.root)
+        self.index = BundleIndex(client, self.root, cache=cache)
+
+    def path(self, job: str, k: int) -> str:
+        """Where the ``k``-th bundle of campaign line ``job`` goes (its name is how a rerun finds it)."""
+        return f"{self.root}/{job}.b{k:03d}.h5"
+
+    def contains(self, path: str, cells: Iterable[Cell]) -> bool:
+        """Whether the bundle at ``path`` is indexed and holds every one of ``cells``."""
+        info = self.index.bundles.get(path)
+        return info is not None and set(cells) <= set(info.cells())
+
+    def append(self, path: str, bundle: LocalBundle, *, job: str, code: str, rate: float, chain: str,
+               inputs: dict[str, str]) -> None:
+        """Store a closed local bundle at ``path``: atomic put (a temporary object renamed once its
+        checksum matches), then its AVUs in one call, so it is indexed only when whole."""
+        self.client.put(bundle.path, path, force=True)
+        self.client.set_avus(path, bundle_avus(bundle, job=job, code=code, rate=rate, chain=chain, inputs=inputs))
+
+    def read(self, pairs: Iterable[tuple[str, str]] | None = None, dates: Iterable[datetime.date] | None = None, *,
+             stats: dict | None = None) -> Iterator[Correlation]:
+        """The correlations of ``pairs`` x ``dates`` (None: all); see :func:`read_pairs`."""
+        return read_pairs(self.client, self.index, pairs, dates, stats=stats)

@@ -196,7 +196,7 @@ def write_campaign(
     """
     out = Path(directory)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace files")
+        raise FileExistsError(f"{out} is not empty: --force (overwrite=True from Python) replaces its files")
     if not campaign.job_script.is_file():
         raise FileNotFoundError(f"job script {campaign.job_script} does not exist")
     out.mkdir(parents=True, exist_ok=True)

@@ -44,12 +44,10 @@ queries on the server, and every row is confirmed exactly on the client.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -58,8 +56,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from secure_irods.errors import InvalidInputError
-from secure_irods.query import Query, quote
+from secure_irods.query import Query, ReplicaStatus, quote
 
+from .cache import cache_file, read_cache, write_cache
 from .layout import Key, Layout
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
     "QueryCounter",
     "RefreshReport",
     "Scope",
-    "default_cache_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,12 +168,6 @@ class Scope:
                            part(self.dates)])
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/seisstore``, else ``~/.cache/seisstore``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "seisstore"
-
-
 def _epoch(value) -> int:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
@@ -246,10 +238,8 @@ class Catalogue:
         self._cache_path: Path | None = None
         if cache:
             zone = client.environment.settings.get("irods_zone_name", "")
-            digest = hashlib.sha256(
-                json.dumps([zone, self.root, layout.fmtstr, self.scope.token()]).encode()
-            ).hexdigest()[:24]
-            self._cache_path = Path(cache_dir or default_cache_dir()) / f"catalogue-{digest}.json"
+            self._cache_path = cache_file("catalogue", [zone, self.root, layout.fmtstr, self.scope.token()],
+                                          cache_dir)
             self._load_cache()
         if refresh:
             self.refresh()
@@ -270,7 +260,7 @@ class Catalogue:
     def _conditions(self, query: Query, colls: list[str] | None) -> Query:
         """``query`` over the tree (or the given collections), narrowed by the scope."""
         if colls is None:
-            query = query.where_any("COLL_NAME", [("=", self.root), ("like", f"{self.root}/%")])
+            query = query.under(self.root)
         else:
             query = query.where_in("COLL_NAME", colls)
         s = self.scope
@@ -348,7 +338,7 @@ class Catalogue:
             for k in old:
                 del self._entries[k]
             self._unavailable.pop(coll, None)
-            new = self._ingest(coll, rows.get(coll, ()))
+            new = self._fold_replicas(coll, rows.get(coll, ()))
             added += len(new.keys() - old.keys())
             removed += len(old.keys() - new.keys())
             modified += sum(1 for k in new.keys() & old.keys() if new[k] != old[k])
@@ -364,7 +354,7 @@ class Catalogue:
         log.debug("catalogue %s refreshed: %s", self.root, report)
         return report
 
-    def _ingest(self, coll: str, rows: Iterable[tuple]) -> dict[Key, Entry]:
+    def _fold_replicas(self, coll: str, rows: Iterable[tuple]) -> dict[Key, Entry]:
         """Fold the per-replica rows of one collection into entries; store and return them."""
         replicas: dict[str, list[tuple]] = defaultdict(list)
         for name, size, checksum, resc, mtime, status in rows:
@@ -374,7 +364,7 @@ class Catalogue:
             key = self.layout.parse_object(self.root, coll, name)
             if key is None or key not in self.scope:
                 continue
-            good = sorted(r for r in replicas[name] if r[0] == "1")
+            good = sorted(r for r in replicas[name] if r[0] == ReplicaStatus.GOOD)
             if not good:
                 self._unavailable.setdefault(coll, set()).add(f"{coll}/{name}")
                 continue
@@ -392,10 +382,10 @@ class Catalogue:
     # -------------------------------------------------------------------- cache --
     def _load_cache(self) -> None:
         path = self._cache_path
-        if path is None or not path.exists():
+        data = None if path is None else read_cache(path)
+        if data is None:
             return
         try:
-            data = json.loads(path.read_text())
             if data.get("version") != CACHE_VERSION or data.get("root") != self.root \
                     or data.get("layout") != self.layout.fmtstr:
                 log.info("catalogue cache %s is for another catalogue; ignored", path)
@@ -412,7 +402,7 @@ class Catalogue:
                 if item.get("unavailable"):
                     self._unavailable[coll] = set(item["unavailable"])
             self._unsettled = set(data.get("unsettled", ()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable catalogue cache %s: %s", path, exc)
             self._entries.clear()
             self._by_coll.clear()
@@ -438,14 +428,7 @@ class Catalogue:
                            "unavailable": sorted(self._unavailable.get(coll, ()))}
         data = {"version": CACHE_VERSION, "root": self.root, "layout": self.layout.fmtstr,
                 "unsettled": sorted(self._unsettled), "collections": colls}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".catalogue-", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write catalogue cache %s: %s", path, exc)
+        write_cache(path, data)
 
     @property
     def cache_path(self) -> Path | None:

@@ -22,6 +22,8 @@ from seisstore.commands.campaign import campaign
 from seisstore.commands.common import Zone
 from seisstore.commands.rebalance import du_cmd, rebalance
 from seisstore.demo import demo_cmd
+from secure_irods.cli import version_option
+from secure_irods.doctor import check as doctor_cmd
 
 __all__ = ["main"]
 
@@ -38,6 +40,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"auto_envvar_prefix": "SEISSTORE", "help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
+@version_option
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """Seismic recordings in iRODS: catalogue, ingest, and grid campaigns."""
@@ -58,6 +61,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 for command in (campaign, mkdir_cmd, ingest_cmd, ls_cmd, coverage_cmd, du_cmd, rebalance, bundles, stack_cmd,
                 export_cmd, plot, demo_cmd):
     main.add_command(command)
+main.add_command(doctor_cmd, "doctor")     # secure-irods check: is this node's set-up ready for a campaign?
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .display import format_size
 from .layout import Key
 
-__all__ = ["Coverage", "FULL", "MISSING", "PARTIAL", "render_coverage", "render_ls"]
+__all__ = ["Coverage", "FULL", "MISSING", "PARTIAL", "render_coverage", "render_ls", "ls_records"]
 
 #: One character per station-day: every channel of the station, some, none.
 FULL, PARTIAL, MISSING = "█", "▄", "·"
@@ -65,11 +65,27 @@ class Coverage:
         chars = {"full": FULL, "partial": PARTIAL, "missing": MISSING}
         return "".join(chars[self.state(station, day)] for day in self.days)
 
+    def to_dict(self) -> dict:
+        """For ``--json``: the days, each station's channels, its state per day and its share of full days."""
+        return {"days": [d.isoformat() for d in self.days],
+                "stations": [{"station": s, "channels": sorted(self.channels[s]), "full": round(self.fraction(s), 4),
+                              "states": {d.isoformat(): self.state(s, d) for d in self.days}}
+                             for s in self.stations]}
+
     def fraction(self, station: str) -> float:
         """Share of station-days with every channel, over :attr:`days`."""
         if not self.days:
             return 0.0
         return sum(self.state(station, d) == "full" for d in self.days) / len(self.days)
+
+
+def ls_records(items: Iterable[tuple[Key, object]]) -> list[dict]:
+    """``(Key, Entry)`` items as plain records (``seisstore ls --json``): every field, sizes in bytes."""
+    return [{"id": key.seed_id, "net": key.net, "sta": key.sta, "loc": key.loc, "cha": key.cha,
+             "day": key.day.isoformat(), "size": entry.size, "checksum": entry.checksum,
+             "resources": list(entry.resources), "path": entry.path,
+             "modified": entry.modify_time.isoformat() if entry.modify_time else None}
+            for key, entry in items]
 
 
 def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = False,

@@ -321,7 +321,7 @@ class Demo:
         with connect() as client:
             counts = {}
             for coll in (processed, xc):
-                q = Query("DATA_NAME").where_any("COLL_NAME", [("=", coll), ("like", f"{coll}/%")])
+                q = Query("DATA_NAME").under(coll)
                 counts[coll] = len(list(client.query(q)))
         moves = len(Plan.read(plan).moves)
         moved = Journal(plan).copied()

@@ -300,7 +300,7 @@ class _Uploads:
         self.queue: queue.Queue = queue.Queue(maxsize=2 * max(jobs, 1))
         self.threads = []
         if jobs > 0:
-            connect = connect or _connect_like(client)
+            connect = connect or client.copy     # an upload thread's own connection, the same settings
             for i in range(jobs):
                 t = threading.Thread(target=self._worker, args=(connect,), name=f"ingest-upload-{i}", daemon=True)
                 t.start()
@@ -374,14 +374,6 @@ class _Uploads:
         f.local.unlink(missing_ok=True)
 
 
-def _connect_like(client) -> Callable:
-    """A factory of Clients on the same zone and account as ``client``, sharing its deadline."""
-    from secure_irods.client import connect
-
-    env = client.environment
-    return lambda: connect(env.env_file, env.auth_file, deadline=client.deadline)
-
-
 def ingest(
     client,
     local_dir: str | Path,
@@ -401,8 +393,8 @@ def ingest(
 
     ``client`` is a :class:`secure_irods.Client`: the catalogue queries go through it,
     and the uploads too if ``jobs == 0``; otherwise ``jobs`` threads upload, each with
-    its own Client from ``connect()`` (default: the same environment files as
-    ``client``, sharing its deadline).  ``codes``: explicit code mappings.
+    its own Client from ``connect()`` (default: ``client.copy``: the same settings,
+    sharing its deadline).  ``codes``: explicit code mappings.
     ``merge_existing``: extend existing day files (``--merge``) instead of leaving them.
     ``progress``: a rich progress bar on stderr (default: only when stderr is a
     terminal; otherwise a line every 30 s; ``False``: nothing).  Never raises for a
@@ -498,7 +490,7 @@ def _labelled(client, root: str) -> set[str]:
 
     One bulk query (a call per 500 objects), made once per ingest and only if some day
     files were already there."""
-    q = (Query("COLL_NAME", "DATA_NAME").where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+    q = (Query("COLL_NAME", "DATA_NAME").under(root)
          .where("META_DATA_ATTR_NAME", "=", "npts"))
     return {f"{coll}/{name}" for coll, name in client.query(q)}
 

@@ -47,14 +47,6 @@ def _entries(catalogue, selection) -> Iterator[tuple[Key, object]]:
             yield key, entry
 
 
-def _clone(client):
-    from secure_irods.client import connect
-
-    env = client.environment
-    return connect(env.env_file, env.auth_file, policy=client.policy, throttle=client.throttle or False,
-                   cooldown=client.cooldown or False, io_timeout=client.io_timeout)
-
-
 def _load(path: str):
     import obspy
 
@@ -119,7 +111,7 @@ def _prefetching(client, items, prefetch: int, local_for):
     workers = prefetch
 
     def fetch(entry, local: str) -> str:
-        c = _clone(client)
+        c = client.copy()       # a connection per download thread, the same settings
         try:
             c.get(entry.path, local)
         finally:

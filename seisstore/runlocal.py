@@ -116,6 +116,11 @@ class LocalRunner:
                     result = future.result()
                     report.results.append(result)
                     meter.advance(task)
+                    if not meter.is_bar:    # a log (the demo's, a batch job's): one line per finished job
+                        meter.print(f"job {result.name} {'done' if result.done else 'failed'}"
+                                    f" ({report.skipped + len(report.results)} of {len(lines)};"
+                                    f" {result.attempts} attempt{'s' if result.attempts > 1 else ''}"
+                                    f"{f', {result.killed} preempted' if result.killed else ''})")
                     if not result.done:
                         meter.print(f"[red]job {result.name} failed after {result.attempts} attempts"
                                     f" (exit {result.returncode}); log in {self.logs}")

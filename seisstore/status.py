@@ -109,7 +109,8 @@ def slurm_tasks(job_name: str, array_job: int | None = None, run: Runner = _run)
         queue = None
         notes.append(f"no squeue ({exc})")
     if queue is not None and queue.returncode != 0:
-        notes.append(f"squeue failed: {(queue.stderr or queue.stdout).strip().splitlines()[-1:] or ['?']}")
+        said = (queue.stderr or queue.stdout).strip().splitlines()
+        notes.append(f"squeue failed: {said[-1] if said else f'exit {queue.returncode}'}")
     elif queue is not None:
         for row in queue.stdout.splitlines():
             fields = row.strip().split("|")

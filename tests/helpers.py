@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 from obspy import Trace, UTCDateTime
 
+from localgrid import GridControl
+from localgrid.spawn import SpawnedGrid, spawn
 from secure_irods import RetryPolicy
 from secure_irods.client import connect
 
@@ -33,19 +35,29 @@ START = UTCDateTime("2021-01-01T12:00:00")  # default start of a synthetic trace
 
 @dataclass
 class Grid:
-    """What a test needs to reach a zone: its environment file, and the grid's controls if local."""
+    """A zone to test against: a real one, from its environment files, or the local grid this
+    run spawned (``spawned``: its directory, process and fault controls)."""
 
     env_file: Path
     auth_file: Path | None
-    root: Path | None = None
-    process: subprocess.Popen | None = None
-    host: str = ""
-    port: int = 0
     env: dict = field(default_factory=dict)
+    spawned: SpawnedGrid | None = None
 
     @property
     def local(self) -> bool:
-        return self.process is not None
+        return self.spawned is not None
+
+    @property
+    def root(self) -> Path | None:
+        return self.spawned.root if self.spawned else None
+
+    @property
+    def host(self) -> str:
+        return self.spawned.host if self.spawned else self.env["irods_host"]
+
+    @property
+    def port(self) -> int:
+        return self.spawned.port if self.spawned else int(self.env["irods_port"])
 
     @property
     def zone(self) -> str:
@@ -56,15 +68,14 @@ class Grid:
         return self.env.get("irods_home") or f"/{self.zone}/home/{self.env['irods_user_name']}"
 
     def session(self, **overrides):
+        """A PRC session as this zone's user, or (``overrides``: user, password...) as another."""
         from irods.session import iRODSSession
 
+        if overrides:   # explicit credentials: no environment file
+            return iRODSSession(host=self.host, port=self.port, zone=self.zone, **overrides)
         kwargs = {"irods_env_file": str(self.env_file)}
         if self.auth_file:
             kwargs["irods_authentication_file"] = str(self.auth_file)
-        if overrides:
-            # explicit credentials (e.g. another user): no environment file
-            kwargs = {"host": self.host or self.env["irods_host"], "port": self.port or self.env["irods_port"],
-                      "zone": self.zone, **overrides}
         return iRODSSession(**kwargs)
 
     def environ(self) -> dict[str, str]:
@@ -75,12 +86,10 @@ class Grid:
         return env
 
     @property
-    def control(self):
-        if not self.local:
+    def control(self) -> GridControl:
+        if self.spawned is None:
             pytest.skip("needs the local grid's fault injection")
-        from localgrid import GridControl
-
-        return GridControl(self.root)
+        return self.spawned.control
 
     def set_faults(self, **faults) -> None:
         self.control.set(**faults)
@@ -91,17 +100,14 @@ class Grid:
                              total_bandwidth_mbps=0.0)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        if self.spawned is not None:
+            self.spawned.stop()
 
 
 def start_grid(root: Path, *args: str) -> Grid:
     """Start `secure-irods-grid serve` on port 0 (extra args: faults) and wait until it is ready."""
-    from localgrid.spawn import spawn
-
     g = spawn(root, *args)
-    return Grid(g.env_file, g.auth_file, g.root, g.process, g.host, g.port, g.env)
+    return Grid(g.env_file, g.auth_file, g.env, g)
 
 
 def command_env(grid, tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -11,22 +11,11 @@ import pytest
 
 from localgrid.link import BURST_SECONDS, MB, Link, TokenBucket
 
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept += seconds
-        self.now += seconds
+from clocks import FakeClock
 
 
 def test_bucket_books_bytes_over_rate():
-    t = FakeTime()
+    t = FakeClock(100.0)
     bucket = TokenBucket(lambda: 2.0, sleep=t.sleep, clock=t.clock)     # 2 MB/s
     for _ in range(10):
         bucket.consume(MB)                                               # 10 MB in all
@@ -38,7 +27,7 @@ def test_bucket_books_bytes_over_rate():
 
 
 def test_total_cap_is_shared_by_connections():
-    t = FakeTime()
+    t = FakeClock(100.0)
     total = TokenBucket(lambda: 4.0, sleep=t.sleep, clock=t.clock)
     links = [Link(TokenBucket(lambda: 0.0, sleep=t.sleep, clock=t.clock), total) for _ in range(2)]
     for _ in range(4):

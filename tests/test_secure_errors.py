@@ -22,7 +22,6 @@ from secure_irods.errors import (
     PermanentError,
     PermissionDeniedError,
     SecureIrodsError,
-    StallError,
     TransientError,
     ZoneBusyError,
     classify,
@@ -67,7 +66,6 @@ TABLE = [
     (_err("SYS_RESC_IS_DOWN"), TransientError, 2),
     (_err("USER_SOCK_CONNECT_TIMEDOUT"), TransientError, 2),
     (_err("CAT_CONNECT_ERR"), TransientError, 2),
-    (StallError("no progress for 300s"), StallError, 2),
     # the zone refusing us: transient, and the node-wide cool-down signal
     (KeyError(-118000), ZoneBusyError, 2),  # PRC 3.3.0 has no class for SYS_MAX_CONNECT_COUNT_EXCEEDED
     (_err("SYS_EXCEED_CONNECT_CNT"), ZoneBusyError, 2),

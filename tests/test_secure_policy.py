@@ -22,26 +22,13 @@ from secure_irods.errors import (
 )
 from secure_irods.policy import Deadline, Progress, RetryPolicy
 
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps (or we say so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from clocks import FakeClock
 
 
 class Flaky:
     """Raises ``failures`` in turn, then returns ``value``; ``Flaky.always(exc)`` never succeeds."""
 
-    def __init__(self, *failures: BaseException, value: object = "ok", fake: FakeTime | None = None, cost: float = 0.0):
+    def __init__(self, *failures: BaseException, value: object = "ok", fake: FakeClock | None = None, cost: float = 0.0):
         self.failures = list(failures)
         self.value = value
         self.forever: BaseException | None = None
@@ -67,12 +54,12 @@ class Flaky:
         return self.value
 
 
-def _policy(fake: FakeTime, **kw) -> RetryPolicy:
+def _policy(fake: FakeClock, **kw) -> RetryPolicy:
     return RetryPolicy(sleep=fake.sleep, clock=fake.clock, **kw)
 
 
 def test_success_after_transient_failures_returns_value():
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky(prc.NetworkException("a"), socket_timeout(), value=42)
     assert _policy(fake).call(fn, "x", k=1) == 42
     assert fn.calls == 3 and len(fake.sleeps) == 2
@@ -86,7 +73,7 @@ def socket_timeout() -> Exception:
 
 
 def test_transient_retried_up_to_attempts_then_our_error():
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky.always(prc.SYS_AGENT_INIT_ERR("slow"))
     with pytest.raises(TransientError) as info:
         _policy(fake, attempts=5).call(fn)
@@ -100,7 +87,7 @@ def test_transient_retried_up_to_attempts_then_our_error():
 
 
 def test_zone_busy_keeps_its_class_when_giving_up():
-    fake = FakeTime()
+    fake = FakeClock()
     with pytest.raises(ZoneBusyError):
         _policy(fake, attempts=2).call(Flaky.always(KeyError(-118000)))
 
@@ -115,7 +102,7 @@ def test_zone_busy_keeps_its_class_when_giving_up():
     ],
 )
 def test_permanent_never_retried(exc, expected):
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky.always(exc)
     with pytest.raises(expected) as info:
         _policy(fake).call(fn)
@@ -124,7 +111,7 @@ def test_permanent_never_retried(exc, expected):
 
 
 def test_interrupt_propagates_unchanged_without_retry():
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky.always(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         _policy(fake).call(fn)
@@ -132,13 +119,13 @@ def test_interrupt_propagates_unchanged_without_retry():
 
 
 def test_our_transient_errors_are_retried():
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky(TransientError("throttle: no slot before deadline"), value="done")
     assert _policy(fake).call(fn) == "done" and fn.calls == 2
 
 
 def test_deadline_honoured_waits_never_overrun():
-    fake = FakeTime()
+    fake = FakeClock()
     # Waits at their upper bound 1, 3, 5, 7 ...; attempts take 0.5 s each.
     policy = _policy(fake, attempts=100, deadline=10.0, uniform=lambda a, b: b)
     fn = Flaky.always(prc.NetworkException("down"), fake=fake, cost=0.5)
@@ -152,7 +139,7 @@ def test_deadline_honoured_waits_never_overrun():
 
 
 def test_shared_deadline_spent_elsewhere_limits_retries():
-    fake = FakeTime()
+    fake = FakeClock()
     policy = _policy(fake, attempts=10, deadline=100.0, uniform=lambda a, b: b)
     deadline = policy.start_deadline()
     fake.now += 99.5  # e.g. spent waiting for a throttle slot
@@ -163,7 +150,7 @@ def test_shared_deadline_spent_elsewhere_limits_retries():
 
 
 def test_wait_sequence_is_incremental_capped_and_jittered():
-    fake = FakeTime()
+    fake = FakeClock()
     bounds: list[tuple[float, float]] = []
     rng = random.Random(7)
 
@@ -190,7 +177,7 @@ def test_wait_sequence_is_incremental_capped_and_jittered():
     seed=st.integers(0, 2**16),
 )
 def test_waits_within_bounds_property(attempts, initial, increment, max_wait, seed):
-    fake = FakeTime()
+    fake = FakeClock()
     rng = random.Random(seed)
     policy = RetryPolicy(
         attempts=attempts, deadline=1e9, initial=initial, increment=increment, max_wait=max_wait,
@@ -207,7 +194,7 @@ def test_waits_within_bounds_property(attempts, initial, increment, max_wait, se
 def test_retries_logged_with_reason_and_wait_but_no_password(caplog):
     secret = "Tr0ub4dor&3-policy"
     register_secret(secret)
-    fake = FakeTime()
+    fake = FakeClock()
     fn = Flaky.always(prc.NetworkException(f"lost link while sending {secret}"))
     with caplog.at_level(logging.INFO, logger="secure_irods.retry"):
         with pytest.raises(TransientError) as info:
@@ -256,7 +243,7 @@ def test_from_env():
 
 
 def test_deadline_socket_timeouts():
-    fake = FakeTime()
+    fake = FakeClock()
     d = Deadline(10.0, clock=fake.clock)
     assert d.socket_timeout() == 10.0 and d.socket_timeout(cap=3.0) == 3.0
     fake.now += 8.0
@@ -273,7 +260,7 @@ def test_attempts_that_got_answers_do_not_spend_the_budget():
     """Regression (contention benchmark, 4 of 640 gets failed): one call is many requests,
     each of which a lossy zone may drop, so 8 attempts ran out although every attempt got
     some answers.  Only attempts the zone answered nothing in spend ``attempts``."""
-    fake = FakeTime()
+    fake = FakeClock()
     progress = Progress()
     answered = 0
 
@@ -310,7 +297,7 @@ def test_attempts_that_got_answers_do_not_spend_the_budget():
 
 def test_only_a_run_of_barren_attempts_ends_a_call():
     """Barren attempts between attempts that made progress do not add up: only a run does."""
-    fake = FakeTime()
+    fake = FakeClock()
     progress = Progress()
     calls = 0
 

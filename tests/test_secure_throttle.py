@@ -17,6 +17,8 @@ from secure_irods.errors import InvalidInputError, TransientError, ZoneBusyError
 from secure_irods.policy import Deadline
 from secure_irods.throttle import Cooldown, CooldownState, Throttle, shared_directory
 
+from clocks import FakeClock
+
 SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -172,25 +174,12 @@ def test_from_env(tmp_path):
 # ---------------------------------------------------------------- cool-down
 
 
-class FakeWallClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def _cooldown(tmp_path: Path, fake: FakeWallClock, **kw) -> Cooldown:
+def _cooldown(tmp_path: Path, fake: FakeClock, **kw) -> Cooldown:
     return Cooldown(tmp_path, clock=fake.clock, sleep=fake.sleep, uniform=lambda a, b: b, **kw)
 
 
 def test_cooldown_grows_with_consecutive_refusals_and_resets(tmp_path):
-    fake = FakeWallClock()
+    fake = FakeClock(1_700_000_000.0)
     cd = _cooldown(tmp_path, fake, base=5.0, step=5.0, maximum=12.0)
     assert cd.remaining() == 0.0 and cd.state() == CooldownState()
     assert cd.refused() == 5.0
@@ -211,7 +200,7 @@ def test_cooldown_grows_with_consecutive_refusals_and_resets(tmp_path):
 
 
 def test_cooldown_wait_sleeps_out_the_shared_period(tmp_path):
-    fake = FakeWallClock()
+    fake = FakeClock(1_700_000_000.0)
     cd = _cooldown(tmp_path, fake, base=5.0, spread=0.5)
     assert cd.wait(Deadline(60.0)) == 0.0 and fake.sleeps == []
     cd.refused()
@@ -220,7 +209,7 @@ def test_cooldown_wait_sleeps_out_the_shared_period(tmp_path):
 
 
 def test_cooldown_past_deadline_fails_fast(tmp_path):
-    fake = FakeWallClock()
+    fake = FakeClock(1_700_000_000.0)
     cd = _cooldown(tmp_path, fake, base=30.0)
     cd.refused()
     with pytest.raises(ZoneBusyError, match="cooldown"):

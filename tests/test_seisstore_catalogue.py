@@ -232,7 +232,7 @@ def test_object_without_good_replica_is_unavailable():
             (SDS.path(stale).rsplit("/", 1)[1], 5, "", "r2", 0, "2"),
             (SDS.path(good).rsplit("/", 1)[1], 7, "sha2:x", "r2", 10, "1"),
             (SDS.path(good).rsplit("/", 1)[1], 3, "", "r1", 20, "0")]
-    cat._ingest(coll, rows)
+    cat._fold_replicas(coll, rows)
     assert stale not in cat and cat.unavailable() == [f"{coll}/{SDS.path(stale).rsplit('/', 1)[1]}"]
     entry = cat.get(good)
     assert (entry.size, entry.checksum, entry.resources) == (7, "sha2:x", ("r2",))

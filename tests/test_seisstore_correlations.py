@@ -116,8 +116,7 @@ def zone(world):
 
 
 def _objects(client, coll):
-    q = Query("COLL_NAME", "DATA_NAME", "D_DATA_ID", "D_MODIFY_TIME", "DATA_SIZE").where_any(
-        "COLL_NAME", [("=", coll), ("like", f"{coll}/%")])
+    q = Query("COLL_NAME", "DATA_NAME", "D_DATA_ID", "D_MODIFY_TIME", "DATA_SIZE").under(coll)
     return sorted(client.query(q))
 
 
@@ -192,10 +191,13 @@ def test_a_bundle_opens_with_plain_h5py_and_holds_what_the_writer_put(world, zon
     assert len(avus["provenance.inputs.0"][0].split(",")) == 4
 
 
-def _run_line(world, line: str, **env):
+def _run_line(world, line: str, hold: float = 0.0, **env):
+    """The correlation job of one param.txt line; ``hold``: seconds it waits before storing each bundle."""
     camp = world["camps"]["xc"]
     fields = next(f.split() for f in (camp / "param.txt").read_text().splitlines() if f.split()[0] == line)
-    return subprocess.Popen([sys.executable, "-m", "seisstore.jobs.correlate", *fields[1:]], cwd=camp,
+    job = ["-m", "seisstore.jobs.correlate"] if not hold else [str(Path(__file__).parent / "correlate_holding.py"),
+                                                              str(hold)]
+    return subprocess.Popen([sys.executable, *job, *fields[1:]], cwd=camp,
                             env=dict(os.environ, SEISSTORE_JOB_NAME=line, SEISSTORE_LOG="INFO", **env),
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -227,7 +229,7 @@ def test_a_killed_correlation_job_leaves_nothing_partial_and_its_rerun_completes
     mine = [f"{bundles}/{line}.b000.h5", f"{bundles}/{line}.b001.h5"]
     for path in mine:
         session.data_objects.unlink(path, force=True)
-    proc = _run_line(world, line, SEISSTORE_HOLD_BEFORE_UPLOAD="1.5")
+    proc = _run_line(world, line, hold=1.5)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

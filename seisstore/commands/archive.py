@@ -9,8 +9,9 @@ import click
 from rich.console import Console
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doing, layout_of, parse_dates,
-                                       parse_stations, pass_zone, selection_options)
+from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doing, emit_json, json_option,
+                                       layout_of, parse_dates, parse_stations, pass_zone, results_console,
+                                       selection_options)
 
 if TYPE_CHECKING:
     from seisstore.catalogue import Catalogue
@@ -76,10 +77,11 @@ def _catalogue(zone: Zone, coll: str, layout_spec: str, stations: str | None, da
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON to this file.")
 @click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
+@json_option
 @pass_zone
 def ingest_cmd(zone: Zone, local_dir: Path, coll: str, layout_spec: str, default_network: str | None,
                renames: tuple[str, ...], merge_existing: bool, jobs: int, report_file: Path | None,
-               create: bool) -> None:
+               create: bool, as_json: bool) -> None:
     """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
 
     Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
@@ -104,8 +106,11 @@ def ingest_cmd(zone: Zone, local_dir: Path, coll: str, layout_spec: str, default
             raise NotFoundError(f"{exc.message} (--create makes it)") from None
         report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
                         merge_existing=merge_existing)
-    report.render(Console(highlight=False, soft_wrap=True))
-    click.echo(report.summary())
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        report.render(Console(highlight=False, soft_wrap=True))
+        click.echo(report.summary())
     if report_file is not None:
         try:
             report.write_json(report_file)
@@ -120,24 +125,35 @@ def ingest_cmd(zone: Zone, local_dir: Path, coll: str, layout_spec: str, default
 @selection_options
 @click.option("-l", "--long", "long_", is_flag=True, help="Also show checksums and paths.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="List at most this many files.")
+@json_option
 @pass_zone
 def ls_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, dates: str | None, channels: str | None,
-           long_: bool, limit: int | None) -> None:
+           long_: bool, limit: int | None, as_json: bool) -> None:
     """List the day files of COLL (one table row per channel-day)."""
-    from seisstore.coverage import render_ls
+    import itertools
+
+    from seisstore.coverage import ls_records, render_ls
 
     cat, scope = _catalogue(zone, coll, layout_spec, stations, dates, channels)
-    render_ls(Console(), cat.select(**scope), long=long_, limit=limit)
+    if as_json:
+        emit_json({"collection": cat.root, "files": ls_records(itertools.islice(cat.select(**scope), limit))})
+        return
+    render_ls(results_console(), cat.select(**scope), long=long_, limit=limit)
 
 
 @click.command("coverage")
 @click.argument("coll")
 @selection_options
+@json_option
 @pass_zone
 def coverage_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, dates: str | None,
-                 channels: str | None) -> None:
+                 channels: str | None, as_json: bool) -> None:
     """Draw station x day availability of COLL (full, partial, missing channels)."""
     from seisstore.coverage import render_coverage
 
     cat, scope = _catalogue(zone, coll, layout_spec, stations, dates, channels)
-    render_coverage(Console(), cat.coverage(**scope))
+    coverage = cat.coverage(**scope)
+    if as_json:
+        emit_json({"collection": cat.root, **coverage.to_dict()})
+        return
+    render_coverage(Console(), coverage)

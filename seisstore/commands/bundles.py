@@ -18,25 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import Failure, Zone, doing, parse_dates, pass_zone
+from seisstore.commands.common import Failure, Zone, doing, emit_json, json_option, parse_dates, pass_zone, results_console
 
 if TYPE_CHECKING:
-    from secure_irods.client import Client
-    from seisstore.bundles import BundleIndex
+    from seisstore.bundles import CorrelationStore
 
 __all__ = ["bundles", "stack_cmd", "export_cmd", "plot"]
 
 
-def _index(zone: Zone, coll: str, cache: bool = True) -> tuple["Client", "BundleIndex"]:
-    from seisstore.bundles import BundleIndex
+def _store(zone: Zone, coll: str) -> "CorrelationStore":
+    from seisstore.bundles import CorrelationStore
 
     with doing(f"cannot index bundles of {coll}"):
         client = zone.client()
-        return client, BundleIndex(client, client.require_collection(coll), cache=cache)
+        return CorrelationStore(client, client.require_collection(coll))
 
 
 def _pairs(values) -> list[tuple[str, str]] | None:
@@ -53,11 +51,18 @@ def bundles() -> None:
 @click.option("--pair", "pairs", nargs=2, multiple=True, help="Only bundles holding this pair (A B; repeatable).")
 @click.option("--date", "dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file.")
 @click.option("--cells", is_flag=True, help="One line per (pair, date): the bundle that holds it.")
+@json_option
 @pass_zone
-def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool) -> None:
+def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates: str | None, cells: bool,
+               as_json: bool) -> None:
     """List the bundles under COLL from their AVUs (bulk GenQuery; no bundle is opened)."""
-    _, index = _index(zone, coll)
+    index = _store(zone, coll).index
     chosen = index.select(_pairs(pairs), parse_dates(dates) if dates else None)
+    if as_json:
+        emit_json({"collection": coll, "queries": index.queries, "bundles": [
+            {"path": path, "job": index.bundles[path].job,
+             "cells": [{"pair": [a, b], "date": str(d)} for (a, b), d in items]} for path, items in chosen.items()]})
+        return
     if cells:
         for path, items in chosen.items():
             for (a, b), d in items:
@@ -68,7 +73,7 @@ def bundles_ls(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], dates:
         info = index.bundles[path]
         days = sorted({d for _, d in items})
         table.add_row(path, info.job, str(len({p for p, _ in items})), str(len(days)), str(days[0]), str(days[-1]))
-    Console().print(table)
+    results_console().print(table)
     click.echo(f"{len(chosen)} bundles, {sum(len(v) for v in chosen.values())} correlations"
                f" ({index.queries} GenQuery round trips)", err=True)
 
@@ -78,19 +83,18 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
 
-    from seisstore.bundles import pair_name, read_pairs
+    from seisstore.bundles import pair_name
     from seisstore.xcorr import Stacker
 
     if not pairs and not all_:
         raise Failure("give --pair A B (repeatable) or --all", ExitCode.USAGE)
-    client, index = _index(zone, coll)
+    store = _store(zone, coll)
     rows: dict = {}          # pair -> running Stacker (one row's memory per pair, whatever the dates)
     meta: dict = {}
     stats: dict = {}
     lags, rate = None, None
     with doing(f"reading bundles of {coll} failed"):
-        for c in read_pairs(client, index, None if all_ else _pairs(pairs), parse_dates(dates) if dates else None,
-                            stats=stats):
+        for c in store.read(None if all_ else _pairs(pairs), parse_dates(dates) if dates else None, stats=stats):
             rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
             meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
             lags, rate = c.lags, c.rate

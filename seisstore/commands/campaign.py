@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import Failure, Zone, console, doing, parse_dates, parse_stations, pass_zone
+from seisstore.commands.common import (Failure, Zone, console, doing, emit_json, json_option, parse_dates,
+                                       parse_stations, pass_zone, results_console)
 
 if TYPE_CHECKING:
     from seisstore.campaign import Campaign
@@ -45,12 +46,38 @@ def campaign() -> None:
     """Write and run job campaigns (CiGri JDL, OAR and Slurm arrays, local runs)."""
 
 
+def _show_chain(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print the settings the jobs would run with ($SEISSTORE_CONFIG or preprocess.json/correlate.json here,
+    defaults filled in) and exit: nothing is written."""
+    if not value or ctx.resilient_parsing:
+        return
+    from seisstore.jobs import load_config, output_collection, setting
+    from seisstore.jobs.correlate import Settings
+    from seisstore.preprocessing import DEFAULT_CHAIN
+
+    pre, xc = load_config("preprocess"), load_config("correlate")
+    unset = "(not set)"
+    xc = dict(xc, processed=setting(xc, "processed", "SEISSTORE_PROCESSED") or unset,
+              bundles=output_collection(xc, "bundles", "SEISSTORE_BUNDLES") or unset)
+    emit_json({"preprocess": {"chain": pre.get("chain", DEFAULT_CHAIN), "chain_is_default": "chain" not in pre,
+                              "channels": pre.get("channels"), "layout": pre.get("layout", "sds")},
+               "correlate": dataclasses.asdict(Settings.from_config(xc))})
+    ctx.exit(0)
+
+
 @campaign.command("new")
+@click.option("--show-chain", is_flag=True, is_eager=True, expose_value=False, callback=_show_chain,
+              help="Print the preprocessing chain and correlation settings the jobs would use (defaults filled "
+                   "in, from $SEISSTORE_CONFIG or preprocess.json/correlate.json here) and exit.")
 @click.argument("name")
 @click.option("--dates", required=True, help="2011-03-01..2011-03-31, a comma list, or @file.")
 @click.option("--stations", required=True, help="Comma list or @file, one station a line.")
-@click.option("--n-dates", required=True, type=int, help="Number of date sublists.")
-@click.option("--n-stations", required=True, type=int, help="Number of station sublists.")
+@click.option("--n-dates", required=True, type=int,
+              help="Into how many sublists the dates are cut (not dates per job): jobs = n-dates x station lines.")
+@click.option("--n-stations", required=True, type=int,
+              help="Into how many sublists the stations are cut (not stations per job): a processing job takes "
+                   "one sublist; a correlation job one sublist, or two for the pairs across them. "
+                   "E.g. 30 stations, --n-stations 3: sublists of 10.")
 @click.option("--script", "job_script", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The job script each line runs with its parameters.")
 @click.option("--collection", required=True, help="iRODS collection holding the campaign's code and inputs.")
@@ -134,7 +161,8 @@ def campaign_run_local(directory: Path, jobs: int, attempts: int, preempt: float
               help="iRODS collection of the jobs' results (default: start.bash's, then $SEISSTORE_RESULTS).")
 @click.option("--job", "array_job", type=int, default=None,
               help="Slurm array job id (default: the newest with the campaign's job name).")
-def campaign_status_cmd(directory: Path, results: str | None, array_job: int | None) -> None:
+@json_option
+def campaign_status_cmd(directory: Path, results: str | None, array_job: int | None, as_json: bool) -> None:
     """Each param.txt line of DIRECTORY: its Slurm task's state (squeue, sacct) and its results in the zone."""
     from seisstore.status import gather, render_status, summary
 
@@ -142,6 +170,12 @@ def campaign_status_cmd(directory: Path, results: str | None, array_job: int | N
         lines, note = gather(directory, results, array_job)   # a zone's error: the table's code, as it is
     except ValueError as exc:   # not a campaign directory
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
-    render_status(Console(), lines)
+    if as_json:
+        emit_json({"directory": str(directory), "note": note, "summary": summary(lines), "lines": [
+            {"task": line.task, "name": line.name, "results": list(line.results),
+             "scheduler": None if line.scheduler is None else dataclasses.asdict(line.scheduler)}
+            for line in lines]})
+        return
+    render_status(results_console(), lines)
     counts = ", ".join(f"{n} {state}" for state, n in summary(lines).items())
     click.echo(f"{len(lines)} lines: {counts}{f' ({note})' if note else ''}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
@@ -24,12 +25,35 @@ if TYPE_CHECKING:
     from seisstore.layout import Layout
 
 __all__ = ["console", "Failure", "doing", "Zone", "pass_zone", "format_size", "Meter", "LAYOUT_HELP",
-           "layout_of", "selection_options", "parse_dates", "parse_stations"]
+           "layout_of", "selection_options", "parse_dates", "parse_stations", "json_option", "emit_json",
+           "results_console"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Messages and progress for a person go to stderr; stdout carries only results.
 console = Console(stderr=True)
+
+
+#: Off a terminal (a pipe, a log), results are printed this wide: no id or path is cut or wrapped.
+PIPE_WIDTH = 10_000
+
+
+def results_console() -> Console:
+    """stdout for results: a terminal's width on a terminal; off one, wide enough that tables
+    keep whole ids and paths (``seisstore ls -l | cat``, ``> listing.txt``)."""
+    out = Console()
+    return out if out.is_terminal else Console(width=PIPE_WIDTH, highlight=False)
+
+
+def json_option(fn: F) -> F:
+    """``--json``: one JSON document on stdout instead of the tables, for scripts."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON document on stdout (for scripts) instead of tables.")(fn)
+
+
+def emit_json(data: Any) -> None:
+    """The one way a command prints JSON: indented, dates and paths as strings."""
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 class Failure(click.ClickException):

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import (LAYOUT_HELP, Failure, Meter, Zone, console, doing, format_size, layout_of,
-                                       pass_zone)
+from seisstore.commands.common import (LAYOUT_HELP, Failure, Meter, Zone, console, doing, emit_json, format_size,
+                                       json_option, layout_of, pass_zone, results_console)
 
 if TYPE_CHECKING:
     from secure_irods.client import Client
@@ -44,13 +44,22 @@ def _inventory(client: "Client", coll: str) -> "Inventory":
 @click.option("--by", type=click.Choice(["resource", "group", "station", "year"]), default="resource",
               show_default=True, help="Leaf resource, coordinating (group) resource, station or year.")
 @click.option("--layout", "layout_spec", default="sds", show_default=True, help=LAYOUT_HELP)
+@json_option
 @pass_zone
-def du_cmd(zone: Zone, coll: str, by: str, layout_spec: str) -> None:
+def du_cmd(zone: Zone, coll: str, by: str, layout_spec: str, as_json: bool) -> None:
     """Bytes and objects of COLL's good replicas per resource, group, station or year (2 bulk queries)."""
     layout = layout_of(layout_spec) if by in ("station", "year") else None
     with doing(f"du {coll}"):
         inv = _inventory(zone.client(shared_deadline=False), coll)
         usage = inv.usage(by, layout)
+    total = sum(b for b, _ in usage.values()) or 1
+    if as_json:
+        emit_json({"collection": inv.root, "objects": len(inv.objects), "by": by, "queries": inv.queries,
+                   "usage": [{by: name, **({"group": inv.resources.group(name) if name in inv.resources else None}
+                                          if by == "resource" else {}),
+                              "bytes": nbytes, "objects": count, "share": round(nbytes / total, 6)}
+                             for name, (nbytes, count) in usage.items()]})
+        return
     click.echo(f"{inv.root}: {len(inv.objects)} objects, good replicas by {by}")
     table = Table()
     table.add_column(by)
@@ -59,13 +68,18 @@ def du_cmd(zone: Zone, coll: str, by: str, layout_spec: str) -> None:
     for name in ("bytes", "objects", "share"):
         table.add_column(name, justify="right")
     table.add_column("")
-    total = sum(b for b, _ in usage.values()) or 1
     top = max((b for b, _ in usage.values()), default=0)
     for name, (nbytes, count) in usage.items():
         row = [name] + ([inv.resources.group(name) if name in inv.resources else "?"] if by == "resource" else [])
         table.add_row(*row, format_size(nbytes), str(count), f"{100 * nbytes / total:.1f}%", _bar(nbytes, top))
-    Console(width=max(100, Console().width)).print(table)
+    _wide(100).print(table)
     click.echo(f"{inv.queries} GenQuery calls")
+
+
+def _wide(least: int) -> Console:
+    """Tables on stdout: at least ``least`` columns on a terminal; off one, never cut."""
+    out = results_console()
+    return out if not out.is_terminal else Console(width=max(least, out.width))
 
 
 @click.group("rebalance")
@@ -101,9 +115,10 @@ def _distribution(plan: "Plan") -> Table:
               show_default=True, help="Each target within PCT percentage points of its share of the bytes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random choice of the leaf within a group.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Plan file.")
+@json_option
 @pass_zone
 def plan_cmd(zone: Zone, coll: str, targets: tuple[str, ...], sources: tuple[str, ...], mode: str, target_spec: str,
-             min_copies: int, threshold: float, seed: int, output: Path) -> None:
+             min_copies: int, threshold: float, seed: int, output: Path, as_json: bool) -> None:
     """Compute the moves for COLL from the catalogue alone (2 bulk queries) and write them to -o PLAN."""
     from secure_irods.errors import InvalidInputError
     from seisstore.rebalance import make_plan, parse_target
@@ -121,7 +136,10 @@ def plan_cmd(zone: Zone, coll: str, targets: tuple[str, ...], sources: tuple[str
         except InvalidInputError as exc:
             raise Failure(exc.message, ExitCode.USAGE) from None
     plan.write(output)
-    Console(width=max(110, Console().width)).print(_distribution(plan))
+    if as_json:
+        emit_json({"plan_file": str(output), "queries": inv.queries, **plan.header})
+        return
+    _wide(110).print(_distribution(plan))
     skipped = ", ".join(f"{n} {why}" for why, n in plan.skipped.items())
     click.echo(f"wrote {output}: {len(plan.moves)} moves, {format_size(sum(m.size for m in plan.moves))}"
                f" ({inv.queries} GenQuery calls){'; left out: ' + skipped if skipped else ''}")
@@ -199,7 +217,8 @@ def apply_cmd(zone: Zone, plan_path: Path, rate: float | None, max_parallel: int
 
 @rebalance.command("status")
 @click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def status_cmd(plan_path: Path) -> None:
+@json_option
+def status_cmd(plan_path: Path, as_json: bool) -> None:
     """Summary of PLAN's journal: moves done, skipped, failed, pending; bytes left; runs."""
     from seisstore.rebalance import Journal, Plan
 
@@ -217,23 +236,28 @@ def status_cmd(plan_path: Path) -> None:
             done_bytes += m.size
         elif state != "skipped":
             left += m.size
-    click.echo(f"{plan_path}: {plan.mode} of {plan.collection}, {len(plan.moves)} moves")
-    table = Table()
-    table.add_column("state")
-    table.add_column("moves", justify="right")
-    for state in sorted(counts):
-        table.add_row(state, str(counts[state]))
-    Console(width=max(80, Console().width)).print(table)
     runs = journal.runs()
     copied = journal.copied()
-    click.echo(f"{format_size(done_bytes)} of moves done ({format_size(copied)} copied), {format_size(left)} left; {len(runs)} apply runs"
-               + (f", last by {runs[-1]['host']} pid {runs[-1]['pid']}" if runs else ""))
     reasons: dict[str, int] = {}
     for rec in states.values():
         if rec.get("state") in ("failed", "skipped") and rec.get("reason"):
             why = re.sub(r"gave up after \d+ attempt\(s\): ", "", rec["reason"])
             key = f"{rec['state']}: {why[:100]}"
             reasons[key] = reasons.get(key, 0) + 1
+    if as_json:
+        emit_json({"plan_file": str(plan_path), "mode": plan.mode, "collection": plan.collection,
+                   "moves": len(plan.moves), "states": counts, "bytes_done": done_bytes, "bytes_copied": copied,
+                   "bytes_left": left, "runs": runs, "reasons": reasons})
+        return
+    click.echo(f"{plan_path}: {plan.mode} of {plan.collection}, {len(plan.moves)} moves")
+    table = Table()
+    table.add_column("state")
+    table.add_column("moves", justify="right")
+    for state in sorted(counts):
+        table.add_row(state, str(counts[state]))
+    _wide(80).print(table)
+    click.echo(f"{format_size(done_bytes)} of moves done ({format_size(copied)} copied), {format_size(left)} left; {len(runs)} apply runs"
+               + (f", last by {runs[-1]['host']} pid {runs[-1]['pid']}" if runs else ""))
     for why, n in sorted(reasons.items()):
         click.echo(f"{n} {why}")
 
@@ -245,9 +269,10 @@ def status_cmd(plan_path: Path) -> None:
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Take --to from this plan.")
 @click.option("--recompute", is_flag=True, help="Have the zone recompute every good replica's checksum.")
+@json_option
 @pass_zone
 def verify_cmd(zone: Zone, coll: str, min_copies: int, targets: tuple[str, ...], plan_path: Path | None,
-               recompute: bool) -> None:
+               recompute: bool, as_json: bool) -> None:
     """Objects of COLL at risk (no good replica, < --min-copies, mismatches): exit 3 if any."""
     from seisstore.rebalance import Plan, verify
 
@@ -261,16 +286,23 @@ def verify_cmd(zone: Zone, coll: str, min_copies: int, targets: tuple[str, ...],
             if t not in inv.resources:
                 raise Failure(f"no such resource: {t}", ExitCode.USAGE)
         report = verify(client, inv, min_copies=min_copies, targets=to or None, recompute=recompute)
-    click.echo(f"{inv.root}: verify, min copies {min_copies}" + (f", targets {', '.join(to)}" if to else ""))
-    table = Table()
-    table.add_column("check")
-    table.add_column("count", justify="right")
-    for name, n, risky in report.rows():
-        table.add_row(name, f"[red]{n}[/red]" if risky and n else str(n))
-    Console(width=max(80, Console().width)).print(table)
-    for path in (report.no_good + report.under_copies + report.mismatches)[:20]:
-        click.echo(f"at risk: {path}")
-    if recompute:
-        click.echo(f"{report.checksums_computed} checksums recomputed by the zone")
+    if as_json:
+        emit_json({"collection": inv.root, "min_copies": min_copies, "targets": to,
+                   "checks": {name: n for name, n, _ in report.rows()}, "at_risk": report.at_risk,
+                   "no_good": report.no_good, "under_copies": report.under_copies,
+                   "mismatches": report.mismatches, "stale": report.stale, "outside": report.outside,
+                   "unchecked": report.unchecked, "checksums_computed": report.checksums_computed})
+    else:
+        click.echo(f"{inv.root}: verify, min copies {min_copies}" + (f", targets {', '.join(to)}" if to else ""))
+        table = Table()
+        table.add_column("check")
+        table.add_column("count", justify="right")
+        for name, n, risky in report.rows():
+            table.add_row(name, f"[red]{n}[/red]" if risky and n else str(n))
+        _wide(80).print(table)
+        for path in (report.no_good + report.under_copies + report.mismatches)[:20]:
+            click.echo(f"at risk: {path}")
+        if recompute:
+            click.echo(f"{report.checksums_computed} checksums recomputed by the zone")
     if report.at_risk:
         raise Failure(f"{report.at_risk} objects at risk in {inv.root}", ExitCode.PERMANENT)

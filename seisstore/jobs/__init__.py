@@ -1,5 +1,8 @@
 """Campaign jobs run by ``start.bash`` (``python -m seisstore.jobs.<name> <param line>``).
 
+:class:`Job` (``seisstore.jobs.line``) is one ``param.txt`` line as a job script sees it;
+``preprocess`` and ``correlate`` are the toolkit's own job modules.
+
 Each takes its settings from its job script (``main(config={...})``: the script is what
 ``start.bash`` fetches with the campaign), else a small JSON file (:func:`load_config`),
 environment variables filling in; reaches the zone only through ``secure_irods``; and
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from secure_irods.errors import InvalidInputError
+from seisstore.jobs.line import Job
 
-__all__ = ["load_config", "main_wrapper", "ENV_CONFIG"]
+__all__ = ["Job", "load_config", "main_wrapper", "ENV_CONFIG"]
 
 ENV_CONFIG = "SEISSTORE_CONFIG"
 
@@ -88,4 +92,10 @@ def main_wrapper(run: Callable[[list[str]], int], argv: list[str] | None = None,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("irods").setLevel(logging.CRITICAL + 1)
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):    # a job module says what it is, and connects to nothing
+        import importlib
+
+        print(f"usage: python -m {prog} <param.txt line: n_dates idate n_stations istation [jstation]>\n")
+        print((importlib.import_module(prog).__doc__ or "").strip())
+        sys.exit(0)
     sys.exit(call(lambda: run(args), prog))

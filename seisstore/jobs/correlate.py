@@ -14,16 +14,16 @@ in a work directory holding ``dates.txt`` and ``stations.txt``.  The pairs are e
      "coordinates": {"STA1": [45.1, 5.7, 210.0]},   # lat, lon, elevation m (distance in bundles)
      "workers": null}                           # FFT threads (default: all cores)
 
-What it does: plans the line's bundles (pairs packed in order up to the target size:
-:func:`seisstore.bundles.pack`, named ``<job>.b<k>.h5``), asks the bundle index which of
-them already exist with every planned (pair, date) -- those are skipped, so a finished
-line rerun reads and writes nothing --, then date by date reads the day files of the
-stations still needed (``Job.read``), correlates every pair of them at once
-(:func:`seisstore.xcorr.correlate_day`) and writes the rows into local bundle files.  At
-the end each bundle is uploaded atomically (``client.put``: a temporary object renamed
-once its checksum matches) and only then given its AVUs, so a line killed at any moment
-leaves no partial bundle at a final name and none in the index; its rerun redoes the
-bundles not indexed yet.
+What it does, in :func:`run`: **plan** the line's bundles (pairs packed in order up to
+the target size: :func:`seisstore.bundles.pack`, named ``<job>.b<k>.h5``) and ask the
+correlation store which of them it already holds with every planned (pair, date) --
+those are skipped, so a finished line rerun reads and writes nothing --; then date by
+date **assemble** the day files of the stations still needed into one matrix and
+**correlate** every pair of them at once (:func:`seisstore.xcorr.correlate_day`) into
+local bundle files; at the end **store** each bundle
+(:meth:`seisstore.bundles.CorrelationStore.append`: an atomic put, then its AVUs), so a
+line killed at any moment leaves no partial bundle at a final name and none in the
+index; its rerun redoes the bundles not indexed yet.
 """
 
 from __future__ import annotations
@@ -31,32 +31,92 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from secure_irods.errors import InvalidInputError
 from secure_irods.query import Query
+from seisstore.jobs import Job, load_config, main_wrapper, output_collection, setting
 
-from seisstore.jobs import load_config, main_wrapper, output_collection, setting
+if TYPE_CHECKING:
+    from secure_irods.client import Client
+    from seisstore.bundles import CorrelationStore, LocalBundle
+    from seisstore.layout import Key
 
 log = logging.getLogger("seisstore.jobs.correlate")
 
-#: Seconds to wait before each bundle upload (tests and demos use it to preempt a job mid-upload).
-ENV_HOLD = "SEISSTORE_HOLD_BEFORE_UPLOAD"
+Pair = tuple[str, str]
 
 
-def _station_of(key, names: set[str]) -> str | None:
+@dataclass(frozen=True)
+class Settings:
+    """The job's settings (see the module docstring), checked before anything is read."""
+
+    processed: str
+    bundles: str
+    layout: str = "sds"
+    channels: list[str] | None = None
+    window_s: float = 3600.0
+    step_s: float = 3600.0
+    max_lag_s: float = 200.0
+    substack_s: float | None = None
+    bundle_size: int = 0
+    coords: dict[str, tuple[float, ...]] | None = None
+    workers: int | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Settings":
+        from seisstore.bundles import DEFAULT_BUNDLE_SIZE
+
+        processed = setting(config, "processed", "SEISSTORE_PROCESSED")
+        bundles = output_collection(config, "bundles", "SEISSTORE_BUNDLES")
+        if not processed or not bundles:
+            raise InvalidInputError("correlate needs the processed archive and the bundle collection (settings"
+                                    " processed/bundles or $SEISSTORE_PROCESSED/$SEISSTORE_BUNDLES or"
+                                    " $SEISSTORE_RESULTS)")
+        window_s = float(config.get("window_s", 3600.0))
+        substack_s = config.get("substack_s")
+        return cls(processed, bundles, config.get("layout", "sds"), config.get("channels"), window_s,
+                   float(config.get("step_s") or window_s), float(config.get("max_lag_s", 200.0)),
+                   float(substack_s) if substack_s else None,
+                   int(setting(config, "bundle_size", "SEISSTORE_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)),
+                   {k: tuple(map(float, v)) for k, v in (config.get("coordinates") or {}).items()},
+                   config.get("workers"))
+
+
+@dataclass
+class LinePlan:
+    """What one line computes: the processed files it reads and the bundles it writes."""
+
+    rate: float
+    chain: str                                          # the inputs' preprocessing chains, one a line
+    avail: dict[str, dict[datetime.date, tuple]]        # station -> day -> (Key, Entry) of its day file
+    dates_of: dict[Pair, list[datetime.date]]           # pair -> the days both stations have
+    bundles: dict[str, list[Pair]]                      # bundle (its number, then its path) -> its pairs
+    n_sub: int
+
+    def pairs_on(self, day: datetime.date) -> list[Pair]:
+        return [p for group in self.bundles.values() for p in group if day in self.dates_of[p]]
+
+    def inputs_of(self, bundle: "LocalBundle", checksums: dict[str, str]) -> dict[str, str]:
+        """``NET.STA.LOC.CHA.DATE -> checksum`` of every day file ``bundle`` was computed from."""
+        ids = {f"{self.avail[s][d][0].seed_id}.{d}" for p in bundle.pairs for d in bundle.dates_of[p] for s in p}
+        return {i: checksums[i] for i in ids}
+
+
+def _station_of(key: "Key", names: set[str]) -> str | None:
     full = f"{key.net}.{key.sta}"
     return full if full in names else key.sta if key.sta in names else None
 
 
-def _processed_facts(client, root: str) -> tuple[list[float], list[str]]:
+def _processed_facts(client: "Client", root: str) -> tuple[list[float], list[str]]:
     """Distinct sampling rates and chains of the processed files (one GenQuery; rows are distinct)."""
     q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE")
-         .where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+         .under(root)
          .where_any("META_DATA_ATTR_NAME", [("=", "sampling_rate"), ("=", "chain")]))
     rates, chains = set(), set()
     for attr, value in client.query(q):
@@ -67,117 +127,115 @@ def _processed_facts(client, root: str) -> tuple[list[float], list[str]]:
     return sorted(rates), sorted(chains)
 
 
+def plan(job: "Job", settings: Settings) -> LinePlan | None:
+    """The line's day files and bundles (catalogue already read; one GenQuery); None: nothing to correlate."""
+    from seisstore.bundles import pack
+
+    names = set(job.stations)
+    avail: dict[str, dict[datetime.date, tuple]] = {}
+    for key, entry in job.catalogue.select(channels=settings.channels):
+        station = _station_of(key, names)
+        if station is None:
+            continue
+        if key.day in avail.setdefault(station, {}):
+            raise ValueError(f"{station} has several channels on {key.day}: choose one with the channels setting")
+        avail[station][key.day] = (key, entry)
+    pairs = list(job.pairs())
+    dates_of = {p: [d for d in job.dates if d in avail.get(p[0], {}) and d in avail.get(p[1], {})] for p in pairs}
+    rates, chains = _processed_facts(job.client, job.client.resolve(settings.processed).rstrip("/"))
+    if len(rates) > 1:
+        raise ValueError(f"processed files have several sampling rates {rates}: one is needed")
+    if not rates:
+        log.warning("%s: no processed day file for this line: nothing to correlate", job.name)
+        return None
+    nlag = 2 * int(round(settings.max_lag_s * rates[0])) + 1
+    n_sub = 1 if not settings.substack_s else int(-(-86400 // settings.substack_s))
+    groups = pack(pairs, dates_of, n_sub * nlag * 4, settings.bundle_size)
+    return LinePlan(rates[0], "\n".join(chains), avail, dates_of, {str(k): g for k, g in enumerate(groups)}, n_sub)
+
+
+def still_to_write(job: "Job", line: LinePlan, store: "CorrelationStore") -> None:
+    """Keep in ``line.bundles`` only the bundles ``store`` does not hold whole yet, by their paths."""
+    planned = {store.path(job.name, k): group for k, group in enumerate(line.bundles.values())}
+    line.bundles = {path: group for path, group in planned.items()
+                    if not store.contains(path, ((p, d) for p in group for d in line.dates_of[p]))}
+    log.info("%s: %d pairs, %d bundles planned, %d to write", job.name, sum(map(len, planned.values())),
+             len(planned), len(line.bundles))
+
+
+def assemble(job: "Job", line: LinePlan, day: datetime.date, pairs: list[Pair],
+             checksums: dict[str, str]) -> tuple[np.ndarray, dict[str, int]]:
+    """The day files of ``pairs``' stations on ``day`` as one ``(stations, 86400 * rate)`` matrix, zero
+    where there is no data; returns it and each station's row.  Notes each file's checksum."""
+    stations = sorted({s for p in pairs for s in p}, key=job.all_stations.index)
+    row = {s: k for k, s in enumerate(stations)}
+    npts = int(round(86400 * line.rate))
+    data = np.zeros((len(stations), npts), dtype=np.float32)
+    items = [line.avail[s][day] for s in stations]
+    for k, ((key, entry), (_, stream)) in enumerate(zip(items, job.catalogue.read(items, client=job.client,
+                                                                                   prefetch=2))):
+        checksums[f"{key.seed_id}.{key.day}"] = entry.checksum or "-"
+        stream.merge(method=0, fill_value=0)
+        tr = stream[0]
+        if abs(tr.stats.sampling_rate - line.rate) > 1e-9 * line.rate:
+            raise ValueError(f"{entry.path}: {tr.stats.sampling_rate} Hz, expected {line.rate} Hz")
+        start = int(round((tr.stats.starttime - _utc(day)) * line.rate))
+        lo, hi = max(0, start), min(npts, start + len(tr.data))
+        if hi > lo:
+            data[k, lo:hi] = tr.data[lo - start:hi - start]
+    return data, row
+
+
+def open_bundles(job: "Job", line: LinePlan, settings: Settings, directory: Path) -> dict[str, "LocalBundle"]:
+    """An empty local bundle file per bundle to write, every dataset created (see ``LocalBundle``)."""
+    from seisstore.bundles import LocalBundle
+    from seisstore.version import code_version
+
+    attrs = {"code_version": code_version(), "job": job.name, "window_s": settings.window_s,
+             "step_s": settings.step_s, "substack_s": float(settings.substack_s or 0), "chain": line.chain,
+             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {path: LocalBundle(directory / path.rsplit("/", 1)[1], group, line.dates_of, rate=line.rate,
+                              max_lag_s=settings.max_lag_s, n_sub=line.n_sub, attrs=attrs, coords=settings.coords)
+            for path, group in line.bundles.items()}
+
+
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
-    from seisstore.bundles import (DEFAULT_BUNDLE_SIZE, BundleIndex, LocalBundle, bundle_avus, code_version, pack)
-    from seisstore.job import Job
+    """One campaign line: plan -> assemble -> correlate -> store (see the module docstring)."""
+    from seisstore.bundles import CorrelationStore
+    from seisstore.version import code_version
     from seisstore.xcorr import correlate_day
 
-    config = dict(config) if config is not None else load_config("correlate", workdir)
-    processed = setting(config, "processed", "SEISSTORE_PROCESSED")
-    bundles = output_collection(config, "bundles", "SEISSTORE_BUNDLES")
-    if not processed or not bundles:
-        raise ValueError("correlate needs the processed archive and the bundle collection (settings"
-                         " processed/bundles or $SEISSTORE_PROCESSED/$SEISSTORE_BUNDLES or $SEISSTORE_RESULTS)")
-    window_s = float(config.get("window_s", 3600.0))
-    step_s = float(config.get("step_s") or window_s)
-    max_lag_s = float(config.get("max_lag_s", 200.0))
-    substack_s = config.get("substack_s")
-    target = int(setting(config, "bundle_size", "SEISSTORE_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE))
-    coords = {k: tuple(map(float, v)) for k, v in (config.get("coordinates") or {}).items()}
-    channels = config.get("channels")
-    workers = config.get("workers")
-    hold = float(os.environ.get(ENV_HOLD, "0") or 0)
-
-    with Job(processed, layout=config.get("layout", "sds"), argv=argv, workdir=workdir) as job:
-        client = job.client
-        processed = client.resolve(processed).rstrip("/")
-        bundles = client.resolve(bundles).rstrip("/")
-        pairs = list(job.pairs())
-        names = set(job.stations)
-        avail: dict[str, dict[datetime.date, tuple]] = {}
-        for key, entry in job.catalogue.select(channels=channels):
-            station = _station_of(key, names)
-            if station is None:
-                continue
-            if key.day in avail.setdefault(station, {}):
-                raise ValueError(f"{station} has several channels on {key.day}: choose one with the channels setting")
-            avail[station][key.day] = (key, entry)
-        dates_of = {p: [d for d in job.dates if d in avail.get(p[0], {}) and d in avail.get(p[1], {})] for p in pairs}
-        rates, chains = _processed_facts(client, processed)
-        if len(rates) > 1:
-            raise ValueError(f"processed files have several sampling rates {rates}: one is needed")
-        if not rates:
-            log.warning("%s: no processed day file for this line: nothing to correlate", job.name)
+    settings = Settings.from_config(dict(config) if config is not None else load_config("correlate", workdir))
+    with Job(settings.processed, layout=settings.layout, argv=argv, workdir=workdir) as job:
+        line = plan(job, settings)
+        if line is None:
             return 0
-        rate = rates[0]
-        nlag = 2 * int(round(max_lag_s * rate)) + 1
-        n_sub = 1 if not substack_s else int(-(-86400 // float(substack_s)))
-        groups = pack(pairs, dates_of, n_sub * nlag * 4, target)
-        planned = {f"{bundles}/{job.name}.b{k:03d}.h5": g for k, g in enumerate(groups)}
-        client.mkdir(bundles)
-        index = BundleIndex(client, bundles, cache=False)
-        todo = {}
-        for path, group in planned.items():
-            have = index.bundles.get(path)
-            wanted = {(p, d) for p in group for d in dates_of[p]}
-            if have is None or not wanted <= set(have.cells()):
-                todo[path] = group
-        log.info("%s: %d pairs, %d bundles planned, %d to write", job.name, len(pairs), len(planned), len(todo))
-        if not todo:
+        store = CorrelationStore(job.client, settings.bundles, cache=False, create=True)
+        still_to_write(job, line, store)
+        if not line.bundles:
             return 0
-        client.disconnect()          # the index is read: free the node's slot while computing
-        local_dir = Path(tempfile.mkdtemp(prefix=f".bundles-{job.name}-", dir=workdir))
-        try:
-            attrs = {"code_version": code_version(), "job": job.name, "window_s": window_s, "step_s": step_s,
-                     "substack_s": float(substack_s or 0), "chain": "\n".join(chains),
-                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-            local = {path: LocalBundle(local_dir / path.rsplit("/", 1)[1], group, dates_of, rate=rate,
-                                       max_lag_s=max_lag_s, n_sub=n_sub, attrs=attrs, coords=coords)
-                     for path, group in todo.items()}
-            wanted_pairs = [p for group in todo.values() for p in group]
-            inputs: dict[str, str] = {}
-            npts = int(round(86400 * rate))
+        job.client.disconnect()          # the index is read: free the node's slot while computing
+        checksums: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(prefix=f".bundles-{job.name}-", dir=workdir) as tmp:
+            local = open_bundles(job, line, settings, Path(tmp))
+            bundle_of = {p: bundle for bundle in local.values() for p in bundle.pairs}
             for day in job.dates:
-                today = [p for p in wanted_pairs if day in dates_of[p]]
-                if not today:
+                if not (today := line.pairs_on(day)):
                     continue
-                stations = sorted({s for p in today for s in p}, key=job.all_stations.index)
-                row = {s: k for k, s in enumerate(stations)}
-                data = np.zeros((len(stations), npts), dtype=np.float32)
-                items = [avail[s][day] for s in stations]
-                for (key, entry), (_, stream) in zip(items, job.catalogue.read(items, client=client, prefetch=2)):
-                    station = _station_of(key, names)
-                    inputs[f"{key.seed_id}.{key.day}"] = entry.checksum or "-"
-                    stream.merge(method=0, fill_value=0)
-                    tr = stream[0]
-                    if abs(tr.stats.sampling_rate - rate) > 1e-9 * rate:
-                        raise ValueError(f"{entry.path}: {tr.stats.sampling_rate} Hz, expected {rate} Hz")
-                    start = int(round((tr.stats.starttime - _utc(day)) * rate))
-                    lo, hi = max(0, start), min(npts, start + len(tr.data))
-                    if hi > lo:
-                        data[row[station], lo:hi] = tr.data[lo - start:hi - start]
-                cc, counts = correlate_day(data, rate, [(row[a], row[b]) for a, b in today], window_s=window_s,
-                                           step_s=step_s, max_lag_s=max_lag_s,
-                                           substack_s=float(substack_s) if substack_s else None, workers=workers)
-                client.disconnect()
+                data, row = assemble(job, line, day, today, checksums)
+                cc, counts = correlate_day(data, line.rate, [(row[a], row[b]) for a, b in today],
+                                           window_s=settings.window_s, step_s=settings.step_s,
+                                           max_lag_s=settings.max_lag_s, substack_s=settings.substack_s,
+                                           workers=settings.workers)
+                job.client.disconnect()
                 for k, pair in enumerate(today):
-                    for bundle in local.values():
-                        if pair in bundle.datasets:
-                            bundle.write(pair, day, cc[k], counts)
-            chain = "\n".join(chains)
+                    bundle_of[pair].write(pair, day, cc[k], counts)
             for path, bundle in local.items():
                 bundle.close()
-                mine = {f"{avail[s][d][0].seed_id}.{d}": inputs[f"{avail[s][d][0].seed_id}.{d}"]
-                        for p in bundle.pairs for d in bundle.dates_of[p] for s in p}
-                if hold:
-                    time.sleep(hold)
-                client.put(bundle.path, path, force=True)
-                client.set_avus(path, bundle_avus(bundle, job=job.name, code=attrs["code_version"], rate=rate,
-                                                  chain=chain, inputs=mine))
-                os.unlink(bundle.path)
+                store.append(path, bundle, job=job.name, code=code_version(), rate=line.rate, chain=line.chain,
+                             inputs=line.inputs_of(bundle, checksums))
+                os.unlink(bundle.path)       # free the disk before the next upload
                 log.info("%s: %s written (%d pairs)", job.name, path, len(bundle.pairs))
-        finally:
-            shutil.rmtree(local_dir, ignore_errors=True)
     return 0
 
 

@@ -26,7 +26,7 @@ import os
 
 from secure_irods.query import Query
 
-from seisstore.jobs import load_config, main_wrapper, output_collection, setting
+from seisstore.jobs import Job, load_config, main_wrapper, output_collection, setting
 
 log = logging.getLogger("seisstore.jobs.preprocess")
 
@@ -34,7 +34,7 @@ log = logging.getLogger("seisstore.jobs.preprocess")
 def processed_state(client, root: str) -> dict[str, dict[str, str]]:
     """Object path -> {chain, input_checksum} of the processed files under ``root`` (one bulk GenQuery)."""
     q = (Query("COLL_NAME", "DATA_NAME", "META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE")
-         .where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+         .under(root)
          .where_any("META_DATA_ATTR_NAME", [("=", "chain"), ("=", "input_checksum")]))
     state: dict[str, dict[str, str]] = {}
     for coll, name, attr, value in client.query(q):
@@ -45,9 +45,8 @@ def processed_state(client, root: str) -> dict[str, dict[str, str]]:
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
     from obspy import Stream
 
-    from seisstore.bundles import code_version
+    from seisstore.version import code_version
     from seisstore.dayfiles import store_days
-    from seisstore.job import Job
     from seisstore.preprocessing import DEFAULT_CHAIN, chain_text, process_day
 
     config = dict(config) if config is not None else load_config("preprocess", workdir)

@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from secure_irods.query import Query
+from secure_irods.query import Query, ReplicaStatus
 
-__all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory", "GOOD", "STALE"]
+__all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory"]
 
-GOOD, STALE, INTERMEDIATE = "1", "0", "2"   # and 3, 4: locked while a sibling is written (iRODS 4.3)
-BEING_WRITTEN = "being written"              # why plan and apply leave an object alone
+BEING_WRITTEN = "being written"   # why plan, apply and verify leave an object alone (iRODS 4.3 locks it)
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class Replica:
 
     @property
     def good(self) -> bool:
-        return self.status == GOOD
+        return self.status == ReplicaStatus.GOOD
 
 
 @dataclass
@@ -122,7 +121,7 @@ class DataObject:
     def being_written(self) -> bool:
         """A client holds a replica open for writing: 4.3 refuses to replicate, trim or unlink the object
         until it closes, and its siblings' status says nothing yet."""
-        return any(r.status not in (GOOD, STALE) for r in self.replicas)
+        return any(ReplicaStatus.held(r.status) for r in self.replicas)
 
     @property
     def size(self) -> int:
@@ -136,7 +135,7 @@ REPLICA_COLUMNS = ("COLL_NAME", "DATA_NAME", "DATA_REPL_NUM", "DATA_SIZE", "D_DA
 
 def replica_query(root: str) -> Query:
     root = root.rstrip("/") or "/"
-    return Query(*REPLICA_COLUMNS).where_any("COLL_NAME", [("=", root), ("like", f"{root}/%")])
+    return Query(*REPLICA_COLUMNS).under(root)
 
 
 def object_query(path: str) -> Query:

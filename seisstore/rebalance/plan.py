@@ -182,6 +182,10 @@ def make_plan(inv: Inventory, targets: list[str], sources: list[str] = (), *, mo
             plan.skipped["no good replica"] = plan.skipped.get("no good replica", 0) + 1
             continue
         held = {leaf_unit[r.leaf] for r in obj.good if r.leaf in leaf_unit}
+        if not held and mode != "replicate":   # a plan moves only what the named resources hold
+            where = ", ".join(sorted({inv.resources.group(r.leaf) or r.leaf for r in obj.good}))
+            why = f"held only by {where}, not named (add --from {where} to move them)"
+            plan.skipped[why] = plan.skipped.get(why, 0) + 1
         holders[path] = held
         for u in held:
             load[u] += obj.size

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from secure_irods.errors import SecureIrodsError, classify
+from secure_irods.errors import classify
+from secure_irods.query import ReplicaStatus
 
 from .inventory import Inventory
 
@@ -63,7 +64,8 @@ def verify(client, inv: Inventory, *, min_copies: int = 1, targets: list[str] | 
             continue
         if len(good) < min_copies:
             report.under_copies.append(path)
-        report.stale.extend(f"{path} #{r.number} on {r.leaf}" for r in obj.replicas if r.status == "0")
+        report.stale.extend(f"{path} #{r.number} on {r.leaf}" for r in obj.replicas
+                            if r.status == ReplicaStatus.STALE)
         if allowed is not None:
             report.outside.extend(f"{path} #{r.number} on {r.leaf}" for r in good if r.leaf not in allowed)
         sums = {r.checksum for r in good if r.checksum}
@@ -74,8 +76,8 @@ def verify(client, inv: Inventory, *, min_copies: int = 1, targets: list[str] | 
             for r in good:
                 try:
                     actual = client.replica_checksum(path, r.number)
-                except (SecureIrodsError, Exception) as exc:
-                    err = exc if isinstance(exc, SecureIrodsError) else classify(exc)
+                except Exception as exc:     # one replica never stops the check: say which
+                    err = classify(exc)
                     report.unchecked.append(f"{path} #{r.number}: {err.message}")
                     continue
                 report.checksums_computed += 1

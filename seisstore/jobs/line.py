@@ -1,6 +1,7 @@
 """The job side of a campaign: one ``param.txt`` line, its subset, and the archive.
 
-``start.bash`` runs ``job.py <n_dates> <idate> <n_stations> <istation> [<jstation>]`` in
+``from seisstore.jobs import Job``.  ``start.bash`` runs
+``job.py <n_dates> <idate> <n_stations> <istation> [<jstation>]`` in
 a work directory holding ``dates.txt`` and ``stations.txt``.  :class:`Job` turns that
 into the dates and stations (or station pairs) of this line, connects through
 ``secure_irods`` and indexes only that subset of the archive (a few bulk queries), so a
