@@ -261,7 +261,9 @@ def api_read(ctx: Session, msg, drop: bool):
         try:
             n = os.sendfile(ctx.sock.fileno(), desc.fd, desc.offset + sent, piece)
         except BlockingIOError:   # the socket has a timeout, hence is non-blocking underneath
-            if not select.select([], [ctx.sock], [], ctx.state.idle_timeout)[1]:
+            poll = select.poll()   # not select.select: it fails on descriptors past 1023
+            poll.register(ctx.sock, select.POLLOUT)
+            if not poll.poll(ctx.state.idle_timeout * 1000):
                 raise Dropped("client stopped reading") from None
             continue
         if n == 0:
