@@ -18,15 +18,9 @@ import socket
 
 from . import protocol as p
 from .api import HANDLERS
-from .api.admin import AdminApi
-from .api.auth import AuthApi
-from .api.collections import CollectionApi
-from .api.data_objects import DataObjectApi, Descriptor, Dropped
-from .api.metadata import MetadataApi
+from .api.data_objects import Descriptor, Dropped, release
 from .api.numbers import STREAMING, UNAUTHENTICATED, ApiNumber
-from .api.queries import QueryApi
-from .api.replicas import ReplicaApi
-from .catalog import AccessLevel, Catalog, split
+from .catalog import AccessLevel, Catalog, now, split
 from .errors import ErrorCode, IrodsError, fail
 from .catalog.genquery import QueryEngine
 from .resources import Resources
@@ -47,7 +41,9 @@ def version_pack(status: int) -> bytes:
         ("reconnPort", 0), ("reconnAddr", ""), ("cookie", COOKIE)]))
 
 
-class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, QueryApi, AdminApi):
+class Agent:
+    """One client connection: the :class:`~localgrid.api.session.Session` every handler is given."""
+
     def __init__(self, state: GridState, sock: socket.socket) -> None:
         self.state = state
         self.sock = sock
@@ -59,6 +55,7 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
         self.user_id: int | None = None
         self.user_type = ""
         self.groups: list[int] = []
+        self.ticket = ""          # the session ticket (TICKET_ADMIN_AN "session"), as the server's mySessionTicket
         self.challenge = b""
         self.signature = ""
         self.descriptors: dict[int, Descriptor] = {}
@@ -138,7 +135,8 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
             self.sock.sendall(p.frame("RODS_API_REPLY", int_info, body))
         except IrodsError as err:
             faults.delay()
-            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, err.body, p.pack_error(err.code, err.message)))
+            stack = p.pack_error(err.code, err.message) if err.stacked else b""
+            self.sock.sendall(p.frame("RODS_API_REPLY", err.code, err.body, stack))
         except p.ProtocolError as err:
             # a malformed request inside a well-framed message: answer, do not die
             code = ErrorCode.SYS_API_INPUT_ERR
@@ -146,7 +144,7 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
 
     def cleanup(self) -> None:
         for inx in list(self.descriptors):
-            self.release(inx, aborted=True)
+            release(self, inx, aborted=True)
         self.queries.close()
         self.cat.close()
         try:
@@ -162,11 +160,44 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
         if not self.is_admin():
             raise fail("CAT_INSUFFICIENT_PRIVILEGE_LEVEL", "needs rodsadmin")
 
+    def validate_logical_path(self, path: str) -> None:
+        """A path must start with a zone's root (dataObjOpr.cpp's validate_logical_path: a prefix test)."""
+        if not any(path.startswith(f"/{zone}") for zone in self.cat.zones()):
+            raise fail("SYS_INVALID_INPUT_PARAM", f"a valid zone name does not appear at the root of the object path [{path}]")
+
     def require(self, object_id: int, level: AccessLevel, what: str) -> None:
         if self.is_admin():
             return
-        if self.cat.access_level(object_id, self.groups) < level:
+        if self.cat.access_level(object_id, self.groups) < level and not self.ticket_grants(object_id, level):
             raise fail("CAT_NO_ACCESS_PERMISSION", f"no permission on {what}")
+
+    def ticket_grants(self, object_id: int, level: AccessLevel) -> bool:
+        """Whether the session ticket reaches the object at ``level`` (a read ticket: read; a write ticket:
+        modify too), within its expiry, uses and allowed users, groups and hosts (chlCheckTicketRestrictions).
+        A use is counted for each data object opened through it."""
+        ticket = self.cat.ticket(self.ticket) if self.ticket else None
+        if ticket is None or not self.cat.ticket_covers(ticket, object_id):
+            return False
+        if level > (AccessLevel.MODIFY_OBJECT if ticket["ticket_type"] == "write" else AccessLevel.READ_OBJECT):
+            return False
+        expiry = ticket["ticket_expiry_ts"]
+        if expiry and expiry.isdigit() and 0 < int(expiry) < int(now()):
+            raise fail("CAT_TICKET_EXPIRED", "the ticket has expired")
+        if ticket["uses_limit"] and ticket["uses_count"] >= ticket["uses_limit"]:
+            raise fail("CAT_TICKET_USES_EXCEEDED", "the ticket has been used up")
+        users = self.cat.ticket_list(ticket["ticket_id"], "user")
+        if users and self.user not in users:
+            raise fail("CAT_TICKET_USER_EXCLUDED", f"the ticket is not for {self.user}")
+        groups = self.cat.ticket_list(ticket["ticket_id"], "group")
+        if groups and not any(self.cat.user(g, self.zone) and self.cat.user(g, self.zone)["user_id"] in self.groups
+                              for g in groups):
+            raise fail("CAT_TICKET_GROUP_EXCLUDED", "the ticket is not for the user's groups")
+        hosts = self.cat.ticket_list(ticket["ticket_id"], "host")
+        if hosts and self.sock.getpeername()[0] not in hosts:
+            raise fail("CAT_TICKET_HOST_EXCLUDED", "the ticket is not for this host")
+        if level >= AccessLevel.READ_OBJECT:
+            self.cat.count_ticket_use(ticket["ticket_id"])
+        return True
 
     def replicas_or_fail(self, path: str, level: AccessLevel, missing: str = "CAT_UNKNOWN_FILE") -> list:
         """The replicas of a data object the user may act on at ``level``; the error a zone gives if none."""

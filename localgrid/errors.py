@@ -37,6 +37,7 @@ class ErrorCode(IntEnum):
     NOT_A_COLLECTION = -170000
     JSON_VALIDATION_ERROR = -172000
     USER_FILE_DOES_NOT_EXIST = -310000
+    USER_FILE_TOO_LARGE = -311000
     OVERWRITE_WITHOUT_FORCE_FLAG = -312000
     USER_CHKSUM_MISMATCH = -314000
     USER__NULL_INPUT_ERR = -316000
@@ -46,8 +47,11 @@ class ErrorCode(IntEnum):
     SAME_SRC_DEST_PATHS_ERR = -339000
     OBJ_PATH_DOES_NOT_EXIST = -358000
     USER_INVALID_RESC_INPUT = -361000
+    USER_FILE_SIZE_MISMATCH = -401000
     USER_INCOMPATIBLE_PARAMS = -402000
+    INTERMEDIATE_REPLICA_ACCESS = -405000
     LOCKED_DATA_OBJECT_ACCESS = -406000
+    CHECK_VERIFICATION_RESULTS = -407000
     UNIX_FILE_CREATE_ERR = -511000
     UNIX_FILE_RENAME_ERR = -528000
     UNIX_FILE_TRUNCATE_ERR = -529000
@@ -73,6 +77,15 @@ class ErrorCode(IntEnum):
     CAT_NOT_A_DATAOBJ_AND_NOT_A_COLLECTION = -836000
     CAT_UNKNOWN_SPECIFIC_QUERY = -853000
     CAT_STATEMENT_TABLE_FULL = -860000
+    CAT_NO_CHECKSUM_FOR_REPLICA = -862000
+    CAT_TICKET_INVALID = -890000
+    CAT_TICKET_EXPIRED = -891000
+    CAT_TICKET_USES_EXCEEDED = -892000
+    CAT_TICKET_USER_EXCLUDED = -893000
+    CAT_TICKET_HOST_EXCLUDED = -894000
+    CAT_TICKET_GROUP_EXCLUDED = -895000
+    CAT_TICKET_WRITE_USES_EXCEEDED = -896000
+    CAT_TICKET_WRITE_BYTES_EXCEEDED = -897000
     INPUT_ARG_NOT_WELL_FORMED_ERR = -1084000
     HIERARCHY_ERROR = -1803000
     DIRECT_CHILD_ACCESS = -1816000
@@ -85,15 +98,18 @@ CODES = {code.name: int(code) for code in ErrorCode}
 class IrodsError(Exception):
     """An API failure carried back to the client as RODS_API_REPLY intInfo plus an RError."""
 
-    def __init__(self, name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0) -> None:
+    def __init__(self, name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0,
+                 stacked: bool = True) -> None:
         name = ErrorCode[name].name if isinstance(name, str) else ErrorCode(name).name
         super().__init__(message or name)
         self.name = name
         self.code = int(ErrorCode[name]) - errno_    # a system error adds its errno, as the server does
         self.message = message or name
         self.body = body     # a packed reply some APIs send with their error (the JSON APIs' error object)
+        self.stacked = stacked   # False: the server adds no RError message (the body says it all)
 
 
-def fail(name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0) -> IrodsError:
+def fail(name: "str | ErrorCode", message: str = "", body: bytes = b"", errno_: int = 0,
+         stacked: bool = True) -> IrodsError:
     """The error to raise; ``name`` is a rodsErrorTable.h name (checked: a typo is a KeyError)."""
-    return IrodsError(name, message, body, errno_)
+    return IrodsError(name, message, body, errno_, stacked)

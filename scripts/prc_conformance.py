@@ -30,7 +30,7 @@ from localgrid.spawn import spawn  # noqa: E402
 
 TEST_DIR = Path(irods.test.__file__).parent
 MODULES = ["access_test", "collection_test", "data_obj_test", "meta_test", "query_test", "resource_test",
-           "user_group_test"]
+           "user_group_test", "admin_test", "ticket_test"]
 
 
 def run_module(module: str, timeout: float) -> dict:

@@ -32,7 +32,7 @@ from irods.ticket import Ticket
 
 from . import _prc
 from ._prc import install_stall_guard
-from .errors import NotFoundError, PermanentError, register_secret
+from .errors import NotFoundError, PermanentError, TransientError, register_secret
 from .query import Query, ReplicaStatus
 from .transfer import split_remote
 
@@ -48,6 +48,7 @@ class RemoteStat:
     kind: str  # "data" or "coll"
     size: int = 0
     checksum: str = ""
+    replica: int | None = None  # the good replica a get reads (a zone may serve a stale one otherwise)
 
     @property
     def is_collection(self) -> bool:
@@ -119,6 +120,8 @@ class PrcBackend:
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
         environment's, else ``~/.irods/.irodsA``) is read for the native scheme; a
         missing, empty or undecodable one is an ``AuthenticationError`` naming it.
+        ``ticket`` (``iget -t``): every connection of the session presents it, so the zone
+        grants what the ticket allows (its string is never logged).
         """
         install_stall_guard()
         if password is None:
@@ -201,16 +204,20 @@ class PrcBackend:
         """A data object (one GenQuery) or, failing that, a collection (one more); None if neither."""
         parent, name = split_remote(path)
         rows = list(
-            self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status)
+            self.session.query(DataObject.size, DataObject.checksum, DataObject.replica_status,
+                               DataObject.replica_number)
             .filter(Collection.name == parent)
             .filter(DataObject.name == name)
         )
         if rows:
             good = [r for r in rows if str(r[DataObject.replica_status]) == ReplicaStatus.GOOD]
             if not good:
-                raise PermanentError(f"{path}: no good replica (all stale or being written)")
+                if any(ReplicaStatus.held(r[DataObject.replica_status]) for r in rows):
+                    raise TransientError(f"{path}: being written (no good replica yet)")
+                raise PermanentError(f"{path}: no good replica (every replica is stale)")
             row = next((r for r in good if r[DataObject.checksum]), good[0])
-            return RemoteStat(path, "data", int(row[DataObject.size]), row[DataObject.checksum] or "")
+            return RemoteStat(path, "data", int(row[DataObject.size]), row[DataObject.checksum] or "",
+                              replica=int(row[DataObject.replica_number]))
         if self.session.collections.exists(path):
             return RemoteStat(path, "coll")
         return None
@@ -305,7 +312,8 @@ class PrcBackend:
 
     # ----------------------------------------------------------------- data
 
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> "RawReader":
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None,
+                  replica: int | None = None) -> "RawReader":
         """An unbuffered reader positioned at ``offset``; the caller closes it.
 
         Requests: open, one seek (PRC's buffer asks where it is), one more seek if
@@ -313,6 +321,8 @@ class PrcBackend:
         PRC's ``BufferedRandom`` would add a seek per read.
         """
         options = {kw.RESC_NAME_KW: resource} if resource else {}
+        if replica is not None and not resource:
+            options[kw.REPL_NUM_KW] = str(replica)
         try:
             handle = self.session.data_objects.open(path, "r", create=False, auto_close=False, **options)
         except Exception as exc:
@@ -359,7 +369,7 @@ class PrcBackend:
         if not rows:
             return None
         return (max(int(r[DataObject.size]) for r in rows),
-                any(str(r[DataObject.replica_status]) == ReplicaStatus.INTERMEDIATE for r in rows))
+                any(ReplicaStatus.held(r[DataObject.replica_status]) for r in rows))
 
     def rename(self, source: str, target: str) -> None:
         """Rename a data object (``target`` must not exist)."""
@@ -378,8 +388,7 @@ class PrcBackend:
         """
         rows = list(self.session.query(DataObject.name, DataObject.replica_status)
                     .filter(Collection.name == collection).filter(Like(DataObject.name, pattern)))
-        busy = {r[DataObject.name] for r in rows
-                if str(r[DataObject.replica_status]) == ReplicaStatus.INTERMEDIATE}
+        busy = {r[DataObject.name] for r in rows if ReplicaStatus.held(r[DataObject.replica_status])}
         prefix = collection.rstrip("/") + "/"
         return sorted({prefix + r[DataObject.name] for r in rows if r[DataObject.name] not in busy})
 

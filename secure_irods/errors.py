@@ -150,6 +150,8 @@ IRODS_CODES: dict[str, tuple[int, type[SecureIrodsError]]] = {
     "USER_SOCK_OPEN_ERR": (-304000, TransientError),
     "USER_SOCK_CONNECT_ERR": (-305000, TransientError),
     "USER_SOCK_CONNECT_TIMEDOUT": (-347000, TransientError),
+    # 4.3's logical locking: another agent is writing the object; it is free again when that writer closes.
+    "INTERMEDIATE_REPLICA_ACCESS": (-405000, TransientError),
     "LOCKED_DATA_OBJECT_ACCESS": (-406000, TransientError),
     "CATALOG_NOT_CONNECTED": (-801000, TransientError),
     "CAT_CONNECT_ERR": (-803000, TransientError),
@@ -196,6 +198,7 @@ IRODS_CODES: dict[str, tuple[int, type[SecureIrodsError]]] = {
     "CAT_NAME_EXISTS_AS_DATAOBJ": (-834000, ExistsError),
     # Checksum.
     "USER_CHKSUM_MISMATCH": (-314000, ChecksumMismatchError),
+    "CHECK_VERIFICATION_RESULTS": (-407000, ChecksumMismatchError),   # ichksum -K found a problem
     # Bad input.
     "SYS_API_INPUT_ERR": (-14000, InvalidInputError),
     "SYS_INVALID_FILE_PATH": (-31000, InvalidInputError),
@@ -342,6 +345,11 @@ def _classify(exc: BaseException) -> SecureIrodsError:
                 address = _PRC_ADDRESS.search(_text(exc))
                 return _refused(address.group(1) if address else "")
         return TransientError(f"NetworkException: {detail}")
+    from irods.manager import data_object_manager
+
+    if isinstance(exc, _optional(data_object_manager, "Server_Checksum_Warning")):   # with the JSON findings
+        return ChecksumMismatchError(f"CHECK_VERIFICATION_RESULTS: {_findings(exc)}", code=-407000,
+                                     name="CHECK_VERIFICATION_RESULTS")
     if isinstance(exc, _optional(prc, "DataObjectExistsAtLogicalPath")):   # PRC >= 3.2
         return ExistsError(_join(kind, _text(exc)))
     if isinstance(exc, (prc.DoesNotExist, prc.NoResultFound)):
@@ -355,6 +363,14 @@ def _classify(exc: BaseException) -> SecureIrodsError:
     if isinstance(exc, ValueError):
         return InvalidInputError(_join(kind, _text(exc)))
     return PermanentError(_join(kind, _text(exc)))
+
+
+def _findings(exc: BaseException) -> str:
+    """The messages of a checksum verification's findings, on one line."""
+    found = getattr(exc, "response", None)
+    if isinstance(found, list):
+        return "; ".join(str(f.get("message", f)) if isinstance(f, dict) else str(f) for f in found)
+    return _text(exc) or "replica checksums missing or wrong"
 
 
 def _optional(module: object, name: str) -> tuple[type, ...]:

@@ -35,6 +35,11 @@ class ReplicaStatus(str, enum.Enum):
     READ_LOCKED = "3"
     WRITE_LOCKED = "4"
 
+    @staticmethod
+    def held(status: object) -> bool:
+        """A writer holds the object: this replica is being written, or locked while a sibling is."""
+        return str(status) not in (ReplicaStatus.STALE.value, ReplicaStatus.GOOD.value)
+
 AGGREGATES = ("count", "sum", "min", "max", "avg")
 _COLUMN = re.compile(r"^(?:(count|sum|min|max|avg)\()?([A-Z][A-Z0-9_]*)\)?$")
 _OPS = ("=", "<>", "<", ">", "<=", ">=", "like", "not like")

@@ -78,6 +78,8 @@ PIPELINE_MIN = 32 * 1024 * 1024  # gets from this size on: hashing in its own th
 FLUSH_EVERY = 64 * 1024 * 1024  # a pipelined get fdatasyncs in the background every this many bytes
 
 Progress = Callable[[int], None]
+
+
 Spares = Callable[[int], ContextManager[list]]  # spares(n): up to n more connected backends, for a while
 
 
@@ -264,6 +266,8 @@ def _receive(backend: TransferBackend, remote: str, temp: Path, stat: RemoteStat
              resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
              streams: int) -> int:
     """Fill ``temp`` with ``remote``'s bytes, resuming after what it holds; returns where it resumed."""
+    # a zone serves a stale replica when no good one is up (voting.cpp): read the good one stat found
+    replica = None if resource else getattr(stat, "replica", None)
     for attempt in ("resume", "fresh"):
         offset = temp.stat().st_size if temp.exists() else 0
         if offset > stat.size:
@@ -280,9 +284,9 @@ def _receive(backend: TransferBackend, remote: str, temp: Path, stat: RemoteStat
             position = offset
             if stat.size - position >= PIPELINE_MIN:
                 _get_pipelined(backend, remote, out.fileno(), position, stat.size, hasher, deadline=deadline,
-                               resource=resource, chunk=chunk, progress=progress, spares=spares, streams=streams)
+                               resource=resource, replica=replica, chunk=chunk, progress=progress, spares=spares, streams=streams)
             elif position < stat.size:
-                reader = backend.open_read(remote, position, resource)
+                reader = backend.open_read(remote, position, resource, replica)
                 ok = False
                 try:
                     while position < stat.size:
@@ -460,7 +464,7 @@ class _Pipeline:
 
 def _get_pipelined(backend: TransferBackend, remote: str, fd: int, start: int, end: int, hasher, *, deadline: Deadline,
                    resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
-                   streams: int, flush_every: int | None = None) -> None:
+                   streams: int, flush_every: int | None = None, replica: int | None = None) -> None:
     """Receive ``[start, end)`` of ``remote`` into ``fd``, hashing in order as it arrives.
 
     ``backend``'s own reader is the primary stream: its failure fails the transfer.  Up
@@ -472,13 +476,13 @@ def _get_pipelined(backend: TransferBackend, remote: str, fd: int, start: int, e
     flush_every = FLUSH_EVERY if flush_every is None else flush_every
     pipe = _Pipeline(fd, start, end, chunk, hasher, (max(1, streams) + 2) * chunk, progress,
                      flush_every or end)
-    primary = backend.open_read(remote, start, resource)
+    primary = backend.open_read(remote, start, resource, replica)
     threads = [threading.Thread(target=pipe.hash_in_order, name="secure-irods-hash", daemon=True)]
     if flush_every:
         threads.append(threading.Thread(target=pipe.flush_behind, name="secure-irods-flush", daemon=True))
     if spares is not None and streams > 1:
         threads.append(threading.Thread(target=_read_with_spares, name="secure-irods-spares", daemon=True,
-                                        args=(pipe, spares, streams - 1, remote, start, resource, deadline)))
+                                        args=(pipe, spares, streams - 1, remote, start, resource, deadline, replica)))
     ok = False
     try:
         for t in threads:
@@ -504,7 +508,7 @@ def _get_pipelined(backend: TransferBackend, remote: str, fd: int, start: int, e
 
 
 def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str, start: int,
-                      resource: str | None, deadline: Deadline) -> None:
+                      resource: str | None, deadline: Deadline, replica: int | None = None) -> None:
     """Borrow up to ``wanted`` spare connections and read chunks with them until none is left.
 
     Runs beside the primary stream, which starts at once: connecting and logging in a spare
@@ -517,7 +521,7 @@ def _read_with_spares(pipe: _Pipeline, spares: Spares, wanted: int, remote: str,
                 if pipe.done:
                     break
                 try:
-                    readers.append(spare.open_read(remote, start, resource))
+                    readers.append(spare.open_read(remote, start, resource, replica))
                 except Exception as exc:
                     logger.info("no parallel stream for %s: %s: %s", remote, type(exc).__name__, exc)
             threads = [threading.Thread(target=pipe.read_with, args=(r, remote, deadline, False),

@@ -88,3 +88,34 @@ def test_mod_data_obj_meta_sets_comment_and_expiry(session, coll):
     assert row[DataObject.expiry] == "04102444800"
     with pytest.raises(ex.OBJ_PATH_DOES_NOT_EXIST):
         session.data_objects.modDataObjMeta({"objPath": f"{coll}/missing"}, {"dataComments": "x"})
+
+
+def test_quota_over_is_empty_until_usage_is_computed_and_usage_has_its_columns(grid, admin):
+    """chlSetQuota leaves quota_over empty; chlCalcUsageAndQuota fills R_QUOTA_USAGE (columns 2010-2013) and
+    quota_over; columns 2020-2023 name the quota's resource and user."""
+    from irods.column import Column, Integer, String
+    from irods.models import Model, ModelBase
+
+    class Usage(Model):
+        user_id = Column(Integer, "COL_QUOTA_USAGE_USER_ID", 2010)
+        usage = Column(Integer, "COL_QUOTA_USAGE", 2012)
+
+    class QuotaNames(Model):
+        resource = Column(String, "COL_QUOTA_RESC_NAME", 2020)
+        user = Column(String, "COL_QUOTA_USER_NAME", 2021)
+        kind = Column(String, "COL_QUOTA_USER_TYPE", 2023)
+
+    ModelBase.column_dict = {}     # PRC caches its column table: let it see these columns (its Quota lacks them)
+    user = admin.users.create("quota_carol", "rodsuser")
+    try:
+        admin.users.set_quota("quota_carol", 5000)
+        assert [r[Quota.over] for r in admin.query(Quota).filter(Quota.user_id == user.id)] in ([None], [""])
+        rows = admin.query(QuotaNames.resource, QuotaNames.user, QuotaNames.kind).filter(Quota.user_id == user.id)
+        assert [(r[QuotaNames.resource], r[QuotaNames.user], r[QuotaNames.kind]) for r in rows] == \
+            [("total", "quota_carol", "rodsuser")]
+        admin.groups.calculate_usage()
+        assert [int(r[Quota.over]) for r in admin.query(Quota).filter(Quota.user_id == user.id)] == [-5000]
+        me = admin.users.get(admin.username).id
+        assert all(int(r[Usage.usage]) >= 0 for r in admin.query(Usage.usage).filter(Usage.user_id == me))
+    finally:
+        user.remove()

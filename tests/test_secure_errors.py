@@ -7,6 +7,7 @@ import socket
 
 import irods.exception as prc
 import pytest
+from irods.manager.data_object_manager import Server_Checksum_Warning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +100,12 @@ TABLE = [
       if hasattr(prc, "DataObjectExistsAtLogicalPath") else []),
     # checksum
     (_err("USER_CHKSUM_MISMATCH"), ChecksumMismatchError, 3),
+    (_err("CHECK_VERIFICATION_RESULTS"), ChecksumMismatchError, 3),
+    (Server_Checksum_Warning('[{"severity": "warning", "error_code": -862000, "message": "no checksum"}]'),
+     ChecksumMismatchError, 3),
+    # 4.3's logical locking: another job is writing the object, it frees up when that job closes
+    (KeyError(-405000), TransientError, 2),          # INTERMEDIATE_REPLICA_ACCESS: PRC has no class for it
+    (_err("LOCKED_DATA_OBJECT_ACCESS"), TransientError, 2),
     # bad input
     (_err("USER_INPUT_PATH_ERR"), InvalidInputError, 1),
     (_err("SYS_INVALID_INPUT_PARAM"), InvalidInputError, 1),

@@ -207,7 +207,8 @@ class FakeConnection:
         obj.checksum = sha2(bytes(obj.data))
         return obj.checksum
 
-    def open_read(self, path: str, offset: int = 0, resource: str | None = None) -> FakeReader:
+    def open_read(self, path: str, offset: int = 0, resource: str | None = None,
+                  replica: int | None = None) -> FakeReader:
         self._alive()
         reader = FakeReader(self, path, offset, len(self.readers))
         self.readers.append(reader)

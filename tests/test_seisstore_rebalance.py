@@ -438,3 +438,42 @@ def test_plan_is_reproducible_and_spreads_within_threshold():
     assert abs(weighted.after["A"] / total - 0.5) <= 0.03
     moved = make_plan(inv, ["B", "C"], ["A"], mode="move")
     assert moved.after["A"] == 0 and len(moved.moves) == 500
+
+
+def test_objects_being_written_are_left_alone_and_reported(grid, client, coll, sites, tmp_path):
+    """iRODS 4.3 locks an object while a client writes it: plan leaves it out, apply skips it and reports it,
+    every other move is done and nothing is lost."""
+    paths = _fill(grid, coll, sites["s1"], 12)
+    with grid.session() as writer:
+        held = writer.data_objects.open(paths[0], "a")      # open for writing: intermediate and locked
+        try:
+            plan = _plan(client, coll, sites, tmp_path / "held.jsonl")
+        finally:
+            held.close()
+    assert plan.skipped.get("being written") == 1 and paths[0] not in {m.path for m in plan.moves}
+
+    plan_file = tmp_path / "apply.jsonl"
+    plan = _plan(client, coll, sites, plan_file)
+    target = plan.moves[0].path
+
+    def replicas_of_target():    # (number, size, checksum, resource, status) of each replica
+        return [row[2:7] for row in _catalogue(client, coll) if f"{row[0]}/{row[1]}" == target]
+
+    before = replicas_of_target()
+    with grid.session() as writer:
+        held = writer.data_objects.open(target, "a")
+        try:
+            report = Applier(plan_file, _connect).run()
+        finally:
+            held.close()
+    assert report.being_written == [target] and report.skipped == {"being written": 1}
+    assert report.done == len(plan.moves) - 1 and report.failed == []
+    assert replicas_of_target() == before                      # the held object: untouched
+    _assert_safe(client, coll, 12)
+    with grid.session() as writer:
+        held = writer.data_objects.open(target, "a")
+        try:   # verify reports an object being written instead of counting it at risk
+            report = verify(client, Inventory.load(client, coll), min_copies=1)
+        finally:
+            held.close()
+    assert report.being_written == [target] and report.at_risk == 0

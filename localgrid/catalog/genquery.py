@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import fail
+from .columns import COLUMNS, EDGES, GROUPS, NEEDS, NUMERIC, ROOT_ORDER
 
 # Select-option bits and aggregate codes of rodsGenQuery.h.
 ORDER_BY, ORDER_BY_DESC, RETURN_TOTAL_ROW_COUNT, NO_DISTINCT = 0x400, 0x800, 0x20, 0x40
@@ -23,105 +24,6 @@ AGGREGATES = {2: "min", 3: "max", 4: "sum", 5: "avg", 6: "count"}
 MAX_SQL_ROWS = 256 * 1024
 MAX_STATEMENTS = 50   # MAX_NUM_OF_CONCURRENT_STMTS
 
-# Table groups: the tables a group adds to FROM, in join order (alias, table, on-condition
-# inside the group).
-GROUPS: dict[str, list[tuple[str, str, str]]] = {
-    "data": [("d", "r_data_main", "")],
-    "coll": [("c", "r_coll_main", "")],
-    "resc": [("r", "r_resc_main", "")],
-    "zone": [("z", "r_zone_main", "")],
-    "user": [("u", "r_user_main", "")],
-    "group": [("ug", "r_user_group", ""), ("g", "r_user_main", "g.user_id = ug.group_user_id")],
-    "dmeta": [("dmm", "r_objt_metamap", ""), ("dm", "r_meta_main", "dm.meta_id = dmm.meta_id")],
-    "cmeta": [("cmm", "r_objt_metamap", ""), ("cm", "r_meta_main", "cm.meta_id = cmm.meta_id")],
-    "rmeta": [("rmm", "r_objt_metamap", ""), ("rm", "r_meta_main", "rm.meta_id = rmm.meta_id")],
-    "umeta": [("umm", "r_objt_metamap", ""), ("um", "r_meta_main", "um.meta_id = umm.meta_id")],
-    "daccess": [("da", "r_objt_access", ""),
-                ("dt", "r_tokn_main", "dt.token_id = da.access_type_id AND dt.token_namespace = 'access_type'")],
-    "caccess": [("ca", "r_objt_access", ""),
-                ("ct", "r_tokn_main", "ct.token_id = ca.access_type_id AND ct.token_namespace = 'access_type'")],
-    "cuser": [("cu", "r_user_main", "")],
-    "uauth": [("ua", "r_user_auth", "")],
-    "quota": [("q", "r_quota_main", "")],
-}
-
-# Links between groups: the condition that joins them (either direction).
-EDGES: dict[frozenset, str] = {
-    frozenset(("data", "coll")): "d.coll_id = c.coll_id",
-    frozenset(("data", "resc")): "d.resc_id = r.resc_id",
-    frozenset(("data", "dmeta")): "dmm.object_id = d.data_id",
-    frozenset(("coll", "cmeta")): "cmm.object_id = c.coll_id",
-    frozenset(("resc", "rmeta")): "rmm.object_id = r.resc_id",
-    frozenset(("user", "umeta")): "umm.object_id = u.user_id",
-    frozenset(("user", "group")): "ug.user_id = u.user_id",
-    frozenset(("data", "daccess")): "da.object_id = d.data_id",
-    frozenset(("daccess", "user")): "u.user_id = da.user_id",
-    frozenset(("coll", "caccess")): "ca.object_id = c.coll_id",
-    frozenset(("caccess", "cuser")): "cu.user_id = ca.user_id",
-    frozenset(("user", "uauth")): "ua.user_id = u.user_id",
-}
-# Groups that only make sense attached to an owner (an AVU of a data object...).
-NEEDS = {"dmeta": "data", "cmeta": "coll", "rmeta": "resc", "umeta": "user", "daccess": "data",
-         "caccess": "coll", "cuser": "caccess", "group": "user"}
-ROOT_ORDER = ["data", "coll", "resc", "user", "zone"]
-
-_REPL = "CASE d.data_is_dirty WHEN 1 THEN '1' WHEN 2 THEN '2' ELSE '0' END"
-_HIER = ("(WITH RECURSIVE h(id, parent, path) AS (SELECT resc_id, resc_parent, resc_name FROM r_resc_main"
-         " WHERE resc_id = d.resc_id UNION ALL SELECT p.resc_id, p.resc_parent, p.resc_name || ';' || h.path"
-         " FROM r_resc_main p JOIN h ON h.parent = CAST(p.resc_id AS TEXT)) SELECT path FROM h WHERE parent = '')")
-
-# Column number -> (group, SQL expression).  Numbers are those of rodsGenQuery.h.
-COLUMNS: dict[int, tuple[str, str]] = {
-    101: ("zone", "z.zone_id"), 102: ("zone", "z.zone_name"), 103: ("zone", "z.zone_type_name"),
-    104: ("zone", "z.zone_conn_string"), 105: ("zone", "z.r_comment"), 106: ("zone", "z.create_ts"),
-    107: ("zone", "z.modify_ts"),
-    201: ("user", "u.user_id"), 202: ("user", "u.user_name"), 203: ("user", "u.user_type_name"),
-    204: ("user", "u.zone_name"), 206: ("user", "u.user_info"), 207: ("user", "u.r_comment"),
-    208: ("user", "u.create_ts"), 209: ("user", "u.modify_ts"),
-    301: ("resc", "r.resc_id"), 302: ("resc", "r.resc_name"), 303: ("resc", "r.zone_name"),
-    304: ("resc", "r.resc_type_name"), 305: ("resc", "r.resc_class_name"), 306: ("resc", "r.resc_net"),
-    307: ("resc", "r.resc_def_path"), 308: ("resc", "r.free_space"), 309: ("resc", "r.resc_info"),
-    310: ("resc", "r.r_comment"), 311: ("resc", "r.create_ts"), 312: ("resc", "r.modify_ts"),
-    313: ("resc", "r.resc_status"), 314: ("resc", "r.free_space_ts"), 315: ("resc", "r.resc_children"),
-    316: ("resc", "r.resc_context"), 317: ("resc", "r.resc_parent"), 318: ("resc", "r.resc_parent_context"),
-    401: ("data", "d.data_id"), 402: ("data", "d.coll_id"), 403: ("data", "d.data_name"),
-    404: ("data", "d.data_repl_num"), 405: ("data", "d.data_version"), 406: ("data", "d.data_type_name"),
-    407: ("data", "d.data_size"),
-    409: ("data", "(SELECT resc_name FROM r_resc_main WHERE resc_id = d.resc_id)"),
-    410: ("data", "d.data_path"), 411: ("data", "d.data_owner_name"), 412: ("data", "d.data_owner_zone"),
-    413: ("data", _REPL), 414: ("data", "d.data_status"), 415: ("data", "d.data_checksum"),
-    416: ("data", "d.data_expiry"), 417: ("data", "d.data_map_id"), 418: ("data", "d.r_comment"),
-    419: ("data", "d.create_ts"), 420: ("data", "d.modify_ts"), 421: ("data", "d.data_mode"),
-    422: ("data", _HIER), 423: ("data", "d.resc_id"),
-    500: ("coll", "c.coll_id"), 501: ("coll", "c.coll_name"), 502: ("coll", "c.parent_coll_name"),
-    503: ("coll", "c.coll_owner_name"), 504: ("coll", "c.coll_owner_zone"), 505: ("coll", "c.coll_map_id"),
-    506: ("coll", "c.coll_inheritance"), 507: ("coll", "c.r_comment"), 508: ("coll", "c.create_ts"),
-    509: ("coll", "c.modify_ts"), 510: ("coll", "c.coll_type"), 511: ("coll", "c.coll_info1"),
-    512: ("coll", "c.coll_info2"),
-    600: ("dmeta", "dm.meta_attr_name"), 601: ("dmeta", "dm.meta_attr_value"),
-    602: ("dmeta", "dm.meta_attr_unit"), 603: ("dmeta", "dm.meta_id"), 604: ("dmeta", "dm.create_ts"),
-    605: ("dmeta", "dm.modify_ts"),
-    610: ("cmeta", "cm.meta_attr_name"), 611: ("cmeta", "cm.meta_attr_value"),
-    612: ("cmeta", "cm.meta_attr_unit"), 613: ("cmeta", "cm.meta_id"), 614: ("cmeta", "cm.create_ts"),
-    615: ("cmeta", "cm.modify_ts"),
-    630: ("rmeta", "rm.meta_attr_name"), 631: ("rmeta", "rm.meta_attr_value"),
-    632: ("rmeta", "rm.meta_attr_unit"), 633: ("rmeta", "rm.meta_id"), 634: ("rmeta", "rm.create_ts"),
-    635: ("rmeta", "rm.modify_ts"),
-    640: ("umeta", "um.meta_attr_name"), 641: ("umeta", "um.meta_attr_value"),
-    642: ("umeta", "um.meta_attr_unit"), 643: ("umeta", "um.meta_id"), 644: ("umeta", "um.create_ts"),
-    645: ("umeta", "um.modify_ts"),
-    700: ("daccess", "da.access_type_id"), 701: ("daccess", "dt.token_name"),
-    702: ("daccess", "dt.token_namespace"), 703: ("daccess", "da.user_id"), 704: ("daccess", "da.object_id"),
-    710: ("caccess", "ca.access_type_id"), 711: ("caccess", "ct.token_name"),
-    712: ("caccess", "ct.token_namespace"), 713: ("caccess", "ca.user_id"), 714: ("caccess", "ca.object_id"),
-    900: ("group", "g.user_id"), 901: ("group", "g.user_name"),
-    1300: ("cuser", "cu.user_name"), 1301: ("cuser", "cu.zone_name"),
-    1600: ("uauth", "ua.user_id"), 1601: ("uauth", "ua.user_auth_name"),
-    2000: ("quota", "q.user_id"), 2001: ("quota", "q.resc_id"), 2002: ("quota", "q.quota_limit"),
-    2003: ("quota", "q.quota_over"), 2004: ("quota", "q.modify_ts"),
-}
-NUMERIC = {101, 201, 301, 401, 402, 404, 407, 417, 423, 500, 505, 700, 703, 704, 710, 713, 714, 900, 1600,
-           2000, 2001, 2002, 2003}
 
 _TOKEN = re.compile(r"\s*(?:(?P<q>'(?:[^']|'')*')|(?P<op>not\s+like|not\s+in|like|in|between|<>|!=|<=|>=|=|<|>)"
                     r"|(?P<paren>[(),])|(?P<bool>\|\||&&)|(?P<word>[^\s'(),]+))", re.I)
@@ -268,13 +170,15 @@ _VISIBLE = {"data": "d.data_id", "coll": "c.coll_id"}
 
 
 def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]], options: int,
-              visible_to: list[int] | None = None) -> tuple[str, list]:
+              visible_to: list[int] | None = None, ticket: str = "") -> tuple[str, list]:
     """SQL and arguments of one GenQuery.
 
     ``visible_to``: the user's and groups' ids of an ordinary user; rows of data objects
     (or, in a query without data-object columns, of collections) they may not at least read
     the metadata of are left out, as the iCAT's GenQuery access control does (an admin sees
-    everything: ``None``).
+    everything: ``None``); an ordinary user sees only their own tickets.  With a session
+    ``ticket``, what the ticket reaches replaces the access lists (general_query.cpp's
+    ticket-based access control).
     """
     if not selects:
         raise fail("CAT_INVALID_ARGUMENT", "no columns selected")
@@ -282,6 +186,8 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         if col not in COLUMNS:
             raise fail("CAT_INVALID_ARGUMENT", f"column {col} is not supported by the local grid")
     groups = {COLUMNS[c][0] for c, _ in selects} | {COLUMNS[c][0] for c, _ in conditions}
+    if ticket and visible_to is not None and "data" in groups:
+        groups.add("coll")       # the ticket may reach the object through its collection
     plan = _join_plan(groups)
     from_sql = []
     for group, link in plan:
@@ -301,9 +207,9 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
             exprs.append(f"CAST({expr} AS TEXT)" if col in NUMERIC else expr)
             group_by.append(expr)
             if opt & ORDER_BY_DESC:
-                order.insert(0, f"{expr} DESC")
+                order.append(f"{expr} DESC")
             elif opt & ORDER_BY:
-                order.insert(0, f"{expr}")
+                order.append(expr)
     aggregated = len(group_by) < len(selects)
     where, args = [], []
     upper = bool(options & UPPER_CASE_WHERE)
@@ -314,7 +220,17 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         where.append(clause)
         args.extend(values)
     guarded = next((key for group, key in _VISIBLE.items() if any(g == group for g, _ in plan)), None)
-    if visible_to is not None and guarded:   # data objects when queried, else collections
+    if visible_to is not None and "ticket" in groups:
+        where.append(f"tk.user_id IN ({','.join('?' * len(visible_to))})")
+        args.extend(visible_to)
+    if visible_to is not None and guarded and ticket:
+        reached = "(SELECT object_id FROM r_ticket_main WHERE ticket_string = ?)"
+        clauses = ([f"d.data_id IN {reached}"] if guarded == "d.data_id" else []) + [
+            f"c.coll_id IN {reached}",
+            f"c.coll_name LIKE (SELECT coll_name || '%' FROM r_coll_main WHERE coll_id IN {reached})"]
+        where.append("(" + " OR ".join(clauses) + ")")
+        args.extend([ticket] * len(clauses))
+    elif visible_to is not None and guarded:   # data objects when queried, else collections
         marks = ",".join("?" * len(visible_to))
         where.append(f"EXISTS (SELECT 1 FROM r_objt_access acl WHERE acl.object_id = {guarded}"
                      f" AND acl.user_id IN ({marks}) AND acl.access_type_id >= {VISIBLE_LEVEL})")
@@ -325,11 +241,15 @@ def build_sql(selects: list[tuple[int, int]], conditions: list[tuple[int, str]],
         sql += " WHERE " + " AND ".join(where)
     if aggregated and group_by:
         sql += " GROUP BY " + ", ".join(group_by)
-    # A stable order makes paging deterministic; explicit ORDER_BY columns come first.
-    rest = [e for e in group_by if e not in [o.removesuffix(" DESC") for o in order]]
-    if order or rest:
-        sql += " ORDER BY " + ", ".join(order + rest)
+    # general_query.cpp: the requested order, then collection, data name and replica number when selected
+    # (setOrderByUser, setOrderBy); nothing else is ordered.  A client pages through one open cursor.
+    order += [COLUMNS[col][1] for col in DEFAULT_ORDER for c, opt in selects if c == col and not opt & 0xF]
+    if order:
+        sql += " ORDER BY " + ", ".join(order)
     return sql, args
+
+
+DEFAULT_ORDER = (501, 403, 404)    # COL_COLL_NAME, COL_DATA_NAME, COL_DATA_REPL_NUM
 
 
 class QueryEngine:
@@ -350,9 +270,9 @@ class QueryEngine:
         self.db.close()
 
     def run(self, selects, conditions, max_rows: int, continue_inx: int, options: int, offset: int = 0,
-            visible_to: list[int] | None = None):
+            visible_to: list[int] | None = None, ticket: str = ""):
         """Return (rows, columns, continue_inx, total) or raise CAT_NO_ROWS_FOUND."""
-        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to)
+        build = None if continue_inx or max_rows <= 0 else build_sql(selects, conditions, options, visible_to, ticket)
         return self._page(build, [c for c, _ in selects], max_rows, continue_inx, options, offset)
 
     def run_sql(self, sql: str, args: list[str], max_rows: int, continue_inx: int, offset: int = 0):

@@ -206,6 +206,8 @@ def apply_cmd(zone: Zone, plan_path: Path, rate: float | None, max_parallel: int
         click.echo(f"took over the lock of a run that is gone: {prev}")
     for why, n in report.skipped.items():
         click.echo(f"skipped {n}: {why}")
+    for path in report.being_written:
+        click.echo(f"skipped {path}: being written (a client holds it open); left untouched")
     for outcome in report.failed[:20]:
         click.echo(f"failed {outcome.move.path}: {outcome.reason}")
     if len(report.failed) > 20:

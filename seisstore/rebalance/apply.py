@@ -33,7 +33,7 @@ from secure_irods.errors import classify
 from secure_irods.exitcodes import ExitCode
 from secure_irods.policy import Deadline
 
-from .inventory import DataObject, Inventory, Replica, Resources, object_query
+from .inventory import BEING_WRITTEN, DataObject, Inventory, Replica, Resources, object_query
 from .journal import FINAL, CollectionLock, Journal
 from .plan import Move, Plan
 
@@ -87,6 +87,7 @@ class ApplyReport:
     failed: list[MoveOutcome] = field(default_factory=list)
     elapsed: float = 0.0
     took_over: list[str] = field(default_factory=list)
+    being_written: list[str] = field(default_factory=list)   # objects skipped because a writer held them
 
     @property
     def rate(self) -> float:
@@ -194,6 +195,8 @@ class Applier:
                 report.dry += 1
             elif o.state == "skipped":
                 report.skipped[o.reason] = report.skipped.get(o.reason, 0) + 1
+                if o.reason == BEING_WRITTEN:
+                    report.being_written.append(o.move.path)
             else:
                 report.failed.append(o)
         return report
@@ -228,6 +231,8 @@ class Applier:
         obj = self._replicas(client, move.path)
         if obj is None:
             return MoveOutcome(move, "skipped", "object gone since planning")
+        if obj.being_written:       # never break a writer's lock; a later plan picks the object up
+            return MoveOutcome(move, "skipped", BEING_WRITTEN)
         target_leaves = set(resources.leaves(move.target["resource"]))
         src = next((r for r in obj.replicas if r.number == move.source_replica), None)
         in_target = [r for r in obj.good if r.leaf in target_leaves]

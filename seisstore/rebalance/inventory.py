@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory"]
 
+BEING_WRITTEN = "being written"   # why plan, apply and verify leave an object alone (iRODS 4.3 locks it)
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -120,6 +122,12 @@ class DataObject:
     @property
     def good(self) -> list[Replica]:
         return [r for r in self.replicas if r.good]
+
+    @property
+    def being_written(self) -> bool:
+        """A client holds a replica open for writing: 4.3 refuses to replicate, trim or unlink the object
+        until it closes, and its siblings' status says nothing yet."""
+        return any(ReplicaStatus.held(r.status) for r in self.replicas)
 
     @property
     def size(self) -> int:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from secure_irods.errors import InvalidInputError
 
-from .inventory import Inventory
+from .inventory import BEING_WRITTEN, Inventory
 
 __all__ = ["Move", "Plan", "make_plan", "parse_target", "MODES"]
 
@@ -176,6 +176,9 @@ def make_plan(inv: Inventory, targets: Sequence[str], sources: Sequence[str] = (
     holders: dict[str, set[str]] = {}   # path -> units holding a good replica
     for path in sorted(inv.objects):
         obj = inv.objects[path]
+        if obj.being_written:
+            plan.skipped[BEING_WRITTEN] = plan.skipped.get(BEING_WRITTEN, 0) + 1
+            continue
         if not obj.good:
             plan.skipped["no good replica"] = plan.skipped.get("no good replica", 0) + 1
             continue
