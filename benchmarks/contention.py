@@ -193,21 +193,26 @@ def grid_phase(control: str, grid, tmp: Path, remote: str, nodes: int, procs: in
             "first": min(finish.values(), default=0.0), "last": max(finish.values(), default=0.0), "jain": jain}
 
 
+def _object_on(grid, tmp: Path) -> tuple[str, str]:
+    """The 1 MiB object every worker gets, stored before the grid misbehaves: its path and sha256."""
+    from secure_irods.client import connect
+
+    data = os.urandom(OBJECT_SIZE)
+    (tmp / "obj.bin").write_bytes(data)
+    remote = f"{grid.home}/contention.bin"
+    with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False) as client:
+        client.put(tmp / "obj.bin", remote, force=True)
+    return remote, hashlib.sha256(data).hexdigest()
+
+
 def grid_benchmark(node_counts: list[int], limit: float) -> None:
     procs, gets, cap = 32, 10, 6
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
         tmp = Path(tmp)
         grid = spawn(tmp / "grid", "--seed", "11")
         try:
-            data = os.urandom(OBJECT_SIZE)
-            (tmp / "obj.bin").write_bytes(data)
-            remote = f"{grid.home}/contention.bin"
-            from secure_irods.client import connect
-
-            with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False) as client:
-                client.put(tmp / "obj.bin", remote, force=True)
+            remote, digest = _object_on(grid, tmp)
             grid.control.set(max_connections=cap)
-            digest = hashlib.sha256(data).hexdigest()
             rows = []
             for nodes in node_counts:
                 for control in ("fixed", "adaptive"):
@@ -252,15 +257,8 @@ def main() -> None:
         tmp = Path(tmp)
         grid = spawn(tmp / "grid", "--seed", "11")
         try:
-            data = os.urandom(OBJECT_SIZE)
-            (tmp / "obj.bin").write_bytes(data)
-            remote = f"{grid.home}/contention.bin"
-            from secure_irods.client import connect
-
-            with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False) as client:
-                client.put(tmp / "obj.bin", remote, force=True)
+            remote, digest = _object_on(grid, tmp)
             grid.control.set(max_connections=cap, drop_rate=0.10)
-            digest = hashlib.sha256(data).hexdigest()
             results = {kind: phase(kind, grid, tmp, remote, procs, gets, digest, cap, args.limit)
                        for kind in ("ours", "naive") if args.only in (None, kind)}
         finally:

@@ -394,19 +394,9 @@ class Window:
 
     def acquire(self, deadline: Deadline | float | None = None) -> Lease:
         """Wait (jittered) for the window to admit one more connection; :class:`TransientError` at the deadline."""
-        deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
-        patience = 1.0  # polls of a busy window grow 1.5x up to 0.5 s, as the throttle's: cheap when many wait
-        while True:
-            got = self.try_acquire()
-            if isinstance(got, Lease):
-                return got
-            left = deadline.remaining()
-            if left <= 0:
-                raise TransientError(f"window: no connection to {self.zone or 'the zone'} before the deadline "
-                                     f"(node window {self.state().limit:.2f})")
-            pause = max(got, min(0.5, got * patience))
-            patience *= 1.5
-            self._sleep(min(left, self._uniform(0.5 * pause, 1.5 * pause)))
+        return _wait_for_lease(self.try_acquire, deadline, self._sleep, self._uniform,
+                               lambda: f"{self.zone or 'the zone'} before the deadline "
+                                       f"(node window {self.state().limit:.2f})")
 
     def backoff(self, refusals: int) -> float:
         """The refused process's own pause before it asks the window again (full jitter, grows per refusal)."""
@@ -485,19 +475,8 @@ class HostWindows:
         return min(waits)
 
     def acquire(self, deadline: Deadline | float | None = None) -> Lease:
-        deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
-        sleep = self.windows[0]._sleep
-        patience = 1.0
-        while True:
-            got = self.try_acquire()
-            if isinstance(got, Lease):
-                return got
-            left = deadline.remaining()
-            if left <= 0:
-                raise TransientError(f"window: no connection to any host of {self.zone} before the deadline")
-            pause = max(got, min(0.5, got * patience))
-            patience *= 1.5
-            sleep(min(left, self._uniform(0.5 * pause, 1.5 * pause)))
+        return _wait_for_lease(self.try_acquire, deadline, self.windows[0]._sleep, self._uniform,
+                               lambda: f"any host of {self.zone} before the deadline")
 
     def backoff(self, refusals: int) -> float:
         """The shortest of the hosts' back-offs: another host may well have room now."""
@@ -520,3 +499,23 @@ def parse_hosts(raw: Any, default: str) -> list[str]:
             raise InvalidInputError(f"zone host {text!r} is not host:port")
         hosts.append(f"{host}:{int(port)}")
     return hosts
+
+
+def _wait_for_lease(try_acquire: Callable[[], "Lease | float"], deadline: Deadline | float | None,
+                    sleep: Callable[[float], None], uniform: Callable[[float, float], float],
+                    what: Callable[[], str]) -> Lease:
+    """Poll ``try_acquire`` (jittered) until it gives a lease; :class:`TransientError` at the deadline.
+
+    Polls of a busy window grow 1.5x up to 0.5 s, as the throttle's: cheap when many wait."""
+    deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
+    patience = 1.0
+    while True:
+        got = try_acquire()
+        if isinstance(got, Lease):
+            return got
+        left = deadline.remaining()
+        if left <= 0:
+            raise TransientError(f"window: no connection to {what()}")
+        pause = max(got, min(0.5, got * patience))
+        patience *= 1.5
+        sleep(min(left, uniform(0.5 * pause, 1.5 * pause)))
