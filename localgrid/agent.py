@@ -12,6 +12,7 @@ partial bytes.
 from __future__ import annotations
 
 import logging
+import mmap
 import secrets
 import socket
 
@@ -61,29 +62,45 @@ class Agent(AuthApi, CollectionApi, DataObjectApi, ReplicaApi, MetadataApi, Quer
         self.challenge = b""
         self.signature = ""
         self.descriptors: dict[int, Descriptor] = {}
-        self.stream = bytearray(8 * 1024 * 1024)
+        self.stream: mmap.mmap | None = None     # see stream_buffer
         self.link = state.link()
 
     # ================================================================ session ====
-    def run(self) -> None:
+    def run(self, startup: p.Message | None = None) -> None:
+        """Serve the connection; ``startup``: its startup pack if the server already read it."""
         try:
             self.sock.settimeout(self.state.idle_timeout)
-            self.startup()
+            self.startup(startup)
             while True:
-                msg = p.read_message(self.sock, self.stream)
+                msg = p.read_message(self.sock, self.stream_buffer)
                 if msg.type == "RODS_DISCONNECT":
                     break
                 if msg.type != "RODS_API_REQ":
                     raise p.ProtocolError(f"unexpected message type {msg.type!r}")
                 self.state.counters.count("api_calls")
                 self.dispatch(msg)
+                del msg
+                if not self.descriptors:
+                    self.stream = None   # the transfer is over: its buffer goes back to the system
+        except TimeoutError as exc:
+            self.state.counters.count("idle_closed")
+            log.debug("agent ends: idle for %ss (%s)", self.state.idle_timeout, exc)
         except (p.PeerClosed, p.ProtocolError, Dropped, OSError) as exc:
             log.debug("agent ends: %s", exc)
         finally:
+            self.stream = None
             self.cleanup()
 
-    def startup(self) -> None:
-        msg = p.read_message(self.sock)
+    def stream_buffer(self, size: int) -> mmap.mmap:
+        """Where a request's byte stream lands: made when a transfer first needs one, kept while
+        a data object is open (the next chunk reuses its pages), unmapped when none is, so an
+        idle connection holds no buffer and a finished transfer returns its memory."""
+        if self.stream is None or len(self.stream) < size:
+            self.stream = mmap.mmap(-1, max(size, 8 * 1024 * 1024))
+        return self.stream
+
+    def startup(self, msg: p.Message | None = None) -> None:
+        msg = msg or p.read_message(self.sock)
         if msg.type != "RODS_CONNECT":
             raise p.ProtocolError("expected a startup pack")
         pack = msg.xml()

@@ -85,8 +85,10 @@ def recv_exact(sock: socket.socket, size: int, into: bytearray | None = None) ->
     return view if into is not None else bytes(buf)
 
 
-def read_message(sock: socket.socket, stream_buffer: bytearray | None = None) -> Message:
-    """Read one message; the byte stream goes into ``stream_buffer`` when one is given."""
+def read_message(sock: socket.socket, stream_buffer=None) -> Message:
+    """Read one message; the byte stream goes into ``stream_buffer`` when one is given: a
+    bytearray (grown as needed), or a callable ``size -> writable buffer`` asked only when
+    the message carries a stream (so a connection that moves no bytes holds no buffer)."""
     (hlen,) = struct.unpack(">i", recv_exact(sock, 4))
     if hlen <= 0 or hlen > MAX_HEADER:
         raise ProtocolError(f"absurd header length {hlen}")
@@ -105,7 +107,9 @@ def read_message(sock: socket.socket, stream_buffer: bytearray | None = None) ->
         raise ProtocolError("header sizes out of range")
     body = recv_exact(sock, msg_len) if msg_len else b""
     error = recv_exact(sock, err_len) if err_len else b""
-    if bs_len and stream_buffer is not None:
+    if bs_len and callable(stream_buffer):
+        bs = recv_exact(sock, bs_len, into=stream_buffer(bs_len))
+    elif bs_len and stream_buffer is not None:
         if len(stream_buffer) < bs_len:
             stream_buffer.extend(bytes(bs_len - len(stream_buffer)))
         bs = recv_exact(sock, bs_len, into=stream_buffer)

@@ -1,5 +1,15 @@
 """The listening server: accepts clients, enforces the connection cap, runs one agent each.
 
+A connection first waits, threadless, in one selector until its first bytes arrive; then
+a thread reads its startup pack, which must be complete within ``handshake_timeout``
+seconds of the accept, or the connection is closed (counted ``handshake_timeouts``).  Only
+then is it admitted against the cap -- the fault cap (``--max-connections``) or the
+server's own ``connection_limit`` (:data:`DEFAULT_CONNECTION_LIMIT`) -- or refused with
+``SYS_MAX_CONNECT_COUNT_EXCEEDED``, as rodsServer refuses after reading the startup pack.
+So silent or dribbling sockets (a port scanner, a slowloris) never hold a slot a client
+needs nor an agent's memory, and an admitted agent idle for ``idle_timeout`` seconds is
+closed.  An agent holds a transfer buffer only while it has a data object open.
+
 A grid lives in one directory: ``catalog.sqlite`` (the iCAT), ``vault/<resource>/``
 (the bytes), ``irods_environment.json`` and ``.irodsA`` (what a client needs to log in),
 and ``control.sock`` (faults and counters while it runs).
@@ -12,10 +22,13 @@ import json
 import logging
 import os
 import secrets
+import selectors
 import socket
 import threading
+import time
 from pathlib import Path
 
+from . import protocol as p
 from .agent import Agent, version_pack
 from .catalog import open_catalog
 from .errors import ErrorCode
@@ -25,6 +38,22 @@ from .state import GridState
 log = logging.getLogger("localgrid.server")
 
 ADMIN = "rods"
+#: Agents at most (connections past their startup pack): a laptop's grid, not a zone's.
+DEFAULT_CONNECTION_LIMIT = 500
+#: Seconds a connection has, from its accept, to send its whole startup pack.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+
+def _raise_fd_limit() -> None:
+    """Each connection is a descriptor: take the hard limit, as servers do (``ulimit -n`` is often 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        except (ValueError, OSError):
+            pass
 
 
 class GridBusyError(RuntimeError):
@@ -32,19 +61,32 @@ class GridBusyError(RuntimeError):
 
 
 class GridServer:
+    """One listening server of a zone.
+
+    The provider (the default) owns the root: it takes its lock, creates or reopens the
+    catalogue and writes the client files.  A ``consumer`` serves a root a provider already
+    serves, as an iRODS consumer serves the provider's zone: its own port and connection cap
+    (its own agents), the same catalogue and vault; its control socket is ``control-<port>.sock``.
+    """
+
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, zone: str = "tempZone",
-                 faults: FaultPolicy | None = None, password: str | None = None) -> None:
+                 faults: FaultPolicy | None = None, password: str | None = None, consumer: bool = False,
+                 connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT, idle_timeout: float = 600.0) -> None:
         self.root = Path(root).resolve()
         self.zone = zone
         self.host = host
+        self.consumer = consumer
         self.faults = faults or FaultPolicy()
         self.vault_root = self.root / "vault"
         self.catalog_path = self.root / "catalog.sqlite"
         self._stop = threading.Event()
-        self._lock_fd = self._lock_root()
-        self.password = self._bootstrap(password)
+        self._lock_fd = None if consumer else self._lock_root()
+        self.password = self._join() if consumer else self._bootstrap(password)
         self.state = GridState(zone=self.zone, vault_root=self.vault_root, catalog_path=self.catalog_path,
-                               faults=self.faults)
+                               faults=self.faults, idle_timeout=idle_timeout)
+        self.connection_limit, self.handshake_timeout = connection_limit, handshake_timeout
+        self._last_refusal_log = 0.0
         self.listener = socket.create_server((host, port), backlog=512, reuse_port=False)
         self.port = self.listener.getsockname()[1]
         self._control = None
@@ -92,6 +134,17 @@ class GridServer:
         finally:
             cat.close()
 
+    def _join(self) -> str:
+        """A consumer: the zone and admin password of the provider's catalogue, nothing changed."""
+        if not self.catalog_path.exists():
+            raise GridBusyError(f"no grid to serve as a consumer in {self.root} (start its provider first)")
+        cat = open_catalog(self.root)
+        try:
+            self.zone = cat.local_zone()
+            return cat.user(ADMIN, self.zone)["rcat_password"]
+        finally:
+            cat.close()
+
     def write_client_files(self) -> None:
         """irods_environment.json and .irodsA, as `iinit` leaves them for the admin."""
         from irods.password_obfuscation import encode
@@ -123,37 +176,85 @@ class GridServer:
 
     # ---------------------------------------------------------------- serving ----
     def serve_forever(self) -> None:
+        """Accept, and keep each new connection in the selector until its first bytes arrive."""
         from .control import ControlServer
 
+        _raise_fd_limit()
         self._control = ControlServer(self)
         self._control.start()
-        self.listener.settimeout(0.5)
-        try:
-            while not self._stop.is_set():
-                try:
-                    sock, addr = self.listener.accept()
-                except socket.timeout:
-                    continue
-                except OSError:
-                    if self._stop.is_set():
-                        break
-                    raise
-                self._admit(sock)
-        finally:
-            self.listener.close()
-            self._control.stop()
+        self.listener.setblocking(False)
+        waiting: dict[socket.socket, float] = {}      # connection -> its handshake deadline
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.listener, selectors.EVENT_READ)
+            try:
+                while not self._stop.is_set():
+                    for key, _ in selector.select(timeout=0.5):
+                        if key.fileobj is self.listener:
+                            self._accept(selector, waiting)
+                        else:   # bytes arrived: a thread reads the startup pack, bounded by the deadline
+                            sock = key.fileobj
+                            selector.unregister(sock)
+                            threading.Thread(target=self._handshake, args=(sock, waiting.pop(sock)),
+                                             daemon=True).start()
+                    now = time.monotonic()
+                    for sock in [s for s, deadline in waiting.items() if deadline <= now]:
+                        selector.unregister(sock)
+                        del waiting[sock]
+                        self._close(sock, "handshake_timeouts")
+            finally:
+                for sock in waiting:
+                    sock.close()
+                self.listener.close()
+                self._control.stop()
 
-    def _admit(self, sock: socket.socket) -> None:
+    def _accept(self, selector: selectors.BaseSelector, waiting: dict) -> None:
+        for _ in range(64):   # a burst of connections, without starving the others
+            try:
+                sock, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:   # out of file descriptors: the others go on; this one waits
+                log.warning("accept failed: %s", exc)
+                return
+            selector.register(sock, selectors.EVENT_READ)
+            waiting[sock] = time.monotonic() + self.handshake_timeout
+
+    def _handshake(self, sock: socket.socket, deadline: float) -> None:
+        """Read the startup pack by ``deadline``, then admit the connection against the cap or refuse it."""
+        try:
+            sock.setblocking(True)
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            startup = p.read_message(sock)   # a dribbling client runs out of time here
+        except TimeoutError:
+            self._close(sock, "handshake_timeouts")
+            return
+        except (p.PeerClosed, p.ProtocolError, OSError):
+            self._close(sock, "bad_clients")
+            return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):   # 4-8 MiB messages: fewer wake-ups per chunk
             sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
-        if not self.state.counters.admit(self.faults.max_connections):
-            threading.Thread(target=self._refuse, args=(sock,), daemon=True).start()
+        caps = [c for c in (self.faults.max_connections, self.connection_limit) if c]
+        if not self.state.counters.admit(min(caps) if caps else 0):
+            self._refuse(sock)
             return
-        threading.Thread(target=self._run_agent, args=(sock,), daemon=True).start()
+        self._run_agent(sock, startup)
+
+    def _close(self, sock: socket.socket, counter: str) -> None:
+        self.count(counter)
+        try:
+            sock.close()
+        except OSError:
+            pass
 
     def _refuse(self, sock: socket.socket) -> None:
-        """rodsServer.cpp: after accept, chkAgentProcCnt fails, sendVersion(status), close."""
+        """rodsServer.cpp: after the startup pack, chkAgentProcCnt fails, sendVersion(status), close."""
+        now = time.monotonic()
+        if self.connection_limit and self.state.counters.snapshot()["active"] >= self.connection_limit \
+                and now - self._last_refusal_log > 10:
+            self._last_refusal_log = now
+            log.warning("refusing connections: %d agents running, the limit (--connection-limit)",
+                        self.connection_limit)
         try:
             sock.sendall(version_pack(ErrorCode.SYS_MAX_CONNECT_COUNT_EXCEEDED))
         except OSError:
@@ -161,9 +262,9 @@ class GridServer:
         finally:
             sock.close()
 
-    def _run_agent(self, sock: socket.socket) -> None:
+    def _run_agent(self, sock: socket.socket, startup: p.Message | None = None) -> None:
         try:
-            Agent(self.state, sock).run()
+            Agent(self.state, sock).run(startup)
         except Exception:   # an agent bug must never take the server down
             self.count("bad_clients")
             log.exception("agent crashed")

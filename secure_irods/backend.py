@@ -111,8 +111,10 @@ class PrcBackend:
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
                 io_timeout: float = 60.0, ticket: str | None = None,
-                password: str | None = None) -> "PrcBackend":
+                password: str | None = None, address: str | None = None) -> "PrcBackend":
         """Open a session from an environment file and log in (one connection, authenticated).
+
+        ``address`` (``host:port``) overrides the environment's host, for a zone served by several.
 
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
         environment's, else ``~/.irods/.irodsA``) is read for the native scheme; a
@@ -125,6 +127,9 @@ class PrcBackend:
             register_secret(password)
             with open(env_file) as f:
                 session = iRODSSession(password=password, **json.load(f))
+        if address:  # one host of a zone served by several (secure_irods_hosts): same account, another server
+            host, _, port = address.rpartition(":")
+            session.pool.account.host, session.pool.account.port = host, int(port)
         try:
             if password is None and auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
                 register_secret(_prc.use_auth_file(session, str(auth_file)))
@@ -308,11 +313,34 @@ class PrcBackend:
         PRC's ``BufferedRandom`` would add a seek per read.
         """
         options = {kw.RESC_NAME_KW: resource} if resource else {}
-        handle = self.session.data_objects.open(path, "r", create=False, auto_close=False, **options)
+        try:
+            handle = self.session.data_objects.open(path, "r", create=False, auto_close=False, **options)
+        except Exception as exc:
+            if resource:
+                self._no_replica_on(path, resource, exc)
+            raise
         reader = RawReader(handle)
         if offset:
             reader.seek(offset)
         return reader
+
+    def _no_replica_on(self, path: str, resource: str, exc: Exception) -> None:
+        """After a failed open on ``resource``: raise a permanent error if it holds no good replica.
+
+        The zone answers ``SYS_REPLICA_INACCESSIBLE`` both for a replica it cannot reach now
+        (a resource down: transient) and for one that is not there or stale (retrying
+        cannot help); one GenQuery, made only on failure, tells them apart."""
+        parent, name = split_remote(path)
+        rows = list(self.session.query(DataObject.resc_hier, DataObject.replica_status)
+                    .filter(Collection.name == parent).filter(DataObject.name == name))
+        if not rows:
+            return
+        there = [r for r in rows if resource in str(r[DataObject.resc_hier]).split(";")]
+        if not there:
+            held = ", ".join(sorted({str(r[DataObject.resc_hier]).split(";")[0] for r in rows}))
+            raise NotFoundError(f"{path} has no replica on resource {resource} (replicas on: {held})") from exc
+        if not any(str(r[DataObject.replica_status]) == ReplicaStatus.GOOD for r in there):
+            raise PermanentError(f"{path} has no good replica on resource {resource} (stale or being written)") from exc
 
     def open_write(self, path: str, resource: str | None = None, append: bool = False) -> "RawWriter":
         """An unbuffered writer creating ``path``, or continuing it at its end with ``append``;

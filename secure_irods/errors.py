@@ -35,7 +35,11 @@ __all__ = [
     "ExistsError",
     "ChecksumMismatchError",
     "InvalidInputError",
+    "NameTooLongError",
+    "NothingListeningError",
     "IRODS_CODES",
+    "MAX_PATH_ALLOWED",
+    "check_path",
     "classify",
     "register_secret",
     "redact",
@@ -74,6 +78,14 @@ class ZoneBusyError(TransientError):
     """
 
 
+class NothingListeningError(ZoneBusyError):
+    """Connection refused at TCP level: no server at that host and port (down, or a wrong port).
+
+    Still retried (a server restarting refuses for a while), but the message says what it
+    is, names the address and points at ``--deadline``: a wrong port would otherwise wait
+    out the whole deadline looking like a busy zone."""
+
+
 class PermanentError(SecureIrodsError):
     """Retrying cannot help; the job should fail (exit 3 unless a subclass says otherwise)."""
 
@@ -100,6 +112,11 @@ class ExistsError(PermanentError):
 
 class ChecksumMismatchError(PermanentError):
     """The bytes that arrived do not match the catalogue checksum."""
+
+
+class NameTooLongError(PermanentError):
+    """A logical path longer than iRODS allows (``MAX_PATH_ALLOWED``): refused before sending,
+    since the server would drop the connection, which reads as transient."""
 
 
 class InvalidInputError(PermanentError):
@@ -210,6 +227,38 @@ _TRANSIENT_ERRNOS = frozenset(
     if hasattr(errno, n)
 )
 _REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED})
+_PRC_ADDRESS = re.compile(r"host and port: (\S+)")
+
+# ---------------------------------------------------------------------------- paths
+
+#: ``rodsDef.h``: ``MAX_PATH_ALLOWED`` 1024; ``MAX_NAME_LEN`` = MAX_PATH_ALLOWED + 64 is the
+#: buffer.  The icommands (``parseRodsPath``, ``putUtil``) refuse a logical path of
+#: ``MAX_PATH_ALLOWED - 1`` bytes or more (C ``strlen``: UTF-8 bytes, not characters).
+MAX_PATH_ALLOWED = 1024
+#: A unixfilesystem resource stores an object under its logical name: one file-name
+#: component of the vault's file system (``NAME_MAX``, 255 bytes on Linux).
+NAME_MAX = 255
+
+
+def check_path(path: str, *, extra: int = 0, what: str = "path", vault_name: bool = False) -> str:
+    """``path`` if iRODS can hold it, else :class:`NameTooLongError` (exit 3, nothing sent).
+
+    ``extra``: bytes a temporary name adds (to the path and to its last component);
+    ``vault_name``: the last component becomes a vault file name (a put), so it must fit
+    ``NAME_MAX`` too.  A NUL byte, which no C string holds, is refused as bad input."""
+    if "\0" in path:
+        raise InvalidInputError(f"{what} contains a NUL byte: {path[:60]!r}")
+    shown = path if len(path) <= 80 else f"{path[:40]}...{path[-20:]}"
+    room = f" ({extra} of them for the upload's temporary name)" if extra else ""
+    size = len(path.encode("utf-8", "surrogateescape")) + extra
+    if size >= MAX_PATH_ALLOWED - 1:
+        raise NameTooLongError(f"{what} too long for iRODS: {size} bytes{room}, at most {MAX_PATH_ALLOWED - 2} "
+                               f"(MAX_PATH_ALLOWED): {shown}")
+    name = len(path.rstrip("/").rpartition("/")[2].encode("utf-8", "surrogateescape")) + extra
+    if vault_name and name > NAME_MAX:
+        raise NameTooLongError(f"{what}'s name too long for a resource's vault: {name} bytes{room}, at most "
+                               f"{NAME_MAX} (a file name): {shown}")
+    return path
 
 # ---------------------------------------------------------------------------- secrets
 
@@ -290,7 +339,8 @@ def _classify(exc: BaseException) -> SecureIrodsError:
         if root is not None:
             detail = f"{detail} ({type(root).__name__}: {_text(root)})"
             if _errno_of(root) in _REFUSED_ERRNOS:
-                return ZoneBusyError(f"NetworkException: {detail}")
+                address = _PRC_ADDRESS.search(_text(exc))
+                return _refused(address.group(1) if address else "")
         return TransientError(f"NetworkException: {detail}")
     if isinstance(exc, _optional(prc, "DataObjectExistsAtLogicalPath")):   # PRC >= 3.2
         return ExistsError(_join(kind, _text(exc)))
@@ -337,7 +387,7 @@ def _from_os_error(exc: OSError) -> SecureIrodsError:
             return TransientError(f"{kind}: name lookup failed temporarily: {text}")
         return InvalidInputError(f"{kind}: unknown host: {text}")
     if isinstance(exc, ConnectionRefusedError) or number in _REFUSED_ERRNOS:
-        return ZoneBusyError(f"{kind}: connection refused: {text}")
+        return _refused("")
     if isinstance(exc, (TimeoutError, ConnectionError)) or number in _TRANSIENT_ERRNOS:
         return TransientError(f"{kind}: {text or 'timed out'}")
     if isinstance(exc, FileNotFoundError):
@@ -349,6 +399,13 @@ def _from_os_error(exc: OSError) -> SecureIrodsError:
     if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
         return InvalidInputError(_join(kind, text))
     return PermanentError(_join(kind, text))  # local disk full, I/O error, ...
+
+
+def _refused(address: str) -> NothingListeningError:
+    where = address or "the zone's host and port"
+    return NothingListeningError(f"connection refused: nothing listening at {where} (server down, or a wrong "
+                                 "irods_host/irods_port in the environment file?); retried until the deadline "
+                                 "(--deadline or SECURE_IRODS_DEADLINE shortens it)")
 
 
 def _join(kind: str, text: str) -> str:

@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import glob
 import hashlib
 import logging
 import os
 import queue
 import re
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -61,11 +63,13 @@ from .errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    check_path,
+    classify,
 )
 from .policy import Deadline
-from .protocols import Reader, TransferBackend, Writer
+from .protocols import Reader, RemoteStatLike, TransferBackend, Writer
 
-__all__ = ["TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file", "split_remote"]
+__all__ = ["Leftover", "TransferResult", "CHUNK", "PIPELINE_MIN", "FLUSH_EVERY", "sha2_of_file", "split_remote"]
 
 logger = logging.getLogger("secure_irods.transfer")
 
@@ -75,6 +79,15 @@ FLUSH_EVERY = 64 * 1024 * 1024  # a pipelined get fdatasyncs in the background e
 
 Progress = Callable[[int], None]
 Spares = Callable[[int], ContextManager[list]]  # spares(n): up to n more connected backends, for a while
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary object an interrupted upload left (``.NAME.part-KEY``): see ``Client.leftovers``."""
+
+    path: str
+    size: int
+    modified: float   # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -206,6 +219,51 @@ def _get_object(
         raise NotFoundError(f"no such local directory: {local.parent}")
 
     temp = get_temp_name(remote, checksum, local)
+    try:
+        offset = _receive(backend, remote, temp, stat, checksum, deadline=deadline, resource=resource, chunk=chunk,
+                          progress=progress, spares=spares, streams=streams)
+    except BaseException as exc:
+        _discard_temp(temp, exc, local, stat.size)
+        raise
+    os.replace(temp, local)
+    _fsync_dir(local.parent)
+    for stale in local.parent.glob(f".{glob.escape(local.name)}.part-*"):
+        if stale != temp:
+            stale.unlink(missing_ok=True)  # older versions of the object, killed runs
+    return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
+
+
+def _write_all(out, data: bytes) -> None:
+    """An unbuffered write may write less than asked (a disk filling up): loop until all is
+    written, so a full disk raises ENOSPC instead of leaving a hole the hash never saw."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view):]
+
+
+def _discard_temp(temp: Path, exc: BaseException, local: Path, size: int) -> None:
+    """After a failed get: keep the temporary only if a retry can resume from it.
+
+    An empty one, or one behind a permanent failure, goes; on a full disk it goes too
+    (the next get into that directory would fail the same way) and the error says how
+    much room the object needs."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        temp.unlink(missing_ok=True)
+        free = shutil.disk_usage(local.parent).free
+        raise PermanentError(f"no space left for {local}: the object needs {size} bytes, {free} are free in "
+                             f"{local.parent} (its partial copy was removed)") from exc
+    try:
+        empty = temp.stat().st_size == 0
+    except OSError:
+        return
+    if empty or (isinstance(exc, Exception) and not classify(exc).transient):
+        temp.unlink(missing_ok=True)
+
+
+def _receive(backend: TransferBackend, remote: str, temp: Path, stat: RemoteStatLike, checksum: str, *, deadline: Deadline,
+             resource: str | None, chunk: int, progress: Progress | None, spares: Spares | None,
+             streams: int) -> int:
+    """Fill ``temp`` with ``remote``'s bytes, resuming after what it holds; returns where it resumed."""
     for attempt in ("resume", "fresh"):
         offset = temp.stat().st_size if temp.exists() else 0
         if offset > stat.size:
@@ -232,7 +290,7 @@ def _get_object(
                         data = reader.read(min(chunk, stat.size - position))
                         if not data:
                             raise TransientError(f"{remote}: stream ended at byte {position} of {stat.size}")
-                        out.write(data)
+                        _write_all(out, data)
                         hasher.update(data)
                         position += len(data)
                         if progress:
@@ -250,12 +308,7 @@ def _get_object(
         temp.unlink(missing_ok=True)
         if not offset or attempt == "fresh":
             raise ChecksumMismatchError(f"{remote}: received bytes do not match the checksum {checksum}")
-    os.replace(temp, local)
-    _fsync_dir(local.parent)
-    for stale in local.parent.glob(f".{glob.escape(local.name)}.part-*"):
-        if stale != temp:
-            stale.unlink(missing_ok=True)  # older versions of the object, killed runs
-    return TransferResult(remote, str(local), stat.size, checksum, resumed_from=offset)
+    return offset
 
 
 class _Pipeline:
@@ -524,11 +577,13 @@ def _put_object(
             renames.pop(key, None)
             return TransferResult(str(local), remote, size, existing.checksum)
         if (sync or force) and existing.size == size and existing.checksum and _same(local, size, existing.checksum):
+            _remove_leftovers(backend, *split_remote(remote))   # the target is right: what killed runs left goes
             return TransferResult(str(local), remote, size, existing.checksum, skipped=True)
         if not force:
             raise ExistsError(f"{remote} exists (use -f to overwrite)")
 
     parent, name = split_remote(remote)
+    check_path(remote, extra=TEMP_EXTRA, what="target", vault_name=True)
     temp, offset = _put_temp(backend, local, parent, name) if resume else (_fresh_temp(parent, name), 0)
     hasher = _hash_file(local, hashlib.sha256(), upto=offset) if offset else hashlib.sha256()
     if offset:
@@ -567,12 +622,23 @@ def _put_object(
         backend.unlink(remote)  # the window: <name> absent until the rename below
     renames[key] = server_sum  # if a reply is lost from here on, a retry finds <name> holding these bytes
     backend.rename(temp, remote)
-    for stale in backend.leftovers(parent, f".{name}.part-%"):
-        if stale != temp and split_remote(stale)[1].startswith(f".{name}.part-"):
-            with contextlib.suppress(Exception):
-                backend.unlink(stale)
+    _remove_leftovers(backend, parent, name, keep=temp)
     renames.pop(key, None)
     return TransferResult(str(local), remote, size, server_sum, resumed_from=offset)
+
+
+def _remove_leftovers(backend: TransferBackend, parent: str, name: str, keep: str = "") -> None:
+    """Remove the temporaries of ``parent/name`` that killed or dropped uploads left (never
+    one still being written: another job's upload); a failure to remove one is not the put's."""
+    try:
+        stale = backend.leftovers(parent, f".{name}.part-%")
+    except Exception as exc:
+        logger.info("cannot list the leftovers of %s/%s: %s", parent, name, exc)
+        return
+    for path in stale:
+        if path != keep and split_remote(path)[1].startswith(f".{name}.part-"):
+            with contextlib.suppress(Exception):
+                backend.unlink(path)
 
 
 def _send_hashing(local: Path, offset: int, writer: Writer, hasher, *, chunk: int, deadline: Deadline,
@@ -639,6 +705,10 @@ def _send_hashing(local: Path, offset: int, writer: Writer, hasher, *, chunk: in
 def _rename_key(local: Path, remote: str) -> tuple:
     st = local.stat()
     return (str(local.resolve()), remote, st.st_size, st.st_mtime_ns)
+
+
+#: Bytes the longest temporary name of a put adds to its target's path (``/.NAME.part-<32 hex>``).
+TEMP_EXTRA = len("..part-") + 32
 
 
 def _fresh_temp(parent: str, name: str) -> str:

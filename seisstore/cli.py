@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from secure_irods.exitcodes import run
-from seisstore.commands.archive import coverage_cmd, ingest_cmd, ls_cmd, mkdir_cmd
+from seisstore.commands.archive import coverage_cmd, ingest_cmd, leftovers_cmd, ls_cmd, mkdir_cmd
 from seisstore.commands.bundles import bundles, export_cmd, plot, stack_cmd
 from seisstore.commands.campaign import campaign
 from seisstore.commands.common import Zone
@@ -59,8 +59,8 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.call_on_close(zone.close)
 
 
-for command in (campaign, mkdir_cmd, ingest_cmd, ls_cmd, coverage_cmd, du_cmd, rebalance, bundles, stack_cmd,
-                export_cmd, plot, dvv_cmd, demo_cmd):
+for command in (campaign, mkdir_cmd, ingest_cmd, ls_cmd, coverage_cmd, du_cmd, leftovers_cmd, rebalance, bundles,
+                stack_cmd, export_cmd, plot, dvv_cmd, demo_cmd):
     main.add_command(command)
 for command in (plot_dvv_cmd, plot_interferogram_cmd):
     plot.add_command(command)

@@ -22,6 +22,10 @@
 8. prints a summary whose every figure is read from the grid's counters (``GridControl``)
    or the tools' own reports (job logs, run markers, the rebalance journal, verify).
 
+The work directory is the demo's: it refuses one holding anything it did not make (a
+marker file lists what it made, updated at every step) and removes only that on a rerun.
+Ctrl-C or SIGTERM stops the grid and the campaign's jobs with it.
+
 Exit 3 when any measured lag is off by more than one sample, the network's dv/v by
 stretching is off the truth by more than ``DVV_TOLERANCE`` on any date, or anything was
 lost.  MWCS is printed beside it but not checked: it fits delays growing linearly with lag
@@ -63,6 +67,7 @@ CHAIN = [{"op": "detrend"}, {"op": "taper", "fraction": 0.01}, {"op": "bandpass"
 DVV_TRUTH = -0.005                    # the medium's velocity change from the middle day on
 DVV_TOLERANCE = 0.001                 # |measured - truth| allowed for the network's daily dv/v (0.1 %)
 DVV_VELOCITY, DVV_WIDTH = 3500.0, 10.0   # lag window: from distance / 3.5 km/s (before the direct wave), 10 s
+MARKER = ".seisstore-demo"             # in the work directory: what the demo made there
 FAULTS = {"drop_rate": 0.05, "max_connections": 3, "seed": 13}
 JOB_SETTINGS = {"SECURE_IRODS_COOLDOWN": "1", "SECURE_IRODS_MAX_WAIT": "2", "SECURE_IRODS_MAX_CONNECTIONS": "4"}
 
@@ -186,10 +191,12 @@ class Demo:
         self.console = console or Console(stderr=True, width=max(110, Console(stderr=True).width))
         self.retries = RetryCounter()
         self.facts: dict[str, object] = {}
+        self.owned = False                  # the work directory is the demo's (cleared, marked)
         self.seisstore = seisstore     # the group the steps run (the demo's own root command)
 
     # ------------------------------------------------------------------ helpers
     def step(self, text: str) -> None:
+        self.record()
         self.console.print(f"[bold cyan]{time.monotonic() - self.started:6.1f}s[/] [bold]{text}[/]")
 
     def cli(self, *args: str) -> int:
@@ -206,8 +213,8 @@ class Demo:
     def start_grid(self):
         from localgrid.spawn import spawn
 
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir.mkdir(parents=True)
+        clear_workdir(self.workdir)
+        self.owned = True
         self.grid = spawn(self.workdir / "zone")
         site = dict(self.grid.env, irods_default_resource=SITES[0])
         env_file = self.workdir / "irods_environment.json"
@@ -232,19 +239,29 @@ class Demo:
                                f"{JOB_SETTINGS['SECURE_IRODS_MAX_CONNECTIONS']} per node")
         self.grid.control.reset_stats()
 
+    def record(self) -> None:
+        """List what the work directory holds in its marker: all of it is the demo's."""
+        made = sorted(p.name for p in self.workdir.iterdir() if p.name != MARKER)
+        (self.workdir / MARKER).write_text(json.dumps({"made_by": "seisstore demo", "entries": made}) + "\n")
+
     def run(self) -> int:
+        from seisstore.children import unwind_on_sigterm
+
         self.started = time.monotonic()
         retry_log = logging.getLogger("secure_irods.retry")
         retry_log.addHandler(self.retries)
         retry_log.propagate = False          # counted for the summary, not printed between the steps
         try:
-            self.start_grid()
-            return self._run()
+            with unwind_on_sigterm():
+                self.start_grid()
+                return self._run()
         finally:
             retry_log.removeHandler(self.retries)
             retry_log.propagate = True
             if getattr(self, "grid", None) is not None:
                 self.grid.stop()
+            if self.owned and self.workdir.is_dir():
+                self.record()
 
     def _run(self) -> int:
         g, home = self.geometry, self.grid.home
@@ -412,6 +429,32 @@ class Demo:
                           moved=moved, lost=lost)
 
 
+def clear_workdir(workdir: Path) -> None:
+    """Make ``workdir`` empty, removing only what an earlier demo made there (its marker lists it).
+
+    A directory with anything else (or a file at its name) is refused, exit 1, untouched."""
+    if workdir.exists() and not workdir.is_dir():
+        raise DemoFailed(f"--workdir {workdir} is not a directory; choose another --workdir", ExitCode.USAGE)
+    if not workdir.exists():
+        workdir.mkdir(parents=True)
+        (workdir / MARKER).write_text(json.dumps({"made_by": "seisstore demo", "entries": []}) + "\n")
+        return
+    try:
+        made = set(json.loads((workdir / MARKER).read_text())["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        made = set()
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name != MARKER and p.name not in made)
+    if foreign:
+        raise DemoFailed(f"--workdir {workdir} holds {len(foreign)} entries the demo did not make (e.g. {foreign[0]!r});"
+                         " choose another --workdir (it is created) or empty this one yourself", ExitCode.USAGE)
+    for name in made:
+        path = workdir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 class DemoFailed(Failure):
     """A step failed or a check did not hold."""
 
@@ -423,7 +466,8 @@ class DemoFailed(Failure):
 @click.option("--faults/--no-faults", default=True, show_default=True,
               help="Drop 5 % of API calls, cap the grid at 3 connections, preempt a quarter of the jobs.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-grid"),
-              show_default=True, help="Grid, recordings, campaigns and results (emptied first).")
+              show_default=True, help="Grid, recordings, campaigns and results: a new or empty directory, or "
+                                      "one an earlier demo made (what it made there is removed first).")
 @click.option("--shuffle", is_flag=True, hidden=True, help="Write each station's noise under another's code.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, stations: int, days: int, faults: bool, workdir: Path, shuffle: bool) -> None:

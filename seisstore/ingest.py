@@ -34,7 +34,9 @@ them; with ``merge``, a get and an AVU query per existing day file the new data 
 from __future__ import annotations
 
 import datetime
+import glob
 import logging
+import math
 import queue
 import re
 import tempfile
@@ -151,18 +153,63 @@ class CodeMap:
         return None
 
 
-def _read(path: Path, headonly: bool = False):
-    """``obspy.read`` that raises :class:`DamagedFile` on a warning that data was lost."""
+def _read(path: Path, headonly: bool = False, report: IngestReport | None = None):
+    """``obspy.read`` that raises :class:`DamagedFile` on a warning that data was lost.
+
+    ObsPy warns once per bad record (hundreds of lines for one damaged file): the
+    warnings are kept in ``report`` under the file's name, never printed."""
     import obspy
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stream = obspy.read(str(path), headonly=headonly)
+        try:
+            stream = obspy.read(str(path), headonly=headonly)
+        finally:
+            if report is not None:
+                report.warn(path, [str(w.message) for w in caught])
     damage = [str(w.message) for w in caught if DAMAGE.search(str(w.message))]
     if damage:
         raise DamagedFile(f"damaged: {damage[0].splitlines()[0]}")
     _check_mseed_length(path, stream)
     return stream
+
+
+def unusable(trace) -> str | None:
+    """Why ``trace`` cannot make day files (None if it can).
+
+    A log or state-of-health channel (``LOG``, ASCII records) has sampling rate 0: it
+    has no time axis to cut at midnight. Such traces are reported, never fatal."""
+    rate = float(trace.stats.sampling_rate)
+    if not math.isfinite(rate) or rate <= 0:
+        return f"sampling rate {rate:g}: no time axis to cut into day files (a log or state-of-health channel?)"
+    if not trace.stats.npts:
+        return "no samples"
+    return None
+
+
+def without_nonfinite(trace) -> tuple[list, int]:
+    """``trace`` cut around its NaN and inf samples: the finite runs, and how many were left out.
+
+    A non-finite sample is a missing one (a gap), never zeroed: a zero would be a
+    sample invented in the archive, a gap is what the reader and the processing
+    already handle."""
+    import numpy as np
+
+    data = trace.data
+    if data.dtype.kind not in "fc":
+        return [trace], 0
+    bad = ~np.isfinite(data)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return [trace], 0
+    edges = np.flatnonzero(np.diff(np.concatenate(([1], bad.view(np.int8), [1]))))
+    pieces = []
+    for start, end in zip(edges[::2], edges[1::2]):   # runs of finite samples: [start, end)
+        piece = trace.copy()
+        piece.data = data[start:end].copy()
+        piece.stats.starttime = trace.stats.starttime + start / float(trace.stats.sampling_rate)
+        pieces.append(piece)
+    return pieces, n_bad
 
 
 def _check_mseed_length(path: Path, stream) -> None:
@@ -178,19 +225,19 @@ def _check_mseed_length(path: Path, stream) -> None:
             raise DamagedFile(f"damaged: truncated, {excess} bytes after the last whole {reclen}-byte record")
 
 
-def _scan(directory: Path, codes: CodeMap, report: IngestReport, advance: Callable) -> dict:
+def _scan(paths: Iterable[Path], codes: CodeMap, report: IngestReport, advance: Callable) -> dict:
     """(network, station) -> [(path, size, stations in the file)], from headers only."""
     files: dict[tuple[str, str], list[Path]] = defaultdict(list)
     sizes: dict[Path, tuple[int, int]] = {}
-    for path in iter_files(directory):
+    for path in paths:
         report.files_seen += 1
-        size = path.stat().st_size
         try:
-            st = _read(path, headonly=True)
+            size = path.stat().st_size
+            st = _read(path, headonly=True, report=report)
         except Exception as exc:  # ObsPy raises many types for foreign or broken files
             why = _first_line(exc)
             log.info("skipping %s: %s", path, why)
-            report.skip_file(path, why if isinstance(exc, DamagedFile) else f"not readable by ObsPy: {why}")
+            report.skip_file(path, why if isinstance(exc, (DamagedFile, OSError)) else f"not readable by ObsPy: {why}")
             advance(files=1)
             continue
         report.files_read += 1
@@ -201,6 +248,8 @@ def _scan(directory: Path, codes: CodeMap, report: IngestReport, advance: Callab
             why = codes.apply(tr, report)
             if why:
                 report.reject(original, why)
+            elif why := unusable(tr):
+                report.reject(tr.id, why)
             else:
                 stations.add((tr.stats.network, tr.stats.station))
         for station in stations:
@@ -211,25 +260,30 @@ def _scan(directory: Path, codes: CodeMap, report: IngestReport, advance: Callab
 
 
 def _read_station(station, files, codes: CodeMap, report: IngestReport, advance: Callable):
-    """Every trace of one station (codes mapped), from the files that hold it."""
+    """Every usable trace of one station (codes mapped, NaN and inf cut out), from the files that hold it."""
     import obspy
 
     stream = obspy.Stream()
+    traces = 0
     for path, size, n_stations in files:
         if str(path) in report.skipped_files:
             continue
         try:
-            st = _read(path)
+            st = _read(path, report=report)
         except Exception as exc:  # headers read, data did not
             report.skip_file(path, _first_line(exc))
             report.files_read -= 1
             report.bytes_read -= size
             continue
         for tr in st:
-            if codes.apply(tr) is None and (tr.stats.network, tr.stats.station) == station:
-                stream.append(tr)
+            if codes.apply(tr) is None and unusable(tr) is None and (tr.stats.network, tr.stats.station) == station:
+                pieces, n_bad = without_nonfinite(tr)
+                if n_bad:
+                    report.nonfinite_samples(tr.id, n_bad, path)
+                stream.extend(pieces)
+                traces += 1
         advance(bytes=size / n_stations)
-    report.traces += len(stream)
+    report.traces += traces
     return stream
 
 
@@ -374,9 +428,27 @@ class _Uploads:
         f.local.unlink(missing_ok=True)
 
 
+def inputs(source: str | Path) -> list[Path]:
+    """The files ``source`` names: a directory (recursively), one file, or a glob pattern.
+
+    Raises ``FileNotFoundError`` if it names nothing."""
+    path = Path(source)
+    if path.is_dir():
+        return list(iter_files(path))
+    if path.is_file():
+        return [path]
+    if glob.has_magic(str(source)):
+        found = sorted(Path(p) for p in glob.glob(str(source), recursive=True))
+        files = [f for p in found for f in (iter_files(p) if p.is_dir() else [p])]
+        if files:
+            return files
+        raise FileNotFoundError(f"no file matches {source}")
+    raise FileNotFoundError(f"no such file or directory: {source}")
+
+
 def ingest(
     client,
-    local_dir: str | Path,
+    local: str | Path | Iterable[Path],
     collection: str,
     layout: Layout,
     *,
@@ -388,9 +460,11 @@ def ingest(
     jobs: int = 1,
     connect: Callable | None = None,
     merge_existing: bool = False,
+    report: IngestReport | None = None,
 ) -> IngestReport:
-    """Store every file ObsPy reads under ``local_dir`` as day files in ``collection``.
+    """Store every file ObsPy reads in ``local`` as day files in ``collection``.
 
+    ``local``: a directory (recursively), a file, a glob pattern, or a list of files.
     ``client`` is a :class:`secure_irods.Client`: the catalogue queries go through it,
     and the uploads too if ``jobs == 0``; otherwise ``jobs`` threads upload, each with
     its own Client from ``connect()`` (default: ``client.copy``: the same settings,
@@ -398,59 +472,102 @@ def ingest(
     ``merge_existing``: extend existing day files (``--merge``) instead of leaving them.
     ``progress``: a rich progress bar on stderr (default: only when stderr is a
     terminal; otherwise a line every 30 s; ``False``: nothing).  Never raises for a
-    bad input file: see the returned :class:`IngestReport`.
+    bad input file or station: see the returned :class:`IngestReport`.  A zone failure
+    (transient at the deadline, authentication) raises; pass ``report`` to keep what
+    was done until then (the CLI writes it on every exit path).
     """
     from .catalogue import Catalogue
 
-    directory = Path(local_dir)
-    if not directory.is_dir():
-        raise NotADirectoryError(f"not a directory: {directory}")
+    paths = inputs(local) if isinstance(local, (str, Path)) else list(local)
     codes = codes or CodeMap()
-    report = IngestReport()
+    report = report if report is not None else IngestReport()
     started = time.monotonic()
     root = client.resolve(collection)
-    with _Progress(progress, console) as bar, \
-            tempfile.TemporaryDirectory(prefix="seisstore-ingest-") as tmp:
-        stations = _scan(directory, codes, report, bar.count)
-        sizes = {path: size for files in stations.values() for path, size, _ in files}
-        bar.start_stations(report.files_seen, sum(sizes.values()))
-        client.mkdir(root)
-        cat = Catalogue(client, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
-        uploads = _Uploads(client, jobs, connect, report, bar.count)
-        labelled = None
-        counter = iter(range(1 << 62))
-        try:
-            for station in sorted(stations):   # one station in memory at a time
-                stream = _read_station(station, stations[station], codes, report, bar.count)
-                sources = _sources_by_day(stream, typ)
-                days = split_days(merge(stream), typ)
-                present = {k: d for k, d in days.items() if k in cat}
-                if present and merge_existing:
-                    present = _merge_into(client, cat, present, days, sources, Path(tmp), counter, uploads,
-                                          report)
-                if present:
-                    report.existing += [cat.get(k).path for k in present]
-                    labelled = _labelled(client, root) if labelled is None else labelled
-                    report.repaired += _complete_avus(client, cat, present, labelled, sources)
-                new = sorted(k for k in days if k not in cat)
-                for lo in range(0, len(new), BATCH):
-                    files = []
-                    for key in new[lo:lo + BATCH]:
-                        remote = f"{root}/{layout.path(key)}"
-                        try:
-                            files.append(encode_day(key, days[key], Path(tmp) / f"{next(counter):09d}.mseed",
-                                                    remote, sources=sources.get(key)))
-                        except UnencodableError as exc:
-                            with report.lock:
-                                report.failed[remote] = str(exc)
-                    if files:
-                        uploads.submit(files)
-                del stream, days
-        finally:
-            uploads.close()
-    report.seconds = time.monotonic() - started
-    log.info("ingest %s -> %s: %s", directory, collection, report.summary())
+    client.mkdir(root)   # the target first: a zone or permission problem before any file is read
+    try:
+        with _Progress(progress, console) as bar, \
+                tempfile.TemporaryDirectory(prefix="seisstore-ingest-") as tmp:
+            stations = _scan(paths, codes, report, bar.count)
+            sizes = {path: size for files in stations.values() for path, size, _ in files}
+            bar.start_stations(report.files_seen, sum(sizes.values()))
+            cat = Catalogue(client, root, layout, cache=cache_dir is not None, cache_dir=cache_dir)
+            uploads = _Uploads(client, jobs, connect, report, bar.count)
+            state = _Run(client, root, layout, cat, typ, Path(tmp), uploads, report, merge_existing)
+            try:
+                for station in sorted(stations):   # one station in memory at a time
+                    _station(state, station, stations[station], codes, bar.count)
+            finally:
+                uploads.close()
+    finally:
+        report.seconds = time.monotonic() - started
+    log.info("ingest -> %s: %s", collection, report.summary())
     return report
+
+
+@dataclass
+class _Run:
+    """What every station of one ingest shares."""
+
+    client: object
+    root: str
+    layout: Layout
+    cat: object
+    typ: str
+    tmp: Path
+    uploads: _Uploads
+    report: IngestReport
+    merge_existing: bool
+    labelled: set[str] | None = None
+    counter: Iterable[int] = field(default_factory=lambda: iter(range(1 << 62)))
+
+
+def _station(run: _Run, station, files, codes: CodeMap, advance: Callable) -> None:
+    """Read, cut, encode and queue one station; a failure of its data skips it with the reason.
+
+    Zone errors (ours) go up: the run's outcome depends on them, not on this station."""
+    from secure_irods.errors import SecureIrodsError
+
+    name = ".".join(station)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                _store_station(run, station, files, codes, advance)
+            finally:
+                run.report.warn(name, [str(w.message) for w in caught])
+    except SecureIrodsError:
+        raise
+    except Exception as exc:  # a trace ObsPy or numpy cannot handle: this station only
+        log.info("station %s skipped: %r", name, exc)
+        with run.report.lock:
+            run.report.failed[name] = f"station skipped: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _store_station(run: _Run, station, files, codes: CodeMap, advance: Callable) -> None:
+    report, cat = run.report, run.cat
+    stream = _read_station(station, files, codes, report, advance)
+    sources = _sources_by_day(stream, run.typ)
+    days = split_days(merge(stream), run.typ)
+    present = {k: d for k, d in days.items() if k in cat}
+    if present and run.merge_existing:
+        present = _merge_into(run.client, cat, present, days, sources, run.tmp, run.counter, run.uploads, report)
+    if present:
+        report.existing += [cat.get(k).path for k in present]
+        run.labelled = _labelled(run.client, run.root) if run.labelled is None else run.labelled
+        report.repaired += _complete_avus(run.client, cat, present, run.labelled, sources)
+    new = sorted(k for k in days if k not in cat)
+    for lo in range(0, len(new), BATCH):
+        files_ = []
+        for key in new[lo:lo + BATCH]:
+            remote = f"{run.root}/{run.layout.path(key)}"
+            try:
+                files_.append(encode_day(key, days[key], run.tmp / f"{next(run.counter):09d}.mseed",
+                                         remote, sources=sources.get(key)))
+            except UnencodableError as exc:
+                with report.lock:
+                    report.failed[remote] = str(exc)
+        if files_:
+            run.uploads.submit(files_)
 
 
 def _merge_into(client, cat, present: dict, days: dict, sources: dict, tmp: Path, counter, uploads,

@@ -7,6 +7,8 @@ are reported, not repeated.  The jobs find ``secure-iget`` of this installation 
 their PATH.  A finished line leaves a marker in ``.run/`` so that a
 second ``run-local`` only runs what is left.  ``preempt`` kills running jobs at random,
 as a busy cluster reclaims best-effort cores: it is how the resubmission is exercised.
+Stopping ``run-local`` (Ctrl-C, SIGTERM) stops every running job's process group
+(:mod:`seisstore.children`) and submits nothing more.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from seisstore.campaign import PARAM_FILE, START_FILE
+from seisstore.children import stop_group, unwind_on_sigterm
 from seisstore.display import Meter
 from seisstore.params import parse_param_line
 
@@ -98,6 +101,9 @@ class LocalRunner:
         self.state = self.directory / STATE_DIR
         self.logs = self.state / "logs"
         self.tmp = self.state / "tmp"     # TMPDIR of the jobs: what a killed job leaves stays here
+        self.running: set[subprocess.Popen] = set()
+        self.running_lock = threading.Lock()
+        self.stopping = False
 
     def marker(self, name: str) -> Path:
         return self.state / f"{name}.done"
@@ -110,26 +116,39 @@ class LocalRunner:
         report = RunReport(skipped=len(lines) - len(todo))
         with Meter(self.console, every=0) as meter:
             task = meter.task("jobs", len(lines), completed=report.skipped)
-            with ThreadPoolExecutor(self.jobs) as pool:
+            with unwind_on_sigterm(), ThreadPoolExecutor(self.jobs) as pool:
                 futures = [pool.submit(self._run_line, fields) for fields in todo]
-                for future in as_completed(futures):
-                    result = future.result()
-                    report.results.append(result)
-                    meter.advance(task)
-                    if not meter.is_bar:    # a log (the demo's, a batch job's): one line per finished job
-                        meter.print(f"job {result.name} {'done' if result.done else 'failed'}"
-                                    f" ({report.skipped + len(report.results)} of {len(lines)};"
-                                    f" {result.attempts} attempt{'s' if result.attempts > 1 else ''}"
-                                    f"{f', {result.killed} preempted' if result.killed else ''})")
-                    if not result.done:
-                        meter.print(f"[red]job {result.name} failed after {result.attempts} attempts"
-                                    f" (exit {result.returncode}); log in {self.logs}")
+                try:
+                    for future in as_completed(futures):
+                        result = future.result()
+                        report.results.append(result)
+                        meter.advance(task)
+                        if not meter.is_bar:    # a log (the demo's, a batch job's): one line per finished job
+                            meter.print(f"job {result.name} {'done' if result.done else 'failed'}"
+                                        f" ({report.skipped + len(report.results)} of {len(lines)};"
+                                        f" {result.attempts} attempt{'s' if result.attempts > 1 else ''}"
+                                        f"{f', {result.killed} preempted' if result.killed else ''})")
+                        if not result.done:
+                            meter.print(f"[red]job {result.name} failed after {result.attempts} attempts"
+                                        f" (exit {result.returncode}); log in {self.logs}")
+                except BaseException:   # Ctrl-C, SIGTERM: the jobs stop with us
+                    self.stop()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         shutil.rmtree(self.tmp, ignore_errors=True)
         return report
 
+    def stop(self) -> None:
+        """Submit nothing more and stop the running jobs' process groups."""
+        self.stopping = True
+        with self.running_lock:
+            running = list(self.running)
+        for proc in running:
+            stop_group(proc)
+
     def _run_line(self, fields: list[str]) -> LineResult:
         result = LineResult(fields[0])
-        while result.attempts < self.attempts:
+        while result.attempts < self.attempts and not self.stopping:
             result.attempts += 1
             result.returncode, killed = self._attempt(fields, result.attempts)
             result.killed += killed
@@ -149,15 +168,27 @@ class LocalRunner:
         with open(log_path, "wb") as out:
             env = dict(self.env if self.env is not None else os.environ, TMPDIR=str(self.tmp))
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-            proc = subprocess.Popen(["bash", str(self.directory / START_FILE), *fields], cwd=self.directory,
-                                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            with self.rng_lock:
-                kill_at = self.rng.uniform(0, self.preempt_within) if self.rng.random() < self.preempt else None
-            killed = False
-            if kill_at is not None:
-                try:
-                    proc.wait(timeout=kill_at)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)   # no warning: OAR's best-effort kill
-                    killed = True
-            return proc.wait(), killed
+            with self.running_lock:
+                if self.stopping:
+                    return -signal.SIGTERM, False
+                proc = subprocess.Popen(["bash", str(self.directory / START_FILE), *fields], cwd=self.directory,
+                                        stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                self.running.add(proc)
+            try:
+                return self._wait(proc)
+            finally:
+                with self.running_lock:
+                    self.running.discard(proc)
+
+    def _wait(self, proc: subprocess.Popen) -> tuple[int, bool]:
+        """The job's exit code, and whether ``preempt`` killed it."""
+        with self.rng_lock:
+            kill_at = self.rng.uniform(0, self.preempt_within) if self.rng.random() < self.preempt else None
+        killed = False
+        if kill_at is not None:
+            try:
+                proc.wait(timeout=kill_at)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)   # no warning: OAR's best-effort kill
+                killed = True
+        return proc.wait(), killed

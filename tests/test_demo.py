@@ -70,3 +70,71 @@ def test_profile_geometry_has_uneven_spacing():
     gaps = [g.distance(a, b) for a, b in zip(g.stations, g.stations[1:])]
     assert all(3000 <= d <= 8100 for d in gaps) and len({round(d) for d in gaps}) == 4
     assert abs(g.travel_time(g.stations[0], g.stations[1]) - gaps[0] / 2500.0) < 1e-9
+
+
+def test_a_workdir_with_a_foreign_file_is_refused_and_left_as_it_is(tmp_path):
+    work = tmp_path / "demo"
+    work.mkdir()
+    (work / "precious.txt").write_text("a week of picks\n")
+    (work / "sub").mkdir()
+    before = sorted((p.relative_to(work), p.stat().st_mtime_ns) for p in work.rglob("*"))
+    done = _demo(tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "did not make" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert sorted((p.relative_to(work), p.stat().st_mtime_ns) for p in work.rglob("*")) == before
+
+
+def _children(pid: int) -> set[int]:
+    """Every live process descending from ``pid`` (through /proc: jobs run in sessions of their own)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_the_demo_its_grid_and_its_jobs(tmp_path):
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([SEISSTORE, "demo", "--stations", "3", "--days", "2", "--workdir", str(tmp_path / "demo")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    seen: set[int] = set()
+    jobs = set()
+    deadline = time.monotonic() + 150
+    try:
+        while not jobs and time.monotonic() < deadline and proc.poll() is None:
+            seen |= _children(proc.pid)
+            jobs = {p for p in seen if _alive(p) and "start.bash" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+                    if Path(f"/proc/{p}").exists()}
+            time.sleep(0.05)
+        assert jobs, "the demo ran no campaign job to stop"
+        seen |= _children(proc.pid)
+        assert len(seen) >= 3                         # the grid, a job's bash, what the job runs
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    time.sleep(0.5)
+    left = [p for p in seen if _alive(p)]
+    assert left == [], [Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in left]

@@ -45,10 +45,20 @@ def test_every_seisstore_subcommand_has_help(command):
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
-@pytest.mark.parametrize("tool", ["secure-iget", "secure-iput"])
+SECURE_TOOLS = [["secure-iget"], ["secure-iput"], ["secure-irsync"], ["secure-iinit"], ["secure-irods", "check"],
+                ["secure-irods-grid", "stats"]]
+
+
+@pytest.mark.parametrize("tool", SECURE_TOOLS, ids=" ".join)
 def test_secure_commands_exit_1_on_a_bad_option(tool):
-    result = subprocess.run([str(BIN / tool), "--no-such-option", "x"], capture_output=True, text=True)
+    result = subprocess.run([str(BIN / tool[0]), *tool[1:], "--no-such-option", "x"], capture_output=True, text=True)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("tool", SECURE_TOOLS, ids=" ".join)
+def test_every_command_has_version(tool):
+    result = subprocess.run([str(BIN / tool[0]), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(tool[0] + " "), result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------ zone-facing failures
@@ -263,3 +273,69 @@ def test_help_and_local_commands_never_connect(failing_connect, tmp_path):
     for command in SEISSTORE_COMMANDS:
         assert CliRunner().invoke(seisstore_main, [*command, "--help"]).exit_code == 0
     assert calls == []
+
+
+# ------------------------------------------------------------------ permanent in seconds
+
+
+def test_refused_connection_names_host_and_port_in_its_first_line(grid, env_for, tmp_path):
+    port = _free_port()
+    result = subprocess.run([str(BIN / "secure-iget"), f"{grid.home}/x", str(tmp_path)], env=env_for(port=port),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    first = result.stderr.splitlines()[0]
+    assert f"nothing listening at 127.0.0.1:{port}" in first and "--deadline" in first, first
+
+
+def test_a_resource_without_a_replica_and_an_over_long_name_fail_in_seconds(grid, client, coll, env_for, tmp_path):
+    import time
+
+    if not grid.local:
+        pytest.skip("adds a resource to the zone")
+    from secure_irods.errors import ExistsError
+
+    try:
+        client.add_resource("noreplicaResc", "unixfilesystem", host="localhost", vault=str(tmp_path / "vault"))
+    except ExistsError:
+        pass
+    local = tmp_path / "f.txt"
+    local.write_text("x" * 1000)
+    client.put(local, f"{coll}/obj")
+    env = dict(env_for(), SECURE_IRODS_DEADLINE="600")        # a transient verdict would wait 10 minutes
+    out = tmp_path / "out"
+    out.mkdir()
+    long_name = f"{coll}/{'L' * 1100}"
+    for cmd in ([str(BIN / "secure-iget"), "-R", "noreplicaResc", f"{coll}/obj", str(out / "obj")],
+                [str(BIN / "secure-iget"), long_name, str(out / "long")],
+                [str(BIN / "secure-iput"), "-f", str(local), long_name],
+                [str(BIN / "secure-iput"), "-f", str(local), f"{coll}/{'M' * 240}"]):
+        started = time.monotonic()
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 3, result.stderr
+        assert time.monotonic() - started < 10
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert list(out.iterdir()) == []                           # no temporary left behind
+    assert "no replica on resource noreplicaResc" in subprocess.run(
+        [str(BIN / "secure-iget"), "-R", "noreplicaResc", f"{coll}/obj", str(out / "obj")], env=env,
+        capture_output=True, text=True, timeout=60).stderr
+    assert sorted(client.listdir(coll)) == ["obj"]                 # nothing partial in the zone either
+
+
+def test_a_get_into_a_full_disk_removes_its_temporary_and_says_how_much_it_needs(grid, client, coll, env_for,
+                                                                                 tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        big = tmp_path / "big.bin"
+        big.write_bytes(bytes(range(256)) * 4096)                   # 1 MiB
+        client.put(big, f"{coll}/big.bin")
+        result = subprocess.run([str(BIN / "secure-iget"), f"{coll}/big.bin", str(small / "big.bin")],
+                                env=env_for(), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 3, result.stderr
+        assert f"needs {1 << 20} bytes" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

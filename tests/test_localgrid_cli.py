@@ -43,10 +43,12 @@ def test_unreachable_grid_is_one_line_error(tmp_path):
 
 
 def test_bad_fault_values_are_refused(tmp_path):
+    """Usage errors exit 1, the toolkit's "bad options" (click's own 2 would read as "transient")."""
     result = CliRunner().invoke(main, ["serve", "--root", str(tmp_path), "--drop-rate", "2"])
-    assert result.exit_code == 2 and "drop-rate" in result.output
+    assert result.exit_code == 1 and "drop-rate" in result.output
     result = CliRunner().invoke(main, ["serve", "--root", str(tmp_path), "--bandwidth", "-1"])
-    assert result.exit_code == 2 and "bandwidth" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "bandwidth" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_condition_parsing():

@@ -22,6 +22,7 @@ from secure_irods.errors import (
     PermissionDeniedError,
     SecureIrodsError,
     TransientError,
+    NothingListeningError,
     ZoneBusyError,
     classify,
     redact,
@@ -68,8 +69,8 @@ TABLE = [
     # the zone refusing us: transient, and the node-wide cool-down signal
     (KeyError(-118000), ZoneBusyError, 2),  # PRC 3.3.0 has no class for SYS_MAX_CONNECT_COUNT_EXCEEDED
     (_err("SYS_EXCEED_CONNECT_CNT"), ZoneBusyError, 2),
-    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), ZoneBusyError, 2),
-    (OSError(errno.ECONNREFUSED, "refused"), ZoneBusyError, 2),
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), NothingListeningError, 2),
+    (OSError(errno.ECONNREFUSED, "refused"), NothingListeningError, 2),
     # authentication
     (_err("CAT_INVALID_AUTHENTICATION"), AuthenticationError, 7),
     (_err("CAT_INVALID_USER"), AuthenticationError, 7),
@@ -152,14 +153,34 @@ def test_unknown_server_code_as_prc_raises_it():
     assert err.name == "SYS_MAX_CONNECT_COUNT_EXCEEDED" and "-118000" in str(err)
 
 
-def test_network_exception_wrapping_refused_connect_is_zone_busy():
+def test_network_exception_wrapping_refused_connect_says_nothing_listens_there():
     exc = _raised_inside(
         prc.NetworkException("Could not connect to specified host and port: h:1247"),
         ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
     )
     err = classify(exc)
-    assert isinstance(err, ZoneBusyError)
-    assert "ConnectionRefusedError" in str(err)
+    assert isinstance(err, NothingListeningError) and isinstance(err, ZoneBusyError) and err.transient
+    assert "nothing listening at h:1247" in str(err) and "--deadline" in str(err)
+
+
+@pytest.mark.parametrize("path, extra, vault, ok", [
+    ("/z/home/u/" + "a" * 1000, 0, False, True),       # 1010 bytes
+    ("/z/home/u/" + "a" * 1012, 0, False, True),       # 1022 bytes: MAX_PATH_ALLOWED - 2, the longest
+    ("/z/home/u/" + "a" * 1013, 0, False, False),      # 1023: refused by the icommands' parseRodsPath
+    ("/z/home/u/" + "é" * 507, 0, False, False),       # 1024 bytes in UTF-8, 517 characters
+    ("/z/home/u/" + "a" * 216, 39, True, True),        # a vault file name of 255 bytes
+    ("/z/home/u/" + "a" * 217, 39, True, False),
+    ("/z/home/u/" + "a" * 300, 0, False, True),        # a get: no vault name to make
+])
+def test_path_limits_are_irods_own(path, extra, vault, ok):
+    from secure_irods.errors import NameTooLongError, check_path
+
+    if ok:
+        assert check_path(path, extra=extra, vault_name=vault) == path
+    else:
+        with pytest.raises(NameTooLongError) as info:
+            check_path(path, extra=extra, vault_name=vault)
+        assert info.value.exit_code == 3 and len(str(info.value)) < 300
 
 
 def test_network_exception_wrapping_timeout_is_plain_transient():

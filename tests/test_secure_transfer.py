@@ -331,6 +331,65 @@ def test_a_put_leaves_another_puts_temporary_alone(grid, session, coll, client, 
     assert "r" in names and ".r.part-busy" in names and ".r.part-dead" not in names
 
 
+def test_a_killed_upload_leaves_nothing_once_the_target_is_put_again(grid, session, coll, tmp_path):
+    """SIGKILL mid-upload leaves a stale temporary; the next successful put of that target removes
+    it, also when the target already holds the right bytes (nothing to send)."""
+    if not grid.local:
+        pytest.skip("needs the local grid's bandwidth cap to catch an upload mid-way")
+    env = command_env(grid, tmp_path)
+    small, big = tmp_path / "small.bin", make_file(tmp_path / "big.bin", 40 * MiB, seed=9)
+    small.write_bytes(b"right bytes\n")
+    remote = f"{coll}/k2"
+    assert run("secure-iput", str(small), remote, env=env).returncode == 0
+
+    def temporaries() -> list[str]:
+        return [o.name for o in session.collections.get(coll).data_objects if o.name.startswith(".k2.part-")]
+
+    grid.set_faults(bandwidth_mbps=10)
+    try:
+        killed = subprocess.Popen([str(BIN / "secure-iput"), "-f", str(big), remote], env=env,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not temporaries() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    finally:
+        grid.clear_faults()
+    time.sleep(0.3)                                                   # the agent sees the reset, marks it stale
+    assert len(temporaries()) == 1
+    again = run("secure-iput", "-f", str(small), remote, env=env)    # same bytes: nothing to send
+    assert again.returncode == 0, again.stderr
+    assert temporaries() == []
+    assert remote_state(session, remote) == [("1", sha2_of_file(small), small.stat().st_size)]
+
+
+def test_leftovers_are_listed_and_removed_on_request_never_a_running_upload(grid, session, coll, client, tmp_path):
+    session.collections.create(f"{coll}/sub")
+    busy = session.data_objects.open(f"{coll}/sub/.r.part-busy", "w")  # another job, mid-upload
+    busy.write(b"partial")
+    busy.flush()
+    session.data_objects.create(f"{coll}/sub/.r.part-dead")           # a killed run's
+    session.data_objects.create(f"{coll}/.r.part-not-ours-either")
+    session.data_objects.create(f"{coll}/plain.part")                 # not a temporary's name
+    try:
+        assert [x.path for x in client.leftovers(coll)] == [f"{coll}/.r.part-not-ours-either",
+                                                            f"{coll}/sub/.r.part-dead"]
+        env = command_env(grid, tmp_path)
+        listed = run("seisstore", "leftovers", coll, env=env)
+        assert listed.returncode == 0 and listed.stdout.count(".part-") == 2, listed.stderr
+        kept = run("seisstore", "leftovers", coll, "--remove", env=env)       # too recent: kept
+        assert "0 removed" in kept.stderr and len(client.leftovers(coll)) == 2
+        removed = run("seisstore", "leftovers", coll, "--remove", "--older-than", "0", env=env)
+        assert removed.returncode == 0 and "2 removed" in removed.stderr, removed.stderr
+        names = {o.name for o in session.collections.get(f"{coll}/sub").data_objects}
+        assert names == {".r.part-busy"} and client.leftovers(coll) == []
+        assert {o.name for o in session.collections.get(coll).data_objects} == {"plain.part"}
+    finally:
+        busy.close()
+
+
 def test_put_resumes_after_a_drop_and_restarts_on_a_bad_prefix(grid, coll, session, tmp_path):
     """A put killed mid-way leaves its temporary; the next put appends to it (verified whole)."""
     from secure_irods.backend import PrcBackend

@@ -199,3 +199,71 @@ def test_cli_report_json_and_exit_3(grid, client, coll, tmp_path):
     assert result.exit_code == 0 and "2 already there" in result.output
     bad = CliRunner().invoke(main, ["ingest", str(local), coll, "--rename", "nonsense"])
     assert bad.exit_code == 1
+
+
+def test_a_log_channel_nan_samples_and_a_damaged_file_never_stop_the_run(grid, client, coll, tmp_path):
+    """Real archives hold log channels (rate 0) and NaN: reported, every good trace stored."""
+    from helpers import BIN, command_env, run
+
+    local = tmp_path / "in"
+    local.mkdir()
+    log_channel = shipped_dir() / "rt130_sr0_cropped.mseed"          # GR.FUR..LOG, ASCII, rate 0
+    damaged = shipped_dir() / "brokenlastrecord.mseed"                # ObsPy warns once per bad record
+    if not (log_channel.exists() and damaged.exists()):
+        pytest.skip("the installed ObsPy does not ship its LOG-channel and damaged samples")
+    os.symlink(log_channel, local / "log.mseed")
+    os.symlink(damaged, local / "broken.mseed")
+    good = [trace(f"GOOD{i}", "HHZ", np.int32, n=9000, seed=40 + i) for i in range(2)]
+    for tr in good:
+        tr.write(str(local / f"{tr.stats.station}.mseed"), format="MSEED")
+    nan = trace("NANS", "HHZ", np.float64, n=9000, seed=50)
+    nan.data[100:110] = np.nan
+    nan.data[5000] = np.inf
+    nan.write(str(local / "nan.mseed"), format="MSEED")
+
+    out = tmp_path / "report.json"
+    assert BIN.joinpath("seisstore").exists()
+    result = run("seisstore", "ingest", str(local), coll, "--report", str(out), env=command_env(grid, tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3, result.stderr
+    report = json.loads(out.read_text())
+    assert [s["path"] for s in report["files"]["skipped"]] == [str(local / "broken.mseed")]
+    assert report["traces"]["rejected"][0]["id"] == "GR.FUR..LOG"
+    assert "sampling rate 0" in report["traces"]["rejected"][0]["why"]
+    assert report["traces"]["nonfinite"] == [{"id": "FR.NANS.00.HHZ", "samples": 11, "file": str(local / "nan.mseed"),
+                                              "why": "NaN or inf samples, left out as gaps"}]
+    assert report["warnings"][0]["where"] == str(local / "broken.mseed") and report["warnings"][0]["count"] > 5
+
+    got = archive_traces(client, coll, tmp_path)
+    for tr in good:
+        assert_contains(got[tr.id], Stream([tr]))
+    # the finite samples around the NaN and inf are stored, at their times; no sample invented
+    stored = got["FR.NANS.00.HHZ"]
+    assert sum(t.stats.npts for t in stored) == 9000 - 11
+    finite = np.isfinite(nan.data)
+    assert_contains(stored, Stream([nan.slice(endtime=nan.stats.starttime + 99)]))
+    assert all(np.isfinite(t.data).all() for t in stored) and finite.sum() == 9000 - 11
+
+
+def test_a_zone_failure_midway_still_writes_the_report(grid, client, coll, tmp_path):
+    """The resource goes down after the scan: exit 2 at the deadline, and the report says so."""
+    from helpers import command_env, run
+
+    if not grid.local:
+        pytest.skip("needs the local grid's fault injection")
+    local = tmp_path / "in"
+    local.mkdir()
+    trace("DOWN", "HHZ", np.int32, n=9000).write(str(local / "a.mseed"), format="MSEED")
+    (local / "notes.txt").write_text("not seismic\n")
+    out = tmp_path / "report.json"
+    grid.set_faults(down=[grid.env["irods_default_resource"]])
+    try:
+        result = run("seisstore", "ingest", str(local), coll, "--report", str(out),
+                     env=command_env(grid, tmp_path, SECURE_IRODS_DEADLINE="3"))
+    finally:
+        grid.clear_faults()
+    assert result.returncode == 2, result.stderr
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == 2 and "ingest into" in report["error"]
+    assert report["files"]["skipped"][0]["path"].endswith("notes.txt")
+    assert report["files"]["read"] == 1 and report["day_files"]["stored"] == []

@@ -249,7 +249,9 @@ class DataObjectApi:
             try:
                 n = os.sendfile(self.sock.fileno(), desc.fd, desc.offset + sent, piece)
             except BlockingIOError:   # the socket has a timeout, hence is non-blocking underneath
-                if not select.select([], [self.sock], [], self.state.idle_timeout)[1]:
+                poll = select.poll()   # not select.select: it fails on descriptors past 1023
+                poll.register(self.sock, select.POLLOUT)
+                if not poll.poll(self.state.idle_timeout * 1000):
                     raise Dropped("client stopped reading") from None
                 continue
             if n == 0:

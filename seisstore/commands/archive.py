@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from seisstore.commands.common import (LAYOUT_HELP, Failure, Zone, console, doin
 if TYPE_CHECKING:
     from seisstore.catalogue import Catalogue
 
-__all__ = ["mkdir_cmd", "ingest_cmd", "ls_cmd", "coverage_cmd"]
+__all__ = ["mkdir_cmd", "ingest_cmd", "ls_cmd", "coverage_cmd", "leftovers_cmd"]
 
 
 @click.command("mkdir")
@@ -61,7 +62,7 @@ def _catalogue(zone: Zone, coll: str, layout_spec: str, stations: str | None, da
 
 
 @click.command("ingest")
-@click.argument("local_dir", type=click.Path(path_type=Path))
+@click.argument("local", metavar="LOCAL")
 @click.argument("coll")
 @click.option("--layout", "layout_spec", default="sds", show_default=True, help=LAYOUT_HELP)
 @click.option("--default-network", default=None, metavar="NET",
@@ -75,47 +76,60 @@ def _catalogue(zone: Zone, coll: str, layout_spec: str, stations: str | None, da
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(min=0),
               help="Upload threads, each with its own connection, while the next station is cut (0: no thread).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON to this file.")
+              help="Also write the report as JSON to this file (on every exit path, a zone failure included).")
 @click.option("--create", is_flag=True, help="Create COLL (and its parents) if it does not exist.")
 @json_option
 @pass_zone
-def ingest_cmd(zone: Zone, local_dir: Path, coll: str, layout_spec: str, default_network: str | None,
+@click.pass_context
+def ingest_cmd(ctx: click.Context, zone: Zone, local: str, coll: str, layout_spec: str, default_network: str | None,
                renames: tuple[str, ...], merge_existing: bool, jobs: int, report_file: Path | None,
                create: bool, as_json: bool) -> None:
-    """Cut every file ObsPy reads under LOCAL_DIR into day files and store them in COLL.
+    """Cut every file ObsPy reads in LOCAL (a directory, a file or a quoted glob) into day files in COLL.
 
-    Files ObsPy cannot read, damaged files and traces with invalid codes are skipped
-    and reported at the end (exit 3); day files already in COLL are skipped (one bulk
-    catalogue query finds them) unless --merge.
+    Files ObsPy cannot read, damaged files, traces with invalid codes or no time axis
+    (sampling rate 0: log channels) and NaN/inf samples (left out as gaps) are skipped
+    and reported at the end (exit 3); the run goes on.  Day files already in COLL are
+    skipped (one bulk catalogue query finds them) unless --merge.  ObsPy's warnings are
+    counted per file (their text with -v and in the report).
     """
     from secure_irods.errors import NotFoundError
-    from seisstore.ingest import CodeMap, ingest
+    from seisstore.ingest import CodeMap, IngestReport, ingest, inputs
 
     layout = layout_of(layout_spec)
-    if not local_dir.is_dir():
-        raise Failure(f"no such directory: {local_dir}", ExitCode.USAGE)
+    try:
+        files = inputs(local)
+    except FileNotFoundError as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
     try:
         codes = CodeMap.parse(renames, default_network)
     except ValueError as exc:
         raise Failure(str(exc).splitlines()[0], ExitCode.USAGE) from None
-    with doing(f"ingest into {coll} failed"):
-        client = zone.client(shared_deadline=False)    # hours of uploads: each call its own deadline
-        try:   # a typo (of the zone, of a path) must not silently make a new tree
-            client.require_collection(coll, create=create)
-        except NotFoundError as exc:
-            raise NotFoundError(f"{exc.message} (--create makes it)") from None
-        report = ingest(client, local_dir, coll, layout, console=console, codes=codes, jobs=jobs,
-                        merge_existing=merge_existing)
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        report.render(Console(highlight=False, soft_wrap=True))
-        click.echo(report.summary())
-    if report_file is not None:
-        try:
-            report.write_json(report_file)
-        except OSError as exc:
-            raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
+    if report_file is not None and not (report_file.parent.is_dir() and os.access(report_file.parent, os.W_OK)):
+        raise Failure(f"cannot write the report to {report_file}: no such writable directory", ExitCode.USAGE)
+    report = IngestReport()
+    try:
+        with doing(f"ingest into {coll} failed"):
+            client = zone.client(shared_deadline=False)    # hours of uploads: each call its own deadline
+            try:   # a typo (of the zone, of a path) must not silently make a new tree
+                client.require_collection(coll, create=create)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc.message} (--create makes it)") from None
+            ingest(client, files, coll, layout, console=console, codes=codes, jobs=jobs,
+                   merge_existing=merge_existing, report=report)
+    except click.ClickException as exc:
+        report.error, report.error_code = exc.format_message(), exc.exit_code
+        raise
+    finally:   # what was done is reported on every exit path
+        if as_json:
+            emit_json(report.to_dict())
+        elif report.files_seen:
+            report.render(Console(highlight=False, soft_wrap=True), verbose=ctx.find_root().params["verbose"] > 0)
+            click.echo(report.summary())
+        if report_file is not None:
+            try:
+                report.write_json(report_file)
+            except OSError as exc:
+                raise Failure(f"cannot write the report to {report_file}: {exc.strerror}", ExitCode.USAGE) from None
     if report.exit_code:
         raise Failure(f"{report.skipped} files, traces or day files skipped (see the report)", report.exit_code)
 
@@ -157,3 +171,37 @@ def coverage_cmd(zone: Zone, coll: str, layout_spec: str, stations: str | None, 
         emit_json({"collection": cat.root, **coverage.to_dict()})
         return
     render_coverage(Console(), coverage)
+
+
+@click.command("leftovers")
+@click.argument("coll")
+@click.option("--remove", is_flag=True, help="Remove them (only those untouched for --older-than hours).")
+@click.option("--older-than", "hours", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Hours since a temporary was last written, before --remove takes it.")
+@json_option
+@pass_zone
+def leftovers_cmd(zone: Zone, coll: str, remove: bool, hours: float, as_json: bool) -> None:
+    """List (or --remove) the temporaries interrupted uploads left under COLL, recursively.
+
+    An upload writes `.NAME.part-KEY` and renames it to NAME once verified; a killed one
+    leaves it, and the next put of NAME removes it.  These are the ones whose target was
+    never put again.  Temporaries being written now are never listed nor removed.
+    """
+    import time
+
+    from seisstore.commands.common import format_size
+
+    with doing(f"leftovers of {coll}"):
+        client = zone.client()
+        client.require_collection(coll)
+        found = client.leftovers(coll)
+        removed = {left.path for left in client.remove_leftovers(coll, older_than=hours * 3600)} if remove else set()
+    now = time.time()
+    if as_json:
+        emit_json({"collection": coll, "leftovers": [{"path": x.path, "size": x.size, "modified": x.modified,
+                                                      "removed": x.path in removed} for x in found]})
+        return
+    for left in found:
+        state = "removed" if left.path in removed else "kept (too recent)" if remove else ""
+        click.echo(f"{left.path}\t{format_size(left.size)}\t{(now - left.modified) / 3600:.1f} h old\t{state}".rstrip())
+    click.echo(f"{len(found)} leftovers under {coll}" + (f", {len(removed)} removed" if remove else ""), err=True)
