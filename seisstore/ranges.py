@@ -76,6 +76,8 @@ class Spares:
 def _extra_streams(client: Any, first: Any, wanted: int) -> int:
     """Spare streams for slots free now, one kept for ``first`` if it has not connected yet;
     none during the node's cool-down (the zone refused someone lately)."""
+    if getattr(client, "window", None) is not None:
+        return 0    # the adaptive node window: a spare would wait for a lease, not be refused (to do)
     cooldown = getattr(client, "cooldown", None)
     if cooldown is not None and cooldown.remaining() > 0:
         return 0

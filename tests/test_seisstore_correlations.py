@@ -371,6 +371,7 @@ def test_many_rows_coalesced_over_several_streams_within_the_throttle(client, gr
     client.put(bundle.path, f"{coll}/b.h5")
     client.set_avus(f"{coll}/b.h5", bundle_avus(bundle, job="t", code="t", rate=10.0, chain="-", inputs={}))
     cells = random.Random(2).sample([(p, d) for p in pairs for d in days], 30)
+    monkeypatch.setenv("SECURE_IRODS_LOAD_CONTROL", "fixed")     # spares come from the fixed throttle's slots
     index = BundleIndex(client, coll, cache=False)
     for slots, streams in (("16", 4), ("2", 2)):
         monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", slots)

@@ -217,6 +217,7 @@ def plot_dvv(path: Path, output: Path, method: str) -> None:
         ax.errorbar(x, 100 * h5[f"network/{method}"][()], yerr=100 * np.nan_to_num(h5[f"network/{method}_error"][()]),
                     color="k", lw=2, capsize=3, label="network average")
         ax.axhline(0, color="0.6", lw=0.5)
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, len(x) // 10)))   # one label a day at most
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
         fig.autofmt_xdate()
         ax.set_ylabel("dv/v (%)")
@@ -259,7 +260,11 @@ def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, m
             ax.axvline(side * edge, color="k", lw=0.6, ls="--")
     if max_lag:
         ax.set_xlim(-max_lag, max_lag)
+    import matplotlib.dates as mdates
+
     ax.yaxis_date()
+    ax.yaxis.set_major_locator(mdates.DayLocator(interval=max(1, len(x) // 10)))
+    ax.yaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
     ax.set_xlabel("lag (s)")
     ax.set_title(f"{name.replace(':', '-')}" + (f", {dist / 1000:.1f} km" if math.isfinite(dist) else "")
                  + f", {band}; dashed: the dv/v lag window")
