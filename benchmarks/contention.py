@@ -2,13 +2,22 @@
 
     python benchmarks/contention.py           # 32 x 20
     python benchmarks/contention.py --small   # 8 x 5, cap 2
+    python benchmarks/contention.py --nodes 1 8 16   # a grid of nodes: today's control vs the window
+
+``--nodes K ...``: the same demand (32 processes x 10 gets of 1 MiB, one connection per get
+as a job calling secure-iget per file) spread over K simulated nodes (one throttle directory
+each, 32/K processes each, node cap 4) against a grid capped at 6 connections, run with
+today's fixed control (``SECURE_IRODS_LOAD_CONTROL=fixed``: slots and a node-wide cool-down)
+and with the adaptive window, in one run.  Printed per configuration: wall time, failures,
+refusals (the grid's count, once), the grid's time-averaged busy connections and the share
+of time it sat below its cap, per-node finish times and Jain's index of per-node goodput.
 
 Each process is one job.  Ours: ``connect()`` with the node throttle (8 slots, one
 directory) and the default policy, 20 ``get`` calls.  Naive: plain PRC, one session, each
 get retried up to 5 times with a fixed 1 s delay (a fresh session after a failure).
 Printed side by side: failed transfers, corrupted transfers (bytes differ), hung
 processes (killed at the time limit: PRC spins on a connection dropped mid-read), and
-server connection attempts (accepted + refused, counted by the grid) per successful
+server connection attempts (every connection the grid took, refused ones included: counted once) per successful
 transfer.  Goals for ours: 0 failed, 0 corrupted, <= 1.5 attempts per success.
 """
 
@@ -33,6 +42,21 @@ OBJECT_SIZE = 1024 * 1024
 def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
     ok = failed = corrupted = 0
     errors: list[str] = []
+    if kind == "grid":  # --nodes: one connection per get, finish time reported
+        from secure_irods.client import connect
+
+        with connect() as client:
+            for i in range(gets):
+                target = out / f"{i}.bin"
+                try:
+                    client.get(remote, target, force=True)
+                    ok += hashlib.sha256(target.read_bytes()).hexdigest() == digest
+                except Exception as exc:
+                    failed += 1
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                client.disconnect()
+        print(json.dumps({"ok": ok, "failed": failed, "corrupted": 0, "errors": errors, "end": time.time()}))
+        return
     if kind == "ours":
         from secure_irods.client import connect
 
@@ -121,10 +145,86 @@ def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest
     totals["lost"] = procs * gets - totals["ok"] - totals["failed"] - totals["corrupted"]
     stats = grid.control.stats()
     totals["seconds"] = time.perf_counter() - start
-    totals["attempts"] = stats["accepted"] + stats["refused"]
+    totals["attempts"] = stats["accepted"]  # the grid counts every connection it took, refused ones included
     totals["refused"] = stats["refused"]
     totals["max_active"] = stats["max_active"]
     return totals
+
+
+def grid_phase(control: str, grid, tmp: Path, remote: str, nodes: int, procs: int, gets: int, digest: str,
+               limit: float) -> dict:
+    """``procs`` processes spread over ``nodes`` throttle directories, under one load control."""
+    grid.control.reset_stats()
+    start_wall = time.time()
+    start = time.perf_counter()
+    running = []
+    for p in range(procs):
+        node = p % nodes
+        out = tmp / f"{control}-{nodes}-{p}"
+        out.mkdir()
+        env = grid.environ(SECURE_IRODS_THROTTLE_DIR=str(tmp / f"throttle-{control}-{nodes}-{node}"),
+                           SECURE_IRODS_MAX_CONNECTIONS="4", SECURE_IRODS_DEADLINE=str(limit - 10),
+                           SECURE_IRODS_LOAD_CONTROL=control)
+        running.append((node, subprocess.Popen([sys.executable, __file__, "--worker", "grid", remote, str(out),
+                                                str(gets), digest], env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.DEVNULL, text=True)))
+    ok = failed = hung = 0
+    finish: dict[int, float] = {}
+    for node, proc in running:
+        try:
+            stdout, _ = proc.communicate(timeout=max(1.0, limit - (time.perf_counter() - start)))
+            result = json.loads(stdout.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            proc.kill()
+            proc.communicate()
+            hung += 1
+            continue
+        ok += result["ok"]
+        failed += result["failed"]
+        finish[node] = max(finish.get(node, 0.0), result["end"] - start_wall)
+    seconds = time.perf_counter() - start
+    stats = grid.control.stats()
+    rates = [gets * (procs // nodes) / t for t in finish.values() if t > 0]
+    jain = sum(rates) ** 2 / (len(rates) * sum(r * r for r in rates)) if rates else 0.0
+    return {"seconds": seconds, "ok": ok, "failed": failed + hung * gets, "hung": hung,
+            "refused": stats["refused"], "connections": stats["accepted"] - stats["refused"],
+            "busy": stats["busy_seconds"] / stats["seconds"] if stats["seconds"] else 0.0,
+            "below_cap": 1.0 - stats["full_seconds"] / stats["seconds"] if stats["seconds"] else 0.0,
+            "first": min(finish.values(), default=0.0), "last": max(finish.values(), default=0.0), "jain": jain}
+
+
+def grid_benchmark(node_counts: list[int], limit: float) -> None:
+    procs, gets, cap = 32, 10, 6
+    with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
+        tmp = Path(tmp)
+        grid = spawn(tmp / "grid", "--seed", "11")
+        try:
+            data = os.urandom(OBJECT_SIZE)
+            (tmp / "obj.bin").write_bytes(data)
+            remote = f"{grid.home}/contention.bin"
+            from secure_irods.client import connect
+
+            with connect(grid.env_file, grid.auth_file, throttle=False, cooldown=False) as client:
+                client.put(tmp / "obj.bin", remote, force=True)
+            grid.control.set(max_connections=cap)
+            digest = hashlib.sha256(data).hexdigest()
+            rows = []
+            for nodes in node_counts:
+                for control in ("fixed", "adaptive"):
+                    rows.append((nodes, control, grid_phase(control, grid, tmp, remote, nodes, procs, gets, digest,
+                                                            limit)))
+        finally:
+            grid.stop()
+    print(f"contention --nodes: {procs} processes x {gets} gets of 1 MiB (one connection each), grid capped at "
+          f"{cap}, node cap 4; {os.cpu_count()} CPU(s) on this machine bound the 1-node figure")
+    print(f"{'nodes x procs':>14} {'control':>9} {'wall s':>7} {'ok':>4} {'failed':>6} {'refused':>7} "
+          f"{'refused/conn':>12} {'busy (of 6)':>11} {'below cap':>9} {'node finish s':>14} {'Jain':>5}")
+    base = {c: r["seconds"] for n, c, r in rows if n == node_counts[0]}
+    for nodes, control, r in rows:
+        print(f"{f'{nodes} x {procs // nodes}':>14} {control:>9} {r['seconds']:7.1f} {r['ok']:4d} {r['failed']:6d} "
+              f"{r['refused']:7d} {r['refused'] / max(1, r['connections'] + r['refused']):12.3f} {r['busy']:11.2f} "
+              f"{r['below_cap']:9.0%} {r['first']:6.1f} -{r['last']:6.1f} {r['jain']:5.2f}"
+              f"   ({r['seconds'] / base[control]:.2f}x of {node_counts[0]} node(s))")
 
 
 def main() -> None:
@@ -137,7 +237,14 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=None,
                         help="seconds before a phase's processes are killed (300; 60 with --small)")
     parser.add_argument("--only", choices=("ours", "naive"), help="run one side only (diagnosis)")
+    parser.add_argument("--nodes", type=int, nargs="+", help="simulated nodes (e.g. 1 8 16): the grid benchmark")
     args = parser.parse_args()
+    if args.nodes:
+        bad = [k for k in args.nodes if k < 1 or 32 % k]
+        if bad:
+            parser.error(f"--nodes must divide the 32 processes, not {bad}")
+        grid_benchmark(args.nodes, args.limit or 300.0)
+        return
     procs, gets, cap = (8, 5, 2) if args.small else (32, 20, 8)
     if args.limit is None:
         args.limit = 60.0 if args.small else 300.0

@@ -63,6 +63,9 @@ def main(verbose: int) -> None:
               help="MB/s all connections together may use (0: unlimited).")
 @click.option("--seed", default=None, type=int, help="Seed of the fault generator and the random resources.")
 @click.option("--down", multiple=True, help="A resource that is down (repeatable).")
+@click.option("--consumer", is_flag=True,
+              help="Serve a grid another server (its provider) already serves: own port and connection cap, "
+                   "same catalogue and vault (a zone served by several hosts).")
 @click.option("--connection-limit", default=DEFAULT_CONNECTION_LIMIT, show_default=True, type=click.IntRange(min=0),
               help="Agents at most; more are refused with SYS_MAX_CONNECT_COUNT_EXCEEDED (0: no limit).")
 @click.option("--handshake-timeout", default=DEFAULT_HANDSHAKE_TIMEOUT, show_default=True,
@@ -72,7 +75,8 @@ def main(verbose: int) -> None:
               help="Seconds an agent waits for its client's next request before closing the connection.")
 def serve(root: Path, host: str, port: int, zone: str, max_connections: int, drop_rate: float,
           latency_ms: float, bandwidth_mbps: float, total_bandwidth_mbps: float, seed: int | None,
-          down: tuple[str, ...], connection_limit: int, handshake_timeout: float, idle_timeout: float) -> None:
+          down: tuple[str, ...], consumer: bool, connection_limit: int, handshake_timeout: float,
+          idle_timeout: float) -> None:
     """Start the grid; print `ready HOST PORT` once it accepts connections."""
     from .server import GridBusyError, GridServer
 
@@ -80,13 +84,15 @@ def serve(root: Path, host: str, port: int, zone: str, max_connections: int, dro
                          bandwidth_mbps=bandwidth_mbps, total_bandwidth_mbps=total_bandwidth_mbps,
                          seed=seed, down=set(down))
     try:
-        server = GridServer(root, host=host, port=port, zone=zone, faults=faults, connection_limit=connection_limit,
-                            handshake_timeout=handshake_timeout, idle_timeout=idle_timeout)
+        server = GridServer(root, host=host, port=port, zone=zone, faults=faults, consumer=consumer,
+                            connection_limit=connection_limit, handshake_timeout=handshake_timeout,
+                            idle_timeout=idle_timeout)
     except GridBusyError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start the grid: {exc.strerror or exc}") from None
-    server.write_client_files()
+    if not consumer:
+        server.write_client_files()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
     click.echo(f"ready {server.host} {server.port}", nl=True)
@@ -96,6 +102,7 @@ def serve(root: Path, host: str, port: int, zone: str, max_connections: int, dro
 
 @main.command()
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", type=int, default=None, help="A consumer's port (default: the provider).")
 @click.option("--max-connections", type=click.IntRange(min=0))
 @click.option("--drop-rate", type=click.FloatRange(0, 1))
 @click.option("--latency", "latency_ms", type=click.FloatRange(min=0))
@@ -105,13 +112,14 @@ def serve(root: Path, host: str, port: int, zone: str, max_connections: int, dro
 @click.option("--seed", type=int)
 @click.option("--down", multiple=True, help="Resources down from now on (replaces the list).")
 @click.option("--up", is_flag=True, help="Bring every resource back up.")
-def faults(root: Path, up: bool, down: tuple[str, ...], **values) -> None:
+def faults(root: Path, port: int | None, up: bool, down: tuple[str, ...], **values) -> None:
     """Change the faults of a running grid."""
     changes = {k: v for k, v in values.items() if v is not None}
     if down or up:
         changes["down"] = [] if up else list(down)
     try:
-        now = GridControl(root).set(**changes) if changes else GridControl(root).faults()
+        control = GridControl(root, port)
+        now = control.set(**changes) if changes else control.faults()
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"grid at {root} not reachable: {exc}") from None
     click.echo(" ".join(f"{k}={v}" for k, v in now.items()))
@@ -119,10 +127,11 @@ def faults(root: Path, up: bool, down: tuple[str, ...], **values) -> None:
 
 @main.command()
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-def stats(root: Path) -> None:
+@click.option("--port", type=int, default=None, help="A consumer's port (default: the provider).")
+def stats(root: Path, port: int | None) -> None:
     """Print the counters of a running grid (connections, drops, API calls)."""
     try:
-        values = GridControl(root).stats()
+        values = GridControl(root, port).stats()
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"grid at {root} not reachable: {exc}") from None
     click.echo(" ".join(f"{k}={v}" for k, v in values.items()))
@@ -181,11 +190,12 @@ def entry() -> None:
     of the toolkit; click's own 2 means "transient" in our table."""
     try:
         main.main(standalone_mode=False, prog_name="secure-irods-grid")
-    except click.UsageError as exc:
-        exc.show()
+    except click.UsageError as exc:   # one line, as every command of the toolkit
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"secure-irods-grid: error: {exc.format_message()}{hint}", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"secure-irods-grid: error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -18,7 +18,7 @@ SOCKET_NAME = "control.sock"
 class ControlServer:
     def __init__(self, server) -> None:
         self.server = server
-        self.path = server.root / SOCKET_NAME
+        self.path = server.root / socket_name(server.port if getattr(server, "consumer", False) else None)
         self.path.unlink(missing_ok=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(self.path))
@@ -75,11 +75,16 @@ def _read_line(conn: socket.socket) -> bytes:
     return data
 
 
-class GridControl:
-    """Client side: ``GridControl(root).set(drop_rate=0.1)``, ``.stats()``."""
+def socket_name(port: int | None = None) -> str:
+    """The provider's control socket, or a consumer's (``port``: the port it listens on)."""
+    return SOCKET_NAME if port is None else f"control-{port}.sock"
 
-    def __init__(self, root: str | Path) -> None:
-        self.path = Path(root) / SOCKET_NAME
+
+class GridControl:
+    """Client side: ``GridControl(root).set(drop_rate=0.1)``, ``.stats()``; ``port``: a consumer's."""
+
+    def __init__(self, root: str | Path, port: int | None = None) -> None:
+        self.path = Path(root) / socket_name(port)
 
     def request(self, **request) -> dict:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -61,19 +61,28 @@ class GridBusyError(RuntimeError):
 
 
 class GridServer:
+    """One listening server of a zone.
+
+    The provider (the default) owns the root: it takes its lock, creates or reopens the
+    catalogue and writes the client files.  A ``consumer`` serves a root a provider already
+    serves, as an iRODS consumer serves the provider's zone: its own port and connection cap
+    (its own agents), the same catalogue and vault; its control socket is ``control-<port>.sock``.
+    """
+
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, zone: str = "tempZone",
-                 faults: FaultPolicy | None = None, password: str | None = None,
+                 faults: FaultPolicy | None = None, password: str | None = None, consumer: bool = False,
                  connection_limit: int = DEFAULT_CONNECTION_LIMIT,
                  handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT, idle_timeout: float = 600.0) -> None:
         self.root = Path(root).resolve()
         self.zone = zone
         self.host = host
+        self.consumer = consumer
         self.faults = faults or FaultPolicy()
         self.vault_root = self.root / "vault"
         self.catalog_path = self.root / "catalog.sqlite"
         self._stop = threading.Event()
-        self._lock_fd = self._lock_root()
-        self.password = self._bootstrap(password)
+        self._lock_fd = None if consumer else self._lock_root()
+        self.password = self._join() if consumer else self._bootstrap(password)
         self.state = GridState(zone=self.zone, vault_root=self.vault_root, catalog_path=self.catalog_path,
                                faults=self.faults, idle_timeout=idle_timeout)
         self.connection_limit, self.handshake_timeout = connection_limit, handshake_timeout
@@ -122,6 +131,17 @@ class GridServer:
                     cat.set_password(row["user_id"], password)
                 return password
             return row["rcat_password"]
+        finally:
+            cat.close()
+
+    def _join(self) -> str:
+        """A consumer: the zone and admin password of the provider's catalogue, nothing changed."""
+        if not self.catalog_path.exists():
+            raise GridBusyError(f"no grid to serve as a consumer in {self.root} (start its provider first)")
+        cat = open_catalog(self.root)
+        try:
+            self.zone = cat.local_zone()
+            return cat.user(ADMIN, self.zone)["rcat_password"]
         finally:
             cat.close()
 

@@ -24,6 +24,7 @@ class SpawnedGrid:
     host: str
     port: int
     env: dict = field(default_factory=dict)
+    consumer: bool = False
 
     @property
     def env_file(self) -> Path:
@@ -43,7 +44,11 @@ class SpawnedGrid:
 
     @property
     def control(self) -> GridControl:
-        return GridControl(self.root)
+        return GridControl(self.root, self.port if self.consumer else None)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def environ(self, **extra: str) -> dict[str, str]:
         """Variables a child process (secure-iget, a job) needs to reach this grid."""
@@ -67,14 +72,33 @@ class SpawnedGrid:
         self.stop()
 
 
-def spawn(root: str | os.PathLike, *args: str, stderr=subprocess.DEVNULL) -> SpawnedGrid:
-    """Start a grid in ``root`` (created or reopened); extra ``args`` go to ``serve`` (faults)."""
+def spawn(root: str | os.PathLike, *args: str, stderr=subprocess.DEVNULL, consumer: bool = False) -> SpawnedGrid:
+    """Start a grid in ``root`` (created or reopened); extra ``args`` go to ``serve`` (faults).
+
+    ``consumer``: one more server of the grid already served from ``root`` (its own port and
+    connection cap, the same catalogue and vault): see :func:`spawn_zone`."""
     root = Path(root)
-    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(root), "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    extra = ["--consumer"] if consumer else []
+    proc = subprocess.Popen([sys.executable, "-m", "localgrid", "serve", "--root", str(root), "--port", "0", *extra,
+                             *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = proc.stdout.readline().split()
     if len(line) != 3 or line[0] != "ready":
         proc.kill()
         proc.wait()
         raise RuntimeError(f"the local grid in {root} did not start (printed {line!r})")
-    return SpawnedGrid(root, proc, line[1], int(line[2]), json.loads((root / "irods_environment.json").read_text()))
+    return SpawnedGrid(root, proc, line[1], int(line[2]), json.loads((root / "irods_environment.json").read_text()),
+                       consumer)
+
+
+def spawn_zone(root: str | os.PathLike, servers: int, *args: str, stderr=subprocess.DEVNULL) -> list[SpawnedGrid]:
+    """A zone served by ``servers`` listening servers over one root: the provider first, then
+    consumers; each gets ``args`` (e.g. its own ``--max-connections``).  Stop them all when done."""
+    started = [spawn(root, *args, stderr=stderr)]
+    try:
+        for _ in range(servers - 1):
+            started.append(spawn(root, *args, stderr=stderr, consumer=True))
+    except BaseException:
+        for grid in started:
+            grid.stop()
+        raise
+    return started

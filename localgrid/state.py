@@ -8,6 +8,7 @@ grid's fault policy with its seeded random source live here, so a handler reache
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,14 +60,33 @@ COUNTERS = ("accepted", "refused", "active", "max_active", "api_calls", "drops",
 
 
 class Counters:
-    """The server's counters, as ``secure-irods-grid stats`` prints them."""
+    """The server's counters, as ``secure-irods-grid stats`` prints them.
 
-    def __init__(self) -> None:
+    Besides counts, two time integrals since the last reset, for load-control benchmarks:
+    ``busy_seconds`` (connections held, integrated over time: divided by ``seconds``, the
+    mean busy connections) and ``full_seconds`` (time spent at the connection cap).
+    """
+
+    def __init__(self, clock=time.monotonic) -> None:
         self._lock = threading.Lock()
         self._values = dict.fromkeys(COUNTERS, 0)
+        self._clock = clock
+        self._since = self._stamp = clock()
+        self._busy = self._full = 0.0
+        self.cap = 0  # the connection cap now (0: none), for ``full_seconds``
+
+    def _integrate(self) -> None:
+        now = self._clock()
+        held = self._values["active"]
+        self._busy += held * (now - self._stamp)
+        if self.cap and held >= self.cap:
+            self._full += now - self._stamp
+        self._stamp = now
 
     def count(self, key: str, delta: int = 1) -> None:
         with self._lock:
+            if key == "active":
+                self._integrate()
             self._values[key] += delta
             if key == "active":
                 self._values["max_active"] = max(self._values["max_active"], self._values["active"])
@@ -74,6 +94,8 @@ class Counters:
     def admit(self, cap: int) -> bool:
         """One connection accepted: counted active unless ``cap`` (0: none) is reached, then refused."""
         with self._lock:
+            self._integrate()
+            self.cap = cap
             self._values["accepted"] += 1
             if cap and self._values["active"] >= cap:
                 self._values["refused"] += 1
@@ -84,7 +106,11 @@ class Counters:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return dict(self._values)
+            self._integrate()
+            values = dict(self._values)
+            values.update(seconds=round(self._stamp - self._since, 6), busy_seconds=round(self._busy, 6),
+                          full_seconds=round(self._full, 6))
+            return values
 
     def reset(self) -> None:
         with self._lock:
@@ -92,6 +118,8 @@ class Counters:
                 if key != "active":
                     self._values[key] = 0
             self._values["max_active"] = self._values["active"]
+            self._since = self._stamp = self._clock()
+            self._busy = self._full = 0.0
 
 
 @dataclass

@@ -111,8 +111,10 @@ class PrcBackend:
     @classmethod
     def connect(cls, env_file: str | os.PathLike, auth_file: str | os.PathLike | None = None,
                 io_timeout: float = 60.0, ticket: str | None = None,
-                password: str | None = None) -> "PrcBackend":
+                password: str | None = None, address: str | None = None) -> "PrcBackend":
         """Open a session from an environment file and log in (one connection, authenticated).
+
+        ``address`` (``host:port``) overrides the environment's host, for a zone served by several.
 
         ``auth_file`` (the icommands' choice: ``$IRODS_AUTHENTICATION_FILE``, else the
         environment's, else ``~/.irods/.irodsA``) is read for the native scheme; a
@@ -125,6 +127,9 @@ class PrcBackend:
             register_secret(password)
             with open(env_file) as f:
                 session = iRODSSession(password=password, **json.load(f))
+        if address:  # one host of a zone served by several (secure_irods_hosts): same account, another server
+            host, _, port = address.rpartition(":")
+            session.pool.account.host, session.pool.account.port = host, int(port)
         try:
             if password is None and auth_file and getattr(session.pool.account, "authentication_scheme", "native") == "native":
                 register_secret(_prc.use_auth_file(session, str(auth_file)))

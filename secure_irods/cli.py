@@ -411,6 +411,8 @@ def iget(paths: tuple[str, ...], **options: Any) -> None:
                 result = client.get_many([(remote, local)], force=options["force"], sync=restart is not None,
                                          resource=resources.get(remote, options["resource"]),
                                          progress=advance, deadline=job.deadline)[0]
+                if result.skipped:
+                    advance(result.size)     # identical already: counted as done
                 job.finished(result, time.monotonic() - started)
                 if restart:
                     restart.record(result)
@@ -612,6 +614,8 @@ def _put_all(job: _Job, client: Any, items: list[tuple[Path, str]], options: dic
             result = client.put_many([(local, remote)], force=options["force"], sync=restart is not None,
                                      resource=resource, progress=advance, deadline=job.deadline,
                                      before_rename=hook)[0]
+            if result.skipped:
+                advance(size)
             job.finished(result, time.monotonic() - started)
             if before and not result.skipped:
                 now = {hier.split(";")[0] for _, hier in _replicas(client, remote)}

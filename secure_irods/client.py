@@ -41,6 +41,7 @@ from .protocols import Backend, Opener
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import Leftover, TransferResult, _get_object, _put_object
+from .window import HostWindows, node_window, parse_hosts
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -52,6 +53,8 @@ DEFAULT_IO_TIMEOUT = 60.0  # longest wait for one socket read/write: the stall g
 DEFAULT_STREAMS = 2  # connections a get of >= 32 MiB may use, extra ones only from free throttle slots
 ENV_IO_TIMEOUT = "SECURE_IRODS_IO_TIMEOUT"
 ENV_COOLDOWN = "SECURE_IRODS_COOLDOWN"
+ENV_HOSTS = "SECURE_IRODS_HOSTS"  # host:port,host:port... of one zone served by several hosts
+ENV_LOAD_CONTROL = "SECURE_IRODS_LOAD_CONTROL"  # "adaptive" (default): the node window; "fixed": slots + cool-down
 Progress = Callable[[int], None]
 
 
@@ -90,6 +93,13 @@ class IrodsEnvironment:
     def zone_address(self) -> str:
         """``host:port`` of the zone: the key of the node's cool-down and retry budget."""
         return f"{self.settings['irods_host']}:{self.settings['irods_port']}"
+
+    def hosts(self, environ: dict[str, str] | None = None) -> list[str]:
+        """Every ``host:port`` serving the zone: ``$SECURE_IRODS_HOSTS`` (comma-separated), else the
+        environment file's ``secure_irods_hosts`` (a list), else ``irods_host:irods_port`` alone."""
+        env = os.environ if environ is None else environ
+        raw = env.get(ENV_HOSTS, "").strip() or self.settings.get("secure_irods_hosts")
+        return parse_hosts(raw, self.zone_address)
 
     def resolve(self, path: str) -> str:
         """An absolute iRODS path; relative paths are taken from ``irods_cwd`` (like the icommands).
@@ -135,6 +145,8 @@ class Client:
         io_timeout: float = DEFAULT_IO_TIMEOUT,
         streams: int = DEFAULT_STREAMS,
         deadline: Deadline | None = None,
+        window: Any = None,
+        host_openers: dict[str, Opener] | None = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -147,6 +159,9 @@ class Client:
         self.io_timeout = io_timeout
         self._backend: Backend | None = None
         self._slot: contextlib.ExitStack | None = None
+        self.window = window  # the node's adaptive Window (or None: the fixed throttle and cool-down)
+        self.host_openers = host_openers or {}  # host:port -> opener, for a zone served by several hosts
+        self._lease: Any = None
         self._state = _State.UNOPENED
         self.connections_opened = 0
         self.deadline = deadline
@@ -159,7 +174,8 @@ class Client:
         (any argument of :class:`Client`), and a connection of its own."""
         settings: dict[str, Any] = dict(opener=self._opener, environment=self.environment, policy=self.policy,
                                         throttle=self.throttle, cooldown=self.cooldown, io_timeout=self.io_timeout,
-                                        streams=self.streams, deadline=self.deadline)
+                                        streams=self.streams, deadline=self.deadline, window=self.window,
+                                        host_openers=self.host_openers)
         unknown = set(changes) - set(settings)
         if unknown:
             raise TypeError(f"Client.copy() got unknown settings: {', '.join(sorted(unknown))}")
@@ -189,10 +205,13 @@ class Client:
         """Close the connection and free the throttle slot now; the next call reconnects."""
         self._drop()
 
-    def _drop(self) -> None:
+    def _drop(self, failed: bool = False) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.close(dropped=failed)
         slot, self._slot = self._slot, None
         if slot is not None:
             slot.close()
@@ -204,6 +223,8 @@ class Client:
             raise RuntimeError("this secure_irods Client is closed")
         if self._backend is not None:
             return self._backend
+        if self.window is not None:
+            return self._connect_in_window(deadline)
         if self.cooldown is not None:
             self.cooldown.wait(deadline)
         slot = contextlib.ExitStack()
@@ -222,6 +243,51 @@ class Client:
         self._backend, self._slot, self._state = backend, slot, _State.OPEN
         return backend
 
+    def _connect_in_window(self, deadline: Deadline) -> Any:
+        """Connect within the node's adaptive window; a refusal backs this process off, with
+        jitter, and tries again: only the deadline ends a call the zone keeps refusing (the
+        window and the breaker, not a count of attempts, bound the load; see window.py)."""
+        refusals = 0
+        last: BaseException | None = None
+        while True:
+            try:
+                if self.cooldown is not None:
+                    self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
+                lease = self.window.acquire(deadline)
+            except TransientError:
+                if last is not None:
+                    raise last from None  # the deadline came while the zone refused: say so
+                raise
+            opener = self.host_openers.get(lease.window.zone, self._opener)
+            try:
+                if last is not None and deadline.expired:
+                    lease.close()
+                    raise last from None
+                self.connections_opened += 1
+                backend = opener(deadline.socket_timeout(self.io_timeout))
+            except BaseException as exc:
+                if exc is last:
+                    raise
+                if not (isinstance(exc, Exception) and isinstance(classify(exc), ZoneBusyError)):
+                    lease.close()
+                    raise
+                lease.refused()
+                refusals += 1
+                last = exc
+                pause = self.window.backoff(refusals)
+                if pause >= deadline.remaining():
+                    raise
+                if refusals & (refusals - 1) == 0:  # the 1st, 2nd, 4th, 8th... refusal: a job's log says why it waits
+                    err = classify(exc)
+                    logger.warning("zone %s: %s: %s; refusal %d in a row, backing off %.1fs (node window %.2f), "
+                                   "deadline in %.1fs", lease.window.zone, type(err).__name__, err.message, refusals,
+                                   pause, lease.window.state().limit, deadline.remaining())
+                self.policy.sleep(pause)
+                continue
+            lease.accepted()
+            self._backend, self._lease, self._state = backend, lease, _State.OPEN
+            return backend
+
     @contextlib.contextmanager
     def _spares(self, wanted: int, deadline: Deadline) -> Iterator[list[Backend]]:
         """Up to ``wanted`` extra connections for a parallel get, each in a free throttle slot.
@@ -234,6 +300,14 @@ class Client:
             spares: list[Backend] = []
             if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
                 for _ in range(wanted):
+                    if self.window is not None:
+                        backend = self._spare_in_window(deadline)
+                        if backend is None:
+                            break
+                        lent.callback(backend[1].close)
+                        lent.callback(backend[0].close)
+                        spares.append(backend[0])
+                        continue
                     slot = contextlib.ExitStack()
                     try:
                         if self.throttle is not None:
@@ -252,6 +326,22 @@ class Client:
                     lent.callback(backend.close)
                     spares.append(backend)
             yield spares
+
+    def _spare_in_window(self, deadline: Deadline) -> tuple[Any, Any] | None:
+        """One spare connection and its lease if the window admits one right now, else None."""
+        lease = self.window.try_acquire()
+        if not hasattr(lease, "accepted"):
+            return None
+        try:
+            self.connections_opened += 1
+            backend = self.host_openers.get(lease.window.zone, self._opener)(deadline.socket_timeout(self.io_timeout))
+        except Exception as exc:
+            err = classify(exc)
+            lease.refused() if isinstance(err, ZoneBusyError) else lease.close()
+            logger.info("no spare connection: %s: %s", type(err).__name__, err.message)
+            return None
+        lease.accepted()
+        return backend, lease
 
     def call(self, fn: Callable[[Backend, Deadline], T], deadline: Deadline | None = None) -> T:
         """Run ``fn(backend, deadline)`` as every method of this client does (see :meth:`_call`).
@@ -290,8 +380,8 @@ class Client:
             except Exception as exc:
                 err = classify(exc)
                 if err.transient:
-                    self._drop()  # the link may be half dead: never reuse it
-                    if isinstance(err, ZoneBusyError) and self.cooldown is not None:
+                    self._drop(failed=True)  # the link may be half dead: never reuse it
+                    if isinstance(err, ZoneBusyError) and self.cooldown is not None and self.window is None:
                         self.cooldown.refused()
                 raise
 
@@ -696,17 +786,34 @@ def connect(
         io_timeout = _float_env(ENV_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
     if opener is None:
         opener = _prc_opener(environment, ticket)
+    window: Any = None
+    hosts = environment.hosts()
+    host_openers = {}
+    if len(hosts) > 1:  # a zone served by several hosts: one window each, an opener each
+        if not isinstance(throttle, Throttle) or _load_control() != "adaptive":
+            raise InvalidInputError(f"{ENV_HOSTS}: several hosts need the adaptive load control and a throttle")
+        window = HostWindows([node_window(throttle, h, cooldown=cooldown or None) for h in hosts])
+        host_openers = {h: _prc_opener(environment, ticket, h) for h in hosts}
+    elif isinstance(throttle, Throttle) and _load_control() == "adaptive":
+        window = node_window(throttle, zone, cooldown=cooldown or None)
     return Client(opener, environment, policy=policy, throttle=throttle or None, cooldown=cooldown or None,
-                  io_timeout=io_timeout, streams=streams, deadline=deadline)
+                  io_timeout=io_timeout, streams=streams, deadline=deadline, window=window, host_openers=host_openers)
 
 
-def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None) -> Opener:
+def _load_control() -> str:
+    raw = os.environ.get(ENV_LOAD_CONTROL, "").strip().lower() or "adaptive"
+    if raw not in ("adaptive", "fixed"):
+        raise InvalidInputError(f"{ENV_LOAD_CONTROL}={raw!r}: use adaptive or fixed")
+    return raw
+
+
+def _prc_opener(environment: IrodsEnvironment, ticket: str | None = None, address: str | None = None) -> Opener:
     def open_backend(io_timeout: float) -> Backend:
         from .backend import PrcBackend  # lazy: importing secure_irods stays free of PRC
 
         anonymous = environment.settings.get("irods_user_name") == "anonymous"
         return PrcBackend.connect(environment.env_file, None if anonymous else environment.auth_file, io_timeout,
-                                  ticket=ticket)
+                                  ticket=ticket, address=address)
 
     return open_backend
 

@@ -115,41 +115,59 @@ class stop_before_deadline(stop_base):
 
 
 class Progress:
-    """A monotone counter an operation bumps whenever the zone answers it (see module docstring)."""
+    """What the zone answered during one call: a count, and the last attempt that got an answer.
+
+    The retrying object tells it when an attempt starts (:meth:`started`, tenacity's
+    ``before`` hook); the operation calls :meth:`note` whenever the zone answers.  The stop
+    policy only reads it.
+    """
 
     def __init__(self) -> None:
         self.count = 0
+        self.attempt = 0  # the attempt running now (1-based)
+        self.productive = 0  # the last attempt that made progress (0: none yet)
+
+    def started(self, attempt: int) -> None:
+        self.attempt = attempt
 
     def note(self, amount: int = 1) -> None:
         self.count += amount
+        self.productive = self.attempt
+
+    def barren(self, attempt: int) -> int:
+        """Attempts in a row, up to ``attempt``, that made no progress."""
+        return attempt - self.productive
 
     def __repr__(self) -> str:
-        return f"Progress(count={self.count})"
+        return f"Progress(count={self.count}, attempt={self.attempt}, productive={self.productive})"
 
 
 class stop_after_attempts_without_progress(stop_base):
-    """Stop once ``attempts`` attempts in a row have failed without :class:`Progress` advancing."""
+    """Stop once ``attempts`` attempts in a row have failed without :class:`Progress` advancing.
+
+    Stateless: it reads the progress snapshot, so one object may judge any call.
+    """
 
     def __init__(self, attempts: int, progress: Progress) -> None:
         self.attempts = attempts
         self.progress = progress
-        self._seen = progress.count
-        self.barren = 0
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        self.barren = self.barren + 1 if self.progress.count == self._seen else 0
-        self._seen = self.progress.count
-        return self.barren >= self.attempts
+        return self.progress.barren(retry_state.attempt_number) >= self.attempts
 
 
 class wait_for_budget(wait_base):
-    """The wait for a token of a node-wide retry budget (0 while the bucket has tokens)."""
+    """The wait for a token of a node-wide retry budget (0 while the bucket has tokens).
+
+    Computing it takes nothing: the token is taken in ``before_sleep`` (:func:`take_budget`),
+    only once the policy has decided to retry, so the attempt that gives up spends none.
+    """
 
     def __init__(self, budget: Any) -> None:
         self.budget = budget
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        return self.budget.take()
+        return self.budget.wait()
 
 
 class full_jitter(wait_base):
@@ -244,9 +262,16 @@ class RetryPolicy:
             wait=self.wait_strategy(),
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
-            before_sleep=lambda state: self._log_retry(state, deadline),
+            before=(lambda state: progress.started(state.attempt_number)) if progress is not None else tenacity.before_nothing,
+            before_sleep=lambda state: self.before_sleep(state, deadline),
             reraise=True,
         )
+
+    def before_sleep(self, retry_state: RetryCallState, deadline: Deadline) -> None:
+        """The policy retries: take the node's retry token now, and say why we wait."""
+        if self.budget is not None:
+            self.budget.take()
+        self._log_retry(retry_state, deadline)
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` under a fresh deadline; see :meth:`call_within`."""

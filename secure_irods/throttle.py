@@ -34,13 +34,14 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import random
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import InvalidInputError, TransientError, ZoneBusyError
 from .policy import Deadline
@@ -128,6 +129,55 @@ def _as_deadline(deadline: Deadline | float | None) -> Deadline:
     return deadline if isinstance(deadline, Deadline) else Deadline(deadline)
 
 
+class FlockPool:
+    """Slots as exclusive flocks on ``<dir>/<prefix><i>``: the kernel frees them when a holder dies."""
+
+    def __init__(self, directory: Path, prefix: str = "slot-",
+                 uniform: Callable[[float, float], float] = random.uniform) -> None:
+        self.directory, self.prefix, self._uniform = Path(directory), prefix, uniform
+
+    def path(self, index: int) -> Path:
+        return self.directory / f"{self.prefix}{index}"
+
+    def take(self, limit: int) -> tuple[int, int] | None:
+        """One non-blocking pass over slots ``0..limit-1``: ``(index, fd)`` now held, or None."""
+        start = int(self._uniform(0, limit)) % limit  # spread holders over files
+        for k in range(limit):
+            index = (start + k) % limit
+            fd = _open_shared(self.path(index))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            return index, fd
+        return None
+
+    @staticmethod
+    def give(slot: tuple[int, int]) -> None:
+        os.close(slot[1])  # closing the only descriptor releases the flock
+
+
+class MemoryPool:
+    """Slots of one process (the simulation): the same ``take``/``give`` as :class:`FlockPool`."""
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()
+
+    def take(self, limit: int) -> int | None:
+        for index in range(limit):
+            if index not in self.held:
+                self.held.add(index)
+                return index
+        return None
+
+    def give(self, slot: int) -> None:
+        self.held.discard(slot)
+
+
 class Throttle:
     """At most ``slots`` concurrent holders across all processes sharing ``directory``."""
 
@@ -140,16 +190,18 @@ class Throttle:
         max_poll: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         uniform: Callable[[float, float], float] = random.uniform,
+        pool: "FlockPool | MemoryPool | None" = None,
     ) -> None:
         if slots < 1:
             raise InvalidInputError(f"throttle needs at least one slot, got {slots}")
         self._slots = int(slots)
-        self._directory = shared_directory(directory)
+        self._directory = shared_directory(directory) if pool is None else Path(directory or ".")
         self._poll = poll
         self._max_poll = max_poll
         self._sleep = sleep
         self._uniform = uniform
         self._held: set[int] = set()
+        self.pool = pool if pool is not None else FlockPool(self._directory, uniform=uniform)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> "Throttle":
@@ -176,24 +228,18 @@ class Throttle:
         return len(self._held)
 
     def slot_path(self, index: int) -> Path:
-        return self._directory / f"slot-{index}"
+        return self.pool.path(index)
 
     def _try_acquire(self) -> tuple[int, int] | None:
         """One non-blocking pass over the slots: ``(index, fd)`` of a slot now held, or None."""
-        start = int(self._uniform(0, self._slots)) % self._slots  # spread holders over files
-        for k in range(self._slots):
-            index = (start + k) % self._slots
-            fd = _open_shared(self.slot_path(index))
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            except BaseException:
-                os.close(fd)
-                raise
-            return index, fd
-        return None
+        return self.pool.take(self._slots)
+
+    def try_take(self) -> Any:
+        """A slot now, or None (never waits; the simulation's entry): free it with :meth:`give`."""
+        return self.pool.take(self._slots)
+
+    def give(self, slot: Any) -> None:
+        self.pool.give(slot)
 
     @contextlib.contextmanager
     def acquire(self, deadline: Deadline | float | None = None) -> Iterator[int]:
@@ -220,13 +266,13 @@ class Throttle:
                 waited = True
             self._sleep(min(left, self._uniform(0.5 * pause, 1.5 * pause)))
             pause = min(self._max_poll, pause * 1.5)
-        index, fd = got
+        index, _ = got
         self._held.add(index)
         try:
             yield index
         finally:
             self._held.discard(index)
-            os.close(fd)  # closing the only descriptor releases the flock
+            self.pool.give(got)
 
     def in_use(self) -> int:
         """How many slots are held by anyone, by probing (may briefly hold a free slot)."""
@@ -275,10 +321,17 @@ class Cooldown:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         uniform: Callable[[float, float], float] = random.uniform,
+        store: "_SharedState | None" = None,
     ) -> None:
-        self._directory = shared_directory(directory)
         self.zone = zone
-        self.path = self._directory / (f"cooldown-{zone_key(zone)}.json" if zone else self.FILENAME)
+        if store is None:
+            self._directory = shared_directory(directory)
+            self.path = self._directory / (f"cooldown-{zone_key(zone)}.json" if zone else self.FILENAME)
+            store = _SharedState(self.path)
+        else:  # the simulation: state in memory
+            self._directory = Path(directory or ".")
+            self.path = self._directory / self.FILENAME
+        self._store = store
         self.base, self.step, self.maximum, self.spread = base, step, maximum, spread
         self._clock = clock  # wall clock: the file is read by other processes
         self._sleep = sleep
@@ -293,19 +346,23 @@ class Cooldown:
         return min(self.maximum, self.base + self.step * max(0, refusals - 1))
 
     def _locked(self, mode: int) -> contextlib.AbstractContextManager[int]:
-        return _SharedState(self.path).locked(mode)
+        return self._store.locked(mode)
 
-    @staticmethod
-    def _read(fd: int) -> CooldownState:
-        data = _SharedState.read(fd)
+    def _read(self, fd: int) -> CooldownState:
+        """The shared state, clamped: any local user may write the file, so a far-future ``until``
+        is cut to ``now + maximum`` and the refusal count to what reaches the longest cool-down."""
+        data = self._store.read(fd)
         try:
-            return CooldownState(float(data.get("until", 0.0)), int(data.get("refusals", 0)))
-        except (ValueError, TypeError):
+            until, refusals = float(data.get("until", 0.0)), int(data.get("refusals", 0))
+        except (ValueError, TypeError, OverflowError):
             return CooldownState()  # unreadable file: behave as if no cool-down
+        if until != until:  # NaN
+            return CooldownState()
+        most = 1 + math.ceil(max(0.0, self.maximum - self.base) / self.step) if self.step > 0 else 1
+        return CooldownState(min(until, self._clock() + self.maximum), min(max(0, refusals), most))
 
-    @staticmethod
-    def _write(fd: int, state: CooldownState) -> None:
-        _SharedState.write(fd, {"until": state.until, "refusals": state.refusals})
+    def _write(self, fd: int, state: CooldownState) -> None:
+        self._store.write(fd, {"until": state.until, "refusals": state.refusals})
 
     def state(self) -> CooldownState:
         """Current shared state; an unusable file counts as no cool-down (it is advisory)."""
@@ -386,11 +443,14 @@ class RetryBudget:
     no budget (it is advisory, never a reason to fail).
     """
 
+    MAX_DEBT_SECONDS = 600.0
+
     def __init__(self, directory: Path | str | None = None, *, zone: str = "", rate: float = 5.0,
-                 burst: float = 50.0, ratio: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+                 burst: float = 50.0, ratio: float = 0.5, clock: Callable[[], float] = time.time,
+                 store: "_SharedState | None" = None) -> None:
         if rate <= 0 or burst < 1:
             raise InvalidInputError("retry budget needs rate > 0 and burst >= 1")
-        self._state = _SharedState(shared_directory(directory) / f"retry-budget-{zone_key(zone)}.json")
+        self._state = store or _SharedState(shared_directory(directory) / f"retry-budget-{zone_key(zone)}.json")
         self.zone, self.rate, self.burst, self.ratio = zone, rate, burst, ratio
         self._clock = clock
 
@@ -420,16 +480,37 @@ class RetryBudget:
             with self._state.locked() as fd:
                 now = self._clock()
                 data = self._state.read(fd)
-                try:
-                    tokens, stamp = float(data["tokens"]), float(data["stamp"])
-                except (KeyError, TypeError, ValueError):
-                    tokens, stamp = self.burst, now
+                tokens, stamp = self._clamped(data, now)
                 tokens = change(min(self.burst, tokens + max(0.0, now - stamp) * self.rate))
                 self._state.write(fd, {"tokens": tokens, "stamp": now})
                 return tokens
         except OSError as exc:
             logger.warning("retry budget %s unusable: %s", self._state.path, exc)
             return self.burst
+
+    def _clamped(self, data: dict, now: float) -> tuple[float, float]:
+        """Tokens and stamp from a file any local user may write, within their documented range:
+        tokens in ``[-MAX_DEBT_SECONDS * rate, burst]`` (a debt waits at most that long), stamp not
+        in the future (that would stop the refill)."""
+        try:
+            tokens, stamp = float(data["tokens"]), float(data["stamp"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return self.burst, now
+        if not (math.isfinite(tokens) and math.isfinite(stamp)):
+            return self.burst, now
+        return min(self.burst, max(-self.MAX_DEBT_SECONDS * self.rate, tokens)), min(now, stamp)
+
+    def wait(self) -> float:
+        """Seconds until a token would be there for one more retry; takes nothing (a wait is computed
+        before the policy decides to retry, the token is taken only when it does: :meth:`take`)."""
+        try:
+            with self._state.locked(fcntl.LOCK_SH) as fd:
+                now = self._clock()
+                tokens, stamp = self._clamped(self._state.read(fd), now)
+        except OSError:
+            return 0.0
+        tokens = min(self.burst, tokens + max(0.0, now - stamp) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def take(self) -> float:
         """Take a token for one retry; returns the seconds to wait until it is really there."""

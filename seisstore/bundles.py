@@ -391,31 +391,61 @@ class Correlation:
 
 
 def read_pairs(client, index: BundleIndex, pairs=None, dates=None, *, stats: dict | None = None,
-               ) -> Iterator[Correlation]:
-    """The correlations of ``pairs`` x ``dates`` (None: all), read selectively bundle by bundle.
+               streams: int | None = None, cells=None, max_gap: int | None = None) -> Iterator[Correlation]:
+    """The correlations of ``pairs`` x ``dates`` (None: all), or of exactly the ``(pair, date)``
+    ``cells`` given, read selectively bundle by bundle.
 
     Each bundle is opened once (:meth:`secure_irods.Client.open`): its head (all the
-    metadata) in one request, then one range per (pair, date) not yet cached.
-    ``stats`` (a dict) receives ``round_trips``, ``bytes`` and ``bundles``.
+    metadata) in one request; then the byte ranges of the rows wanted, coalesced and read
+    over up to ``streams`` connections at once (:class:`seisstore.ranges.RangeReader`;
+    default :data:`seisstore.ranges.DEFAULT_STREAMS`, extra ones only from free throttle
+    slots; ranges closer than ``max_gap`` bytes read as one).  ``stats`` (a dict) receives
+    ``round_trips``, ``bytes``, ``bundles``, ``spans`` and ``streams``.
     """
     import h5py
 
-    for path, cells in index.select(pairs, dates).items():
+    from .ranges import DEFAULT_MAX_GAP, DEFAULT_STREAMS, RangeReader, Spares
+
+    spares = Spares()
+    only = None if cells is None else {(tuple(p), d) for p, d in cells}
+    if only is not None:
+        pairs, dates = sorted({p for p, _ in only}), sorted({d for _, d in only})
+    for path, chosen in index.select(pairs, dates).items():
+        chosen = [c for c in chosen if only is None or c in only]
+        if not chosen:
+            continue
         info = index.bundles[path]
-        with client.open(path, head=info.head or 1024 * 1024) as remote:
+        with client.open(path, head=info.head or 1024 * 1024) as remote, \
+                RangeReader(client, remote, min(streams or DEFAULT_STREAMS, len(chosen)), spares) as reader:
             with h5py.File(remote, "r") as h5:
                 lags = h5["lags"][()]
                 rate = float(h5.attrs["sampling_rate"])
-                for pair, d in cells:
+                found, requests = [], []
+                for pair, d in chosen:
                     ds = h5["pairs"][pair_name(*pair)]
                     rows = [x.decode() if isinstance(x, bytes) else str(x) for x in ds.attrs["dates"]]
                     k = rows.index(d.isoformat())
-                    yield Correlation(pair, d, ds[k], lags, rate, float(ds.attrs["distance_m"]),
-                                      ds.attrs["coords_a"], ds.attrs["coords_b"], ds.attrs["n_windows"][k], path)
-            if stats is not None:
-                stats["round_trips"] = stats.get("round_trips", 0) + remote.round_trips
-                stats["bytes"] = stats.get("bytes", 0) + remote.bytes_fetched
-                stats["bundles"] = stats.get("bundles", 0) + 1
+                    offset = ds.id.get_offset()
+                    shape, dtype = ds.shape[1:], ds.dtype
+                    size = int(np.prod(shape)) * dtype.itemsize
+                    meta = (pair, d, k, float(ds.attrs["distance_m"]), ds.attrs["coords_a"], ds.attrs["coords_b"],
+                            ds.attrs["n_windows"][k])
+                    if offset is None or ds.compression or ds.chunks:   # not one plain range: h5py reads it
+                        found.append((meta, ds[k]))
+                    else:
+                        found.append((meta, (shape, dtype, len(requests))))
+                        requests.append((offset + k * size, size))
+                head = (remote.round_trips, remote.bytes_fetched)
+            got = reader.read(requests, max_gap=DEFAULT_MAX_GAP if max_gap is None else max_gap, stats=stats)
+            for (pair, d, k, dist, ca, cb, nw), data in found:
+                if isinstance(data, tuple):
+                    shape, dtype, i = data
+                    data = np.frombuffer(got[i], dtype=dtype).reshape(shape)
+                yield Correlation(pair, d, data, lags, rate, dist, ca, cb, nw, path)
+        if stats is not None:
+            stats["round_trips"] = stats.get("round_trips", 0) + head[0]
+            stats["bytes"] = stats.get("bytes", 0) + head[1]
+            stats["bundles"] = stats.get("bundles", 0) + 1
 
 
 Cell = tuple[tuple[str, str], datetime.date]
@@ -455,6 +485,7 @@ class CorrelationStore:
         self.client.set_avus(path, bundle_avus(bundle, job=job, code=code, rate=rate, chain=chain, inputs=inputs))
 
     def read(self, pairs: Iterable[tuple[str, str]] | None = None, dates: Iterable[datetime.date] | None = None, *,
-             stats: dict | None = None) -> Iterator[Correlation]:
-        """The correlations of ``pairs`` x ``dates`` (None: all); see :func:`read_pairs`."""
-        return read_pairs(self.client, self.index, pairs, dates, stats=stats)
+             stats: dict | None = None, cells: Iterable[Cell] | None = None) -> Iterator[Correlation]:
+        """The correlations of ``pairs`` x ``dates`` (None: all), or of exactly ``cells``; see
+        :func:`read_pairs` (rows coalesced and read over several streams)."""
+        return read_pairs(self.client, self.index, pairs, dates, stats=stats, cells=cells)

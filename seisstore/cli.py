@@ -20,6 +20,7 @@ from seisstore.commands.archive import coverage_cmd, ingest_cmd, leftovers_cmd, 
 from seisstore.commands.bundles import bundles, export_cmd, plot, stack_cmd
 from seisstore.commands.campaign import campaign
 from seisstore.commands.common import Zone
+from seisstore.commands.dvv import dvv_cmd, plot_dvv_cmd, plot_interferogram_cmd
 from seisstore.commands.rebalance import du_cmd, rebalance
 from seisstore.demo import demo_cmd
 from secure_irods.cli import version_option
@@ -58,9 +59,11 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.call_on_close(zone.close)
 
 
-for command in (campaign, mkdir_cmd, ingest_cmd, ls_cmd, coverage_cmd, du_cmd, leftovers_cmd, rebalance, bundles, stack_cmd,
-                export_cmd, plot, demo_cmd):
+for command in (campaign, mkdir_cmd, ingest_cmd, ls_cmd, coverage_cmd, du_cmd, leftovers_cmd, rebalance, bundles,
+                stack_cmd, export_cmd, plot, dvv_cmd, demo_cmd):
     main.add_command(command)
+for command in (plot_dvv_cmd, plot_interferogram_cmd):
+    plot.add_command(command)
 main.add_command(doctor_cmd, "doctor")     # secure-irods check: is this node's set-up ready for a campaign?
 
 

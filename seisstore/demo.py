@@ -6,23 +6,31 @@
 2. synthesizes noise for N stations x D days with known geometry: stations on a line
    (a profile) at known coordinates, each the source of its own noise, which reaches every
    other station at a known wave speed.  So the correlation of every pair (A, B) peaks at
-   +d/c (A's noise arriving at B) and at -d/c (B's arriving at A): both sides are known;
+   +d/c (A's noise arriving at B) and at -d/c (B's arriving at A): both sides are known.
+   From the middle day on the medium is slower by a known ``DVV_TRUTH`` (-0.5 %);
 3. ingests it with ``seisstore ingest``;
 4. writes the preprocessing and correlation campaigns with ``seisstore campaign new`` and
    runs them with ``seisstore campaign run-local --preempt`` while the grid drops
    connections and caps them (``--faults``, the default);
 5. stacks the correlations from the bundles (``seisstore stack``), prints the lag table
    and writes the gather (``seisstore plot gather``);
-6. spreads the raw archive over the three sites (``seisstore rebalance plan/apply``; siteB
+6. measures dv/v of every pair and date against the days before the change
+   (``seisstore dvv``, stretching and MWCS), prints the network average beside the truth
+   and plots it (``seisstore plot dvv``, ``plot interferogram``);
+7. spreads the raw archive over the three sites (``seisstore rebalance plan/apply``; siteB
    and siteC are new to it) and verifies it (``seisstore rebalance verify --recompute``);
-7. prints a summary whose every figure is read from the grid's counters (``GridControl``)
+8. prints a summary whose every figure is read from the grid's counters (``GridControl``)
    or the tools' own reports (job logs, run markers, the rebalance journal, verify).
 
 The work directory is the demo's: it refuses one holding anything it did not make (a
 marker file lists what it made, updated at every step) and removes only that on a rerun.
 Ctrl-C or SIGTERM stops the grid and the campaign's jobs with it.
 
-Exit 3 when any measured lag is off by more than one sample, or anything was lost.
+Exit 3 when any measured lag is off by more than one sample, the network's dv/v by
+stretching is off the truth by more than ``DVV_TOLERANCE`` on any date, or anything was
+lost.  MWCS is printed beside it but not checked: it fits delays growing linearly with lag
+through a coda, and this synthetic medium has direct waves only (its MWCS comes out
+about a third low).
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ LOCAL_NOISE = 0.5                     # incoherent noise of each station
 MAX_LAG_S = 30.0
 CHAIN = [{"op": "detrend"}, {"op": "taper", "fraction": 0.01}, {"op": "bandpass", "freqmin": 0.1, "freqmax": 0.8},
          {"op": "resample", "rate": RATE}, {"op": "onebit"}, {"op": "whiten", "freqmin": 0.1, "freqmax": 0.8}]
+DVV_TRUTH = -0.005                    # the medium's velocity change from the middle day on
+DVV_TOLERANCE = 0.001                 # |measured - truth| allowed for the network's daily dv/v (0.1 %)
+DVV_VELOCITY, DVV_WIDTH = 3500.0, 10.0   # lag window: from distance / 3.5 km/s (before the direct wave), 10 s
 MARKER = ".seisstore-demo"             # in the work directory: what the demo made there
 FAULTS = {"drop_rate": 0.05, "max_connections": 3, "seed": 13}
 JOB_SETTINGS = {"SECURE_IRODS_COOLDOWN": "1", "SECURE_IRODS_MAX_WAIT": "2", "SECURE_IRODS_MAX_CONNECTIONS": "4"}
@@ -86,14 +97,15 @@ class Geometry:
 
 
 def synthesize(geometry: Geometry, days: list[datetime.date], directory: Path, *, shuffle: bool = False,
-               seed: int = 13) -> int:
+               seed: int = 13, change: tuple[datetime.date, float] | None = None) -> int:
     """One miniSEED file per station and day; returns the bytes written.
 
     Station j records ``sum_i a_ij s_i(t - d_ij / c) + local noise``: every station's own
     noise ``s_i`` (a_ii = 1) reaches the others delayed by the travel time (a_ij =
-    AMPLITUDE), delays applied exactly in the frequency domain.  ``shuffle``: each
-    station's recording is written under the next station's code (a wrong inventory),
-    which the lag check must catch.
+    AMPLITUDE), delays applied exactly in the frequency domain.  ``change``: ``(day,
+    dv/v)``: from that day on the medium's speed is ``c (1 + dv/v)``, every travel time
+    ``d / (c (1 + dv/v))``.  ``shuffle``: each station's recording is written under the
+    next station's code (a wrong inventory), which the lag check must catch.
     """
     from obspy import Stream, Trace, UTCDateTime
 
@@ -106,10 +118,11 @@ def synthesize(geometry: Geometry, days: list[datetime.date], directory: Path, *
     size = 0
     for day in days:
         spectra = np.fft.rfft(rng.standard_normal((len(names), n + pad)), axis=1)
+        scale = 1.0 / (1.0 + change[1]) if change and day >= change[0] else 1.0
         for j, sta in enumerate(names):
             total = np.zeros_like(spectra[0])
             for i, src in enumerate(names):
-                shift = np.exp(-2j * np.pi * freqs * geometry.travel_time(src, sta))
+                shift = np.exp(-2j * np.pi * freqs * geometry.travel_time(src, sta) * scale)
                 total += (1.0 if i == j else AMPLITUDE) * spectra[i] * shift
             data = np.fft.irfft(total, n + pad)[pad:] + LOCAL_NOISE * rng.standard_normal(n)
             label = names[(j + 1) % len(names)] if shuffle else sta
@@ -172,6 +185,7 @@ class Demo:
                  console: Console | None = None, seisstore: click.Command | None = None) -> None:
         self.geometry = Geometry.profile(stations)
         self.days = [FIRST_DAY + datetime.timedelta(days=d) for d in range(days)]
+        self.change = (self.days[len(self.days) // 2], DVV_TRUTH) if len(self.days) > 1 else None
         self.faults, self.shuffle = faults, shuffle
         self.workdir = workdir.resolve()
         self.console = console or Console(stderr=True, width=max(110, Console(stderr=True).width))
@@ -253,10 +267,11 @@ class Demo:
         g, home = self.geometry, self.grid.home
         raw, processed, xc = f"{home}/archive", f"{home}/processed", f"{home}/xc"
         recordings = self.workdir / "recordings"
-        size = synthesize(g, self.days, recordings, shuffle=self.shuffle)
+        size = synthesize(g, self.days, recordings, shuffle=self.shuffle, change=self.change)
         span = g.distance(g.stations[0], g.stations[-1])
         self.step(f"2. synthetic noise: {len(g.stations)} stations x {len(self.days)} days at {RAW_RATE:g} Hz "
                   f"({size / 1e6:.1f} MB), a {span / 1000:.1f} km profile, wave speed {SPEED / 1000:g} km/s"
+                  + (f", dv/v {100 * self.change[1]:+.1f} % from {self.change[0]}" if self.change else "")
                   + (" [red](traces shuffled between stations)[/]" if self.shuffle else ""))
 
         self.step(f"3. seisstore ingest {recordings.name}/ {raw} --create")
@@ -288,13 +303,15 @@ class Demo:
         stacks, gather = self.workdir / "stacks.h5", self.workdir / "gather.png"
         self.step(f"5. seisstore stack {xc} --all; seisstore plot gather")
         self.must("stack", xc, "--all", "-o", str(stacks))
-        self.must("plot", "gather", str(stacks), "-o", str(gather))
+        self.must("plot", "gather", str(stacks), "-o", str(gather), "--velocity", f"{SPEED:g}",
+                  "--filter", "0.1-0.8 Hz, one-bit, whitened")
         table, worst = lag_table(stacks, g)
         self.console.print(table)
         self.console.print(f"   gather: {gather}")
+        dvv_off = self.velocity_change(xc)
 
         plan = self.workdir / "rebalance.jsonl"
-        self.step(f"6. seisstore rebalance plan {raw} --to {','.join(SITES)}; apply; verify --recompute")
+        self.step(f"7. seisstore rebalance plan {raw} --to {','.join(SITES)}; apply; verify --recompute")
         self.must("rebalance", "plan", raw, "--to", ",".join(SITES), "--threshold", "10", "-o", str(plan))
         self.must("rebalance", "apply", str(plan), "--max-parallel", "2", "--wait", "120")
         if self.faults:
@@ -307,8 +324,52 @@ class Demo:
             raise DemoFailed(f"a measured lag is off by {worst:.1f} samples (more than one)", ExitCode.PERMANENT)
         if lost:
             raise DemoFailed(f"{lost} objects lost or damaged", ExitCode.PERMANENT)
-        self.console.print("[green]demo finished: every lag within one sample of the truth, nothing lost[/]")
+        if dvv_off is not None and dvv_off > DVV_TOLERANCE:
+            raise DemoFailed(f"the network's dv/v is off the truth by {100 * dvv_off:.3f} % (more than"
+                             f" {100 * DVV_TOLERANCE:g} %)", ExitCode.PERMANENT)
+        self.console.print("[green]demo finished: every lag within one sample of the truth, nothing lost"
+                           + (f"; dv/v within {100 * DVV_TOLERANCE:g} % of the truth" if dvv_off is not None else "")
+                           + "[/]")
         return 0
+
+    def velocity_change(self, xc: str) -> float | None:
+        """Step 6: ``seisstore dvv`` against the days before the change; the table beside the truth.
+
+        Returns the worst ``|measured - truth|`` of the network's dv/v by stretching (None: one day only).
+        """
+        import h5py
+
+        if self.change is None:
+            self.console.print("   dv/v needs two days or more: skipped")
+            return None
+        first, last = self.geometry.stations[0], self.geometry.stations[-1]
+        results = self.workdir / "dvv.h5"
+        before = self.change[0] - datetime.timedelta(days=1)
+        self.step(f"6. seisstore dvv {xc} --all --reference {self.days[0]}..{before}; plot dvv, plot interferogram")
+        self.must("dvv", xc, "--all", "--velocity", f"{DVV_VELOCITY:g}", "--width", f"{DVV_WIDTH:g}",
+                  "--freqmin", "0.1", "--freqmax", "0.8", "--reference", f"{self.days[0]}..{before}",
+                  "-o", str(results))
+        self.must("plot", "dvv", str(results), "-o", str(self.workdir / "dvv.png"))
+        self.must("plot", "interferogram", str(results), "--pair", first, last, "-o",
+                  str(self.workdir / "interferogram.png"))
+        table = Table(title=f"dv/v of the network against {self.days[0]}..{before} (%), truth beside it")
+        for name in ("date", "truth", "stretching", "error", "MWCS (not checked)"):
+            table.add_column(name, justify="left" if name == "date" else "right")
+        worst = 0.0
+        with h5py.File(results, "r") as h5:
+            dates = [datetime.date.fromisoformat(d.decode() if isinstance(d, bytes) else d) for d in h5["dates"][()]]
+            st, st_err, mw = (h5[f"network/{k}"][()] for k in ("stretching", "stretching_error", "mwcs"))
+        for k, day in enumerate(dates):
+            truth = self.change[1] if day >= self.change[0] else 0.0
+            off = abs(st[k] - truth) if np.isfinite(st[k]) else float("inf")
+            worst = max(worst, off)
+            mark = "green" if off <= DVV_TOLERANCE else "red"
+            table.add_row(str(day), f"{100 * truth:+.3f}", f"[{mark}]{100 * st[k]:+.3f}[/]", f"{100 * st_err[k]:.3f}",
+                          f"{100 * mw[k]:+.3f}")
+        self.console.print(table)
+        self.console.print(f"   tolerance {100 * DVV_TOLERANCE:g} %; plots: {self.workdir / 'dvv.png'},"
+                           f" {self.workdir / 'interferogram.png'}")
+        return worst
 
     def verify(self, raw: str) -> int:
         from secure_irods import connect
@@ -400,7 +461,8 @@ class DemoFailed(Failure):
 
 @click.command("demo")
 @click.option("--stations", type=click.IntRange(2, 30), default=6, show_default=True, help="Stations on the profile.")
-@click.option("--days", type=click.IntRange(1, 60), default=3, show_default=True, help="Days of noise.")
+@click.option("--days", type=click.IntRange(1, 60), default=3, show_default=True,
+              help="Days of noise (the velocity change starts on the middle one).")
 @click.option("--faults/--no-faults", default=True, show_default=True,
               help="Drop 5 % of API calls, cap the grid at 3 connections, preempt a quarter of the jobs.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-grid"),
@@ -409,8 +471,10 @@ class DemoFailed(Failure):
 @click.option("--shuffle", is_flag=True, hidden=True, help="Write each station's noise under another's code.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, stations: int, days: int, faults: bool, workdir: Path, shuffle: bool) -> None:
-    """The noise-correlation workflow end to end on a local grid that misbehaves; checks the lags.
+    """The noise-correlation workflow end to end on a local grid that misbehaves; checks the lags
+    and the velocity change it synthesized.
 
-    Exit 3 when any lag is off by more than one sample or anything was lost.
+    Exit 3 when any lag is off by more than one sample, the dv/v by more than 0.1 %, or
+    anything was lost.
     """
     Demo(stations, days, faults, workdir, shuffle, seisstore=ctx.find_root().command).run()

@@ -45,10 +45,20 @@ def test_every_seisstore_subcommand_has_help(command):
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
-@pytest.mark.parametrize("tool", ["secure-iget", "secure-iput"])
+SECURE_TOOLS = [["secure-iget"], ["secure-iput"], ["secure-irsync"], ["secure-iinit"], ["secure-irods", "check"],
+                ["secure-irods-grid", "stats"]]
+
+
+@pytest.mark.parametrize("tool", SECURE_TOOLS, ids=" ".join)
 def test_secure_commands_exit_1_on_a_bad_option(tool):
-    result = subprocess.run([str(BIN / tool), "--no-such-option", "x"], capture_output=True, text=True)
+    result = subprocess.run([str(BIN / tool[0]), *tool[1:], "--no-such-option", "x"], capture_output=True, text=True)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("tool", SECURE_TOOLS, ids=" ".join)
+def test_every_command_has_version(tool):
+    result = subprocess.run([str(BIN / tool[0]), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(tool[0] + " "), result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------ zone-facing failures

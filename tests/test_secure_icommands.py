@@ -325,3 +325,24 @@ def test_renew_socket_reconnects_between_objects(grid, coll, env, tmp_path, monk
         assert run_command(cli.iget, "secure-iget", [*flags, "-r", f"{coll}/four", str(tmp_path / f"g{len(flags)}")]) == 0
         logins.append(grid.control.stats()["logins"] - before)
     assert logins[1] == 1 and logins[0] >= 4, logins
+
+
+def test_ticket_is_presented_or_refused_in_one_line(grid, coll, env, tmp_path, session):
+    """-t: against a zone with tickets the get uses one; a zone without them ends the command in one line."""
+    from irods.ticket import Ticket
+
+    src = make_file(tmp_path / "t.bin", 3000, seed=5)
+    assert run("secure-iput", str(src), f"{coll}/t.bin", env=env).returncode == 0
+    target = tmp_path / "t-back.bin"
+    try:
+        ticket = Ticket(session).issue("read", f"{coll}/t.bin").string
+    except Exception:      # this zone has no tickets (the local grid until it implements TICKET_ADMIN_AN)
+        refused = run("secure-iget", "-t", "sometickt", f"{coll}/t.bin", str(target), env=env)
+        err = refused.stderr.decode()
+        assert refused.returncode == 3 and len(err.strip().splitlines()) == 1 and "TICKET_ADMIN" in err, err
+        assert not target.exists()
+        return
+    used = run("secure-iget", "-t", ticket, f"{coll}/t.bin", str(target), env=env)
+    assert used.returncode == 0 and _sha(target) == _sha(src), used.stderr
+    wrong = run("secure-iget", "-t", "no-such-ticket", f"{coll}/t.bin", str(tmp_path / "w.bin"), env=env)
+    assert wrong.returncode == 3 and not (tmp_path / "w.bin").exists()

@@ -313,3 +313,47 @@ def test_only_a_run_of_barren_attempts_ends_a_call():
     policy = _policy(fake, attempts=3, uniform=lambda a, b: 0.0)
     assert policy.call_within(policy.start_deadline(), alternate, progress=progress) == "ok"
     assert calls == 20     # 2 barren in a row at most, 13 barren in all: never stopped
+
+
+class CountingBudget:
+    """A retry budget that counts what is asked of it (tokens in hand: ``tokens``)."""
+
+    def __init__(self, tokens: float) -> None:
+        self.tokens, self.taken, self.asked = tokens, 0, 0
+
+    def wait(self) -> float:
+        self.asked += 1
+        return 0.0 if self.tokens >= 1 else 5.0
+
+    def take(self) -> float:
+        self.taken += 1
+        self.tokens -= 1
+        return 0.0
+
+    def credit(self) -> None:
+        pass
+
+
+def test_retry_token_is_taken_only_for_retries_that_happen():
+    """Computing the wait takes no token; the attempt that gives up spends none (issue 23)."""
+    fake = FakeClock()
+    budget = CountingBudget(tokens=100)
+    policy = _policy(fake, attempts=4, uniform=lambda a, b: 0.0).replace(budget=budget)
+    fn = Flaky.always(ConnectionResetError("dropped"))
+    with pytest.raises(TransientError):
+        policy.call_within(policy.start_deadline(), fn, progress=Progress())
+    assert fn.calls == 4 and budget.taken == 3  # three retries, three tokens; the fourth failure gives up
+
+
+def test_stop_without_progress_reads_a_snapshot_and_keeps_no_state():
+    from secure_irods.policy import stop_after_attempts_without_progress
+
+    progress = Progress()
+    stop = stop_after_attempts_without_progress(3, progress)
+    state = tenacity.RetryCallState(None, None, (), {})
+    for attempt in (1, 2, 3):
+        progress.started(attempt)
+        state.attempt_number = attempt
+    assert stop(state) and stop(state)  # asking twice changes nothing
+    progress.note()
+    assert not stop(state)

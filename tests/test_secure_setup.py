@@ -62,6 +62,9 @@ def test_iinit_then_check_from_an_empty_home_is_all_good(grid, empty_home):
     assert check.stdout.strip().splitlines()[-1] == "all good"
     names = [line.split()[0] for line in check.stdout.strip().splitlines()[:-1]]
     assert names == ["environment", "auth", "DNS", "TCP", "log-in", "home", "clock", "throttle", "PRC"]
+    doctor = run("seisstore", "doctor", env=empty_home)          # the same checks, from seisstore
+    assert doctor.returncode == 0 and doctor.stdout.strip().endswith("all good"), doctor.stdout + doctor.stderr
+    assert [line.split()[0] for line in doctor.stdout.strip().splitlines()[:-1]] == names
     report = json.loads(run("secure-irods", "check", "--json", env=empty_home).stdout)
     assert report["ok"] and all(c["verdict"] in ("ok", "warn") for c in report["checks"])
     # what iinit wrote is what the transfers read

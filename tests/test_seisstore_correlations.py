@@ -305,7 +305,8 @@ def test_stack_of_an_empty_selection_is_one_line(world):
 
 
 @pytest.mark.parametrize("args", [["bundles", "ls", "--help"], ["stack", "--help"], ["export", "--help"],
-                                  ["plot", "gather", "--help"]])
+                                  ["plot", "gather", "--help"], ["dvv", "--help"], ["plot", "dvv", "--help"],
+                                  ["plot", "interferogram", "--help"]])
 def test_help_of_the_new_subcommands(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "Usage" in result.output
@@ -324,3 +325,85 @@ def test_job_settings_from_a_file_in_the_zone_or_the_workdir(world, zone, tmp_pa
     (tmp_path / "preprocess.json").write_text('{"channels": ["HHZ"]}')
     assert load_config("preprocess", tmp_path) == {"channels": ["HHZ"]}
     assert load_config("correlate", tmp_path / "nowhere") == {}
+
+
+def test_dvv_of_the_bundles_stored_with_avus_and_plotted(world, zone, tmp_path):
+    out = tmp_path / "dvv.h5"
+    results = f"{world['bundles'].rsplit('/', 1)[0]}/dvv"
+    ran = _cli(["dvv", world["bundles"], "--all", "--tmin", "2", "--tmax", "15", "--freqmin", "0.1", "--freqmax", "0.8",
+                "--reference", str(DAYS[0]), "-o", str(out), "--to", results, "--json"])
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert summary["pairs"] == 3 and summary["dates"] == [str(d) for d in DAYS]
+    # the reference is day 1 alone: day 1 against itself is no change; day 2 is the same medium
+    assert abs(summary["network"]["stretching"][0]) < 1e-5 and abs(summary["network"]["stretching"][1]) < 0.002
+    assert abs(summary["network"]["mwcs"][1]) < 0.002
+    with h5py.File(out, "r") as h5:
+        assert h5["pairs/S1:S3/rows"].shape == (2, 81) and h5["pairs/S1:S3"].attrs["tmax"] == 15
+        assert np.isfinite(h5["network/stretching_error"][()]).all()
+    avus = {k: v for k, v in zone.avus(summary["stored"]).items()}
+    assert avus["dvv.format"] == ["seisstore-dvv/1"] and avus["dvv.pairs"] == ["3"]
+    for args in (["plot", "dvv", str(out), "--method", "mwcs"], ["plot", "interferogram", str(out), "--pair", "S1", "S3"]):
+        png = tmp_path / f"{args[1]}.png"
+        plotted = _cli([*args, "-o", str(png)])
+        assert plotted.exit_code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plotted.output
+    bad = _cli(["dvv", world["bundles"], "--all", "-o", str(out)])
+    assert bad.exit_code == 1 and "lag window" in bad.output
+
+
+def test_many_rows_coalesced_over_several_streams_within_the_throttle(client, grid, tmp_path, monkeypatch):
+    """Rows of one bundle read exactly; neighbours share a read; spare streams only for free slots."""
+    import random
+
+    from secure_irods.client import connect
+    from seisstore.bundles import LocalBundle, bundle_avus
+
+    pairs = [(f"A{k:02d}", f"B{k:02d}") for k in range(40)]
+    days = [datetime.date(2011, 3, 1) + datetime.timedelta(days=d) for d in range(5)]
+    bundle = LocalBundle(tmp_path / "b.h5", pairs, {p: days for p in pairs}, rate=10.0, max_lag_s=20, n_sub=1,
+                         attrs={"job": "t"})
+    for k, pair in enumerate(pairs):
+        for j, d in enumerate(days):
+            bundle.write(pair, d, np.full((1, 401), k * 10 + j, dtype="f4"), np.array([j]))
+    bundle.close()
+    coll = f"{grid.home}/ranges-{uuid.uuid4().hex[:8]}"
+    client.mkdir(coll)
+    client.put(bundle.path, f"{coll}/b.h5")
+    client.set_avus(f"{coll}/b.h5", bundle_avus(bundle, job="t", code="t", rate=10.0, chain="-", inputs={}))
+    cells = random.Random(2).sample([(p, d) for p in pairs for d in days], 30)
+    index = BundleIndex(client, coll, cache=False)
+    for slots, streams in (("16", 4), ("2", 2)):
+        monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", slots)
+        with connect() as c:
+            stats: dict = {}
+            got = {(x.pair, x.date): x for x in read_pairs(c, index, cells=cells, stats=stats, streams=4,
+                                                           max_gap=4096)}
+        assert set(got) == set(cells) and stats["streams"] == streams
+        assert streams < stats["spans"] < len(cells)    # rows 1.6 KB apart: a pair's neighbours share a read
+        for (pair, d), x in got.items():
+            k, j = pairs.index(pair), days.index(d)
+            assert x.data.shape == (1, 401) and (x.data == k * 10 + j).all() and x.n_windows.tolist() == [j]
+    # a zone that refuses connections beyond 2 while the node's throttle allows 16 (the demo's
+    # grid): spares are refused and dropped, the first stream reads on, nothing is lost
+    monkeypatch.setenv("SECURE_IRODS_MAX_CONNECTIONS", "16")
+    monkeypatch.setenv("SECURE_IRODS_COOLDOWN", "0.2")
+    index = BundleIndex(client, coll, cache=False)
+    client.disconnect()
+    grid.set_faults(max_connections=2)
+    try:
+        with connect() as c:
+            stats = {}
+            capped = {(x.pair, x.date): x.data.tobytes() for x in read_pairs(c, index, cells=cells, stats=stats,
+                                                                              streams=4, max_gap=4096)}
+    finally:
+        grid.clear_faults()
+    assert capped == {cell: x.data.tobytes() for cell, x in got.items()} and stats["streams"] <= 2
+
+
+def test_coalesce_merges_only_close_ranges():
+    from seisstore.ranges import MAX_SPAN, coalesce
+
+    spans = coalesce([(1000, 10), (0, 100), (150, 50), (5000, 10)], max_gap=100)
+    assert [(s.start, s.stop, s.members) for s in spans] == [(0, 200, (1, 2)), (1000, 1010, (0,)), (5000, 5010, (3,))]
+    big = coalesce([(0, MAX_SPAN), (MAX_SPAN, 10)], max_gap=1 << 20)
+    assert len(big) == 2

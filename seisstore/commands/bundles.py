@@ -82,6 +82,7 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
                   method: str, output: Path) -> None:
     """Body of ``seisstore stack`` (see its help)."""
     import h5py
+    import numpy as np
 
     from seisstore.bundles import pair_name
     from seisstore.xcorr import Stacker
@@ -95,7 +96,9 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
     lags, rate = None, None
     with doing(f"reading bundles of {coll} failed"):
         for c in store.read(None if all_ else _pairs(pairs), parse_dates(dates) if dates else None, stats=stats):
-            rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]))
+            # each substack weighted by the windows it kept (0: none, skipped)
+            rows.setdefault(c.pair, Stacker(method)).add(c.data.reshape(-1, c.data.shape[-1]),
+                                                         np.asarray(c.n_windows).reshape(-1))
             meta.setdefault(c.pair, (c.coords_a, c.coords_b, c.distance_m, []))[3].append(c.date)
             lags, rate = c.lags, c.rate
     if not rows:
@@ -176,8 +179,10 @@ def export_command(stacks: Path, fmt: str, out_dir: Path) -> None:
     click.echo(f"{len(items)} stacked correlations written as {fmt} to {out_dir}", err=True)
 
 
-def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
-    """Body of ``seisstore plot gather``."""
+def plot_gather(stacks: Path, output: Path, max_lag: float | None, velocity: float | None = None,
+                filter_label: str | None = None) -> None:
+    """Body of ``seisstore plot gather``: traces labelled by pair; ``velocity`` (m/s) draws the
+    move-out ``+/- distance / velocity``; ``filter_label`` goes into the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,15 +199,22 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
     span = np.ptp(ypos) if len(items) > 1 else 1.0
     scale = 0.5 * (span / max(1, len(items) - 1) if len(items) > 1 and span else 1.0)
     fig, ax = plt.subplots(figsize=(8, 6))
+    right = max_lag or float(lags[-1])
     for k in order:
         name, data, _ = items[k]
         peak = np.max(np.abs(data)) or 1.0
         ax.plot(lags, ypos[k] + scale * data / peak, lw=0.6, color="k")
-    if max_lag:
-        ax.set_xlim(-max_lag, max_lag)
+        ax.text(right, ypos[k], " " + name.replace(":", "-"), fontsize=6, va="center", ha="left", clip_on=False)
+    if velocity and known.any():
+        d = np.array([0.0, np.nanmax(dist)])
+        for side in (-1, 1):
+            ax.plot(side * d * 1000.0 / velocity, d, color="tab:red", lw=0.8, ls="--",
+                    label=f"distance / {velocity / 1000:g} km/s" if side > 0 else None)
+        ax.legend(loc="upper left", fontsize=7)
+    ax.set_xlim(-right, right)
     ax.set_xlabel("lag (s)")
     ax.set_ylabel("inter-station distance (km)" if known.all() else "distance (km) or rank")
-    ax.set_title(f"{len(items)} stacked correlations")
+    ax.set_title(f"{len(items)} stacked correlations" + (f", {filter_label}" if filter_label else ""))
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=120)
     plt.close(fig)
@@ -214,8 +226,9 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None) -> None:
 @click.option("--pair", "pairs", nargs=2, multiple=True, help="Stations A B of a pair (repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every pair the bundles hold.")
 @click.option("--dates", default=None, help="2011-03-01..2011-03-31, a comma list, or @file (default: all).")
-@click.option("--method", type=click.Choice(["linear", "pws"]), default="linear", show_default=True,
-              help="Linear or phase-weighted stack.")
+@click.option("--method", type=click.Choice(["linear", "pws", "nroot", "robust"]), default="linear",
+              show_default=True, help="Linear (days weighted by their windows), phase-weighted, n-th root (n=2)"
+              " or robust (Pavlis and Vernon) stack.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("stacks.h5"),
               show_default=True, help="Local HDF5 file of the stacks.")
 @pass_zone
@@ -247,6 +260,9 @@ def plot() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("gather.png"),
               show_default=True)
 @click.option("--max-lag", type=float, default=None, help="Lags shown, in seconds (default: all).")
-def gather_cmd(stacks: Path, output: Path, max_lag: float | None) -> None:
+@click.option("--velocity", type=float, default=None, help="Draw the move-out of this speed (m/s).")
+@click.option("--filter", "filter_label", default=None, help="The band and processing, for the title.")
+def gather_cmd(stacks: Path, output: Path, max_lag: float | None, velocity: float | None,
+               filter_label: str | None) -> None:
     """A PNG of the stacked correlations of STACKS sorted by inter-station distance."""
-    plot_gather(stacks, output, max_lag)
+    plot_gather(stacks, output, max_lag, velocity, filter_label)

@@ -10,6 +10,7 @@ in a work directory holding ``dates.txt`` and ``stations.txt``.  The pairs are e
      "layout": "sds", "channels": ["HHZ"],      # one channel per station (default: all, must be one)
      "window_s": 3600, "step_s": 3600,          # windows (step defaults to the window: no overlap)
      "max_lag_s": 200, "substack_s": null,      # null: one stack per day; 3600: hourly
+     "min_data_fraction": 0.9, "taper": 0.04,   # window QC and taper (seisstore.xcorr.correlate_day)
      "bundle_size": 268435456,                  # target bytes per bundle ($SEISSTORE_BUNDLE_SIZE)
      "coordinates": {"STA1": [45.1, 5.7, 210.0]},   # lat, lon, elevation m (distance in bundles)
      "workers": null}                           # FFT threads (default: all cores)
@@ -67,6 +68,8 @@ class Settings:
     bundle_size: int = 0
     coords: dict[str, tuple[float, ...]] | None = None
     workers: int | None = None
+    min_data_fraction: float = 0.9
+    taper: float = 0.04
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Settings":
@@ -85,7 +88,7 @@ class Settings:
                    float(substack_s) if substack_s else None,
                    int(setting(config, "bundle_size", "SEISSTORE_BUNDLE_SIZE", DEFAULT_BUNDLE_SIZE)),
                    {k: tuple(map(float, v)) for k, v in (config.get("coordinates") or {}).items()},
-                   config.get("workers"))
+                   config.get("workers"), float(config.get("min_data_fraction", 0.9)), float(config.get("taper", 0.04)))
 
 
 @dataclass
@@ -164,26 +167,27 @@ def still_to_write(job: "Job", line: LinePlan, store: "CorrelationStore") -> Non
 
 
 def assemble(job: "Job", line: LinePlan, day: datetime.date, pairs: list[Pair],
-             checksums: dict[str, str]) -> tuple[np.ndarray, dict[str, int]]:
+             checksums: dict[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The day files of ``pairs``' stations on ``day`` as one ``(stations, 86400 * rate)`` matrix, zero
-    where there is no data; returns it and each station's row.  Notes each file's checksum."""
+    where there is no data, and its data mask (:func:`seisstore.preprocessing.day_grid`: a
+    processed file keeps its gaps as gaps); returns both and each station's row.  Notes
+    each file's checksum."""
+    from seisstore.preprocessing import day_grid
+
     stations = sorted({s for p in pairs for s in p}, key=job.all_stations.index)
     row = {s: k for k, s in enumerate(stations)}
     npts = int(round(86400 * line.rate))
     data = np.zeros((len(stations), npts), dtype=np.float32)
+    mask = np.zeros((len(stations), npts), dtype=bool)
     items = [line.avail[s][day] for s in stations]
     for k, ((key, entry), (_, stream)) in enumerate(zip(items, job.catalogue.read(items, client=job.client,
                                                                                    prefetch=2))):
         checksums[f"{key.seed_id}.{key.day}"] = entry.checksum or "-"
-        stream.merge(method=0, fill_value=0)
-        tr = stream[0]
-        if abs(tr.stats.sampling_rate - line.rate) > 1e-9 * line.rate:
-            raise ValueError(f"{entry.path}: {tr.stats.sampling_rate} Hz, expected {line.rate} Hz")
-        start = int(round((tr.stats.starttime - _utc(day)) * line.rate))
-        lo, hi = max(0, start), min(npts, start + len(tr.data))
-        if hi > lo:
-            data[k, lo:hi] = tr.data[lo - start:hi - start]
-    return data, row
+        try:
+            data[k], mask[k] = day_grid(stream, day, line.rate)
+        except ValueError as exc:
+            raise ValueError(f"{entry.path}: {exc}") from None
+    return data, mask, row
 
 
 def open_bundles(job: "Job", line: LinePlan, settings: Settings, directory: Path) -> dict[str, "LocalBundle"]:
@@ -222,14 +226,15 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
             for day in job.dates:
                 if not (today := line.pairs_on(day)):
                     continue
-                data, row = assemble(job, line, day, today, checksums)
+                data, mask, row = assemble(job, line, day, today, checksums)
                 cc, counts = correlate_day(data, line.rate, [(row[a], row[b]) for a, b in today],
                                            window_s=settings.window_s, step_s=settings.step_s,
                                            max_lag_s=settings.max_lag_s, substack_s=settings.substack_s,
-                                           workers=settings.workers)
+                                           workers=settings.workers, mask=mask,
+                                           min_data_fraction=settings.min_data_fraction, taper=settings.taper)
                 job.client.disconnect()
                 for k, pair in enumerate(today):
-                    bundle_of[pair].write(pair, day, cc[k], counts)
+                    bundle_of[pair].write(pair, day, cc[k], counts[k])
             for path, bundle in local.items():
                 bundle.close()
                 store.append(path, bundle, job=job.name, code=code_version(), rate=line.rate, chain=line.chain,
@@ -237,12 +242,6 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
                 os.unlink(bundle.path)       # free the disk before the next upload
                 log.info("%s: %s written (%d pairs)", job.name, path, len(bundle.pairs))
     return 0
-
-
-def _utc(day: datetime.date):
-    from obspy import UTCDateTime
-
-    return UTCDateTime(day.isoformat())
 
 
 def main(argv: list[str] | None = None, config: dict | None = None) -> None:

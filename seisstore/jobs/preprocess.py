@@ -12,9 +12,11 @@ Settings (JSON, see :func:`seisstore.jobs.load_config`; environment variables fi
 
 Each station-day of the line is read once (``Job.read``: catalogue scoped to the line,
 downloads ahead), processed by the chain (:func:`seisstore.preprocessing.process_day`)
-and stored at the same layout path under ``processed`` (miniSEED float32, atomic put)
-with the day-file AVUs plus ``chain`` (canonical JSON), ``input_checksum`` (the raw
-file's) and ``code_version``.  A station-day whose processed file already names the same
+and stored at the same layout path under ``processed`` (miniSEED float32, atomic put;
+gaps, non-finite input and transients stay gaps) with the day-file AVUs plus ``chain``
+(canonical JSON), ``input_checksum`` (the raw file's), ``code_version`` and the
+``qc.*`` flags (:meth:`seisstore.preprocessing.ProcessedDay.qc_avus`).  A station-day
+with no usable data is skipped with a warning.  A station-day whose processed file already names the same
 chain and input checksum is skipped (found by one bulk GenQuery), so a rerun of a killed
 or finished line redoes only what is missing.
 """
@@ -43,8 +45,6 @@ def processed_state(client, root: str) -> dict[str, dict[str, str]]:
 
 
 def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None = None) -> int:
-    from obspy import Stream
-
     from seisstore.version import code_version
     from seisstore.dayfiles import store_days
     from seisstore.preprocessing import DEFAULT_CHAIN, chain_text, process_day
@@ -74,11 +74,21 @@ def run(argv: list[str], workdir: str | os.PathLike = ".", config: dict | None =
                  len(list(job.catalogue.select(channels=channels))) - len(todo))
         checksums = {key: entry.checksum for key, entry in todo}
         for key, stream in job.catalogue.read(todo, client=client, prefetch=2):
-            trace = process_day(stream, key.day, chain)
-            trace.stats.network, trace.stats.station = key.net, key.sta
-            trace.stats.location, trace.stats.channel = key.loc, key.cha
-            path = store_days(client, processed, layout, {key: Stream([trace])}, force=True)[0]
-            client.set_avus(path, {"chain": text, "input_checksum": checksums[key] or "-", "code_version": version})
+            try:
+                day = process_day(stream, key.day, chain)
+            except ValueError as exc:
+                log.warning("%s %s skipped: %s", key.seed_id, key.day, exc)
+                continue
+            pieces = day.stream()
+            if not len(pieces):
+                log.warning("%s %s skipped: no data left after the chain's quality control", key.seed_id, key.day)
+                continue
+            for trace in pieces:
+                trace.stats.network, trace.stats.station = key.net, key.sta
+                trace.stats.location, trace.stats.channel = key.loc, key.cha
+            path = store_days(client, processed, layout, {key: pieces}, force=True)[0]
+            client.set_avus(path, {"chain": text, "input_checksum": checksums[key] or "-", "code_version": version,
+                                   **day.qc_avus()})
     return 0
 
 
