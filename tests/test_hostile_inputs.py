@@ -26,7 +26,7 @@ from seisstore.cli import main as seisstore_main
 
 BIN = Path(sys.executable).parent
 LONG = "L" * 1100
-WAIT_LINE = re.compile(r"; retry \d+ in [\d.]+s")
+WAIT_LINE = re.compile(r"; retry \d+ in [\d.]+s|; refusal \d+ in a row, backing off")
 
 # (id, command and arguments, environment, exit codes allowed, a final name that must not appear)
 # In arguments: {home} the zone's home, {w} the work directory, {LONG} an over-long name.
