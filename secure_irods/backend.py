@@ -20,7 +20,7 @@ import datetime
 import json
 import os
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from irods import keywords as kw
 from irods.access import iRODSAccess
@@ -64,7 +64,7 @@ class RawReader:
     def seek(self, offset: int) -> int:
         return self.raw.seek(offset)
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         """Fill ``buffer`` with one DATA_OBJ_READ; 0 at the end of the object."""
         return self.raw.readinto(buffer)
 
@@ -90,7 +90,7 @@ class RawWriter:
     def seek(self, offset: int) -> int:
         return self.raw.seek(offset)
 
-    def send(self, data) -> None:
+    def send(self, data: bytes | memoryview) -> None:
         _prc.send_write(self.raw, data)
 
     def reply(self) -> int:
@@ -420,8 +420,8 @@ class PrcBackend:
              .where("COLL_NAME", "=", path))
         return [(a, v, u or "") for a, v, u in self.genquery(q)]
 
-    def change_collection_avus(self, path: str, add: list[tuple[str, str]] = (),
-                               remove: list[tuple[str, str]] = ()) -> None:
+    def change_collection_avus(self, path: str, add: Sequence[tuple[str, str]] = (),
+                               remove: Sequence[tuple[str, str]] = ()) -> None:
         """Remove then add AVUs of a collection in one atomic metadata call (API 20002)."""
         ops = [AVUOperation(operation="remove", avu=iRODSMeta(a, v)) for a, v in remove]
         ops += [AVUOperation(operation="add", avu=iRODSMeta(a, v)) for a, v in add]

@@ -31,8 +31,10 @@ import enum
 import json
 import logging
 import os
+import threading
+import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar, cast
 
 from .errors import InvalidInputError, NotFoundError, TransientError, ZoneBusyError, check_path, classify
 from .policy import Deadline, RetryPolicy
@@ -41,7 +43,10 @@ from .protocols import Backend, Opener
 from .query import Query
 from .throttle import Cooldown, RetryBudget, Throttle
 from .transfer import Leftover, TransferResult, _get_object, _put_object
-from .window import HostWindows, node_window, parse_hosts
+from .window import HostWindows, Lease, node_window, parse_hosts
+
+if TYPE_CHECKING:
+    from .remote import RemoteFile
 
 __all__ = ["Client", "connect", "TransferResult", "IrodsEnvironment", "DEFAULT_IO_TIMEOUT"]
 
@@ -147,6 +152,7 @@ class Client:
         deadline: Deadline | None = None,
         window: Any = None,
         host_openers: dict[str, Opener] | None = None,
+        family: "weakref.WeakSet[Client] | None" = None,
     ) -> None:
         if streams < 1:
             raise InvalidInputError(f"streams must be >= 1, got {streams}")
@@ -167,6 +173,14 @@ class Client:
         self.deadline = deadline
         self.queries = 0  # GenQuery round trips (batches) answered, retries included
         self._renames: dict[tuple, str] = {}   # puts whose rename was sent, until they return (see transfer)
+        # The clients of this process that copy() made from one another: when the node's
+        # window admits no more connections, an idle one among them hands its connection
+        # over (a process holding an idle connection while it waits for a second would
+        # otherwise wait for itself: ingest's parent and its upload threads, for one).
+        self._family: weakref.WeakSet[Client] = family if family is not None else weakref.WeakSet()
+        self._family.add(self)
+        self._mutex = threading.Lock()  # guards _busy against a peer's reclaim
+        self._busy = 0  # attempts running on this client's connection
 
     def copy(self, **changes: Any) -> "Client":
         """A new client like this one (as tenacity's ``copy``): the same environment, opener,
@@ -175,8 +189,8 @@ class Client:
         settings: dict[str, Any] = dict(opener=self._opener, environment=self.environment, policy=self.policy,
                                         throttle=self.throttle, cooldown=self.cooldown, io_timeout=self.io_timeout,
                                         streams=self.streams, deadline=self.deadline, window=self.window,
-                                        host_openers=self.host_openers)
-        unknown = set(changes) - set(settings)
+                                        host_openers=self.host_openers, family=self._family)
+        unknown = set(changes) - (set(settings) - {"family"})
         if unknown:
             raise TypeError(f"Client.copy() got unknown settings: {', '.join(sorted(unknown))}")
         settings.update(changes)
@@ -243,6 +257,32 @@ class Client:
         self._backend, self._slot, self._state = backend, slot, _State.OPEN
         return backend
 
+    def _lease_in_window(self, deadline: Deadline) -> Any:
+        """A lease from the window, first taking back the idle connections of this client's family
+        if the window has no room (their next call reconnects, within the window)."""
+        got = self.window.try_acquire()
+        if isinstance(got, Lease):
+            return got
+        if self._reclaim_idle_peers():
+            got = self.window.try_acquire()
+            if isinstance(got, Lease):
+                return got
+        return self.window.acquire(deadline)
+
+    def _reclaim_idle_peers(self) -> int:
+        """Close the connections of this process's sibling clients that no call is using."""
+        freed = 0
+        for peer in list(self._family):
+            if peer is self or peer._backend is None:
+                continue
+            with peer._mutex:
+                if peer._busy == 0 and peer._backend is not None:
+                    peer._drop()
+                    freed += 1
+        if freed:
+            logger.debug("window full: took back %d idle connection(s) of this process", freed)
+        return freed
+
     def _connect_in_window(self, deadline: Deadline) -> Any:
         """Connect within the node's adaptive window; a refusal backs this process off, with
         jitter, and tries again: only the deadline ends a call the zone keeps refusing (the
@@ -253,7 +293,7 @@ class Client:
             try:
                 if self.cooldown is not None:
                     self.cooldown.wait(deadline)  # the breaker: the zone refuses nearly everything
-                lease = self.window.acquire(deadline)
+                lease = self._lease_in_window(deadline)
             except TransientError:
                 if last is not None:
                     raise last from None  # the deadline came while the zone refused: say so
@@ -301,12 +341,12 @@ class Client:
             if self._state is not _State.CLOSED and (self.cooldown is None or self.cooldown.remaining() <= 0):
                 for _ in range(wanted):
                     if self.window is not None:
-                        backend = self._spare_in_window(deadline)
-                        if backend is None:
+                        pair = self._spare_in_window(deadline)
+                        if pair is None:
                             break
-                        lent.callback(backend[1].close)
-                        lent.callback(backend[0].close)
-                        spares.append(backend[0])
+                        lent.callback(pair[1].close)
+                        lent.callback(pair[0].close)
+                        spares.append(pair[0])
                         continue
                     slot = contextlib.ExitStack()
                     try:
@@ -329,7 +369,7 @@ class Client:
 
     def _spare_in_window(self, deadline: Deadline) -> tuple[Any, Any] | None:
         """One spare connection and its lease if the window admits one right now, else None."""
-        lease = self.window.try_acquire()
+        lease = self.window.try_acquire(nested=False)  # a spare never exceeds the window
         if not hasattr(lease, "accepted"):
             return None
         try:
@@ -365,6 +405,15 @@ class Client:
         progress = RetryProgress()
 
         def attempt() -> T:
+            with self._mutex:
+                self._busy += 1
+            try:
+                return attempt_in_use()
+            finally:
+                with self._mutex:
+                    self._busy -= 1
+
+        def attempt_in_use() -> T:
             opened = self.connections_opened
             try:
                 backend = self._connected(deadline)
@@ -376,7 +425,7 @@ class Client:
                 progress.note()  # the zone accepted and logged us in
             backend.set_timeout(deadline.socket_timeout(self.io_timeout))
             try:
-                return fn(_Answered(backend, progress), deadline)
+                return fn(cast(Backend, _Answered(backend, progress)), deadline)
             except Exception as exc:
                 err = classify(exc)
                 if err.transient:
@@ -468,12 +517,16 @@ class Client:
         are never lost or doubled.  Each answered batch is progress for the retry budget;
         ``on_batch()`` is called after each.
         """
-        def batch() -> None:
-            self.queries += 1
-            if on_batch is not None:
-                on_batch()
+        def rows(backend: Backend, deadline: Deadline) -> list[tuple[str, ...]]:
+            def batch() -> None:
+                cast(_Answered, backend).note()   # the zone answered: progress, within one call
+                self.queries += 1
+                if on_batch is not None:
+                    on_batch()
 
-        return self._call(lambda b, d: list(b.genquery(query, on_batch=lambda: (b.note(), batch()))), deadline)
+            return list(backend.genquery(query, on_batch=batch))
+
+        return self._call(rows, deadline)
 
     def leftovers(self, collection: str) -> list[Leftover]:
         """Temporaries that killed or dropped uploads left under ``collection``, recursively.
@@ -513,10 +566,7 @@ class Client:
     def avus(self, path: str) -> dict[str, list[str]]:
         """Attribute -> values of a data object (one GenQuery)."""
         path = self.resolve(path)
-        found: dict[str, list[str]] = {}
-        for name, value, _ in self._call(lambda b, d: b.avus(path)):
-            found.setdefault(name, []).append(value)
-        return found
+        return _by_attribute(self._call(lambda b, d: b.avus(path)))
 
     def set_avus(self, path: str, avus: dict[str, str]) -> int:
         """Set each attribute of a data object to its one value (like ``imeta set``), atomically.
@@ -561,10 +611,7 @@ class Client:
     def collection_avus(self, path: str) -> dict[str, list[str]]:
         """Attribute -> values of a collection (one GenQuery)."""
         path = self.resolve(path)
-        found: dict[str, list[str]] = {}
-        for name, value, _ in self._call(lambda b, d: b.collection_avus(path)):
-            found.setdefault(name, []).append(value)
-        return found
+        return _by_attribute(self._call(lambda b, d: b.collection_avus(path)))
 
     def change_collection_avus(self, path: str, *, add: Iterable[tuple[str, str]] = (),
                                remove: Iterable[tuple[str, str]] = ()) -> None:
@@ -576,7 +623,7 @@ class Client:
     # ------------------------------------------------------------ selective reads
 
     def open(self, path: str, *, block_size: int | None = None, cache_bytes: int | None = None,
-             readahead: int = 0, head: int = 0, resource: str | None = None) -> Any:
+             readahead: int = 0, head: int = 0, resource: str | None = None) -> "RemoteFile":
         """A seekable, block-cached, read-only file object over a data object (h5py accepts it).
 
         One GenQuery here (size, checksum); then reads fetch only the blocks asked for,
@@ -642,9 +689,9 @@ class Client:
             return self._call(lambda b, d: _get_object(b, remote, target, deadline=d, force=True, sync=True,
                                                        spares=lambda n: self._spares(n, d), streams=self.streams,
                                                        **options), deadline)
-        local = Path(src)
-        target = self._remote_target(local, dst[2:], None)
-        return self._call(lambda b, d: _put_object(b, local, target, deadline=d, force=True, sync=True,
+        source = Path(src)
+        destination = self._remote_target(source, dst[2:], None)
+        return self._call(lambda b, d: _put_object(b, source, destination, deadline=d, force=True, sync=True,
                                                    renames=self._renames, **options), deadline)
 
     def get_many(self, items: Iterable[tuple[str, str | os.PathLike]], *, force: bool = False, sync: bool = False,
@@ -656,16 +703,13 @@ class Client:
         shared); the first permanent failure, or a transient one outlasting the
         deadline, is raised.
         """
-        results = []
-        for remote, local in items:
-            path = self.resolve(remote)
-            target = _local_target(path, local)
-            results.append(self._call(
-                lambda b, d, path=path, target=target: _get_object(
-                    b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress,
-                    spares=lambda n, d=d: self._spares(n, d), streams=self.streams),
-                deadline))
-        return results
+        def one(path: str, target: Path) -> TransferResult:
+            return self._call(lambda b, d: _get_object(
+                b, path, target, deadline=d, force=force, sync=sync, resource=resource, progress=progress,
+                spares=lambda n: self._spares(n, d), streams=self.streams), deadline)
+
+        return [one(path, _local_target(path, local)) for path, local in
+                ((self.resolve(remote), local) for remote, local in items)]
 
     def put_many(self, items: Iterable[tuple[str | os.PathLike, str]], *, force: bool = False, sync: bool = False,
                  resource: str | None = None, progress: Progress | None = None,
@@ -717,6 +761,14 @@ class _Answered:
             return result
 
         return answered
+
+
+def _by_attribute(rows: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """``(attribute, value, unit)`` rows as attribute -> values (units dropped), in row order."""
+    found: dict[str, list[str]] = {}
+    for name, value, _ in rows:
+        found.setdefault(name, []).append(value)
+    return found
 
 
 def _accepted_then_dropped(exc: BaseException) -> bool:

@@ -96,6 +96,7 @@ class Result:
     jain: float = 1.0
     trips: int = 0
     recovery: float = math.nan  # cap halved: refusals per attempt from 10 to 20 service times after
+    max_active: int = 0  # most connections the zone held at once
     node_finish: list[float] = field(default_factory=list)
 
     @property
@@ -138,6 +139,7 @@ class _Zone:
         if self.active >= self.cap:
             return False
         self.active += 1
+        self.sim.result.max_active = max(self.sim.result.max_active, self.active)
         return True
 
     def release(self) -> None:
@@ -172,7 +174,7 @@ class _Sim:
             for j in range(sc.jobs):
                 start = self.rng.uniform(0, sc.stagger) if sc.stagger else 0.0
                 start += sc.think * self.rng.uniform(0.5, 1.5) if sc.think else 0.0
-                self.at(start, lambda node=node: node.arrive(_Job(node, sc.transfers)))
+                self.at(start, _starter(node, sc.transfers))
         if sc.halve_at:
             self.at(sc.halve_at, self._halve)
         while self.events and self.now < sc.horizon:
@@ -268,6 +270,7 @@ class _Node:
                         self.wake(got)  # paced: try when the pacing ends
                     return  # otherwise a closing connection wakes us
             else:
+                assert self.throttle is not None
                 got = self.throttle.try_take()
                 if got is None:
                     return
@@ -325,6 +328,7 @@ class _Job:
         if isinstance(self.slot, Lease):  # adaptive: this process backs off; only the deadline ends it
             self.slot.refused()
             self.refusals += 1
+            assert node.window is not None
             pause = node.window.backoff(self.refusals)
             node.slot_freed()
             if pause >= self.deadline.remaining():
@@ -332,6 +336,7 @@ class _Job:
                 return
             sim.at(pause, lambda: node.arrive(self))
             return
+        assert node.throttle is not None
         node.throttle.give(self.slot)  # fixed: today's node-wide cool-down, and a retry of the policy
         node.cooldown.refused()
         node.slot_freed()
@@ -343,6 +348,7 @@ class _Job:
         if isinstance(self.slot, Lease):
             self.slot.close(dropped=dropped)
         else:
+            assert node.throttle is not None
             node.throttle.give(self.slot)
             if not dropped:
                 node.cooldown.succeeded()
@@ -374,7 +380,8 @@ class _Job:
         if retrying.stop(state):
             self._fail()
             return
-        retrying.before_sleep(state)
+        if retrying.before_sleep is not None:
+            retrying.before_sleep(state)
         state.prepare_for_next_attempt()
         self.progress.started(state.attempt_number)
         self.sim.at(wait, lambda: self.node.arrive(self))
@@ -386,6 +393,10 @@ class _Job:
             return
         self._new_call()
         self.node.arrive(self)
+
+
+def _starter(node: _Node, transfers: int) -> Callable[[], None]:
+    return lambda: node.arrive(_Job(node, transfers))
 
 
 def _no_sleep(seconds: float) -> None:

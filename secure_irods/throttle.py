@@ -201,7 +201,7 @@ class Throttle:
         self._sleep = sleep
         self._uniform = uniform
         self._held: set[int] = set()
-        self.pool = pool if pool is not None else FlockPool(self._directory, uniform=uniform)
+        self.pool: Any = pool if pool is not None else FlockPool(self._directory, uniform=uniform)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> "Throttle":
@@ -321,7 +321,7 @@ class Cooldown:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         uniform: Callable[[float, float], float] = random.uniform,
-        store: "_SharedState | None" = None,
+        store: Any = None,
     ) -> None:
         self.zone = zone
         if store is None:
@@ -447,7 +447,7 @@ class RetryBudget:
 
     def __init__(self, directory: Path | str | None = None, *, zone: str = "", rate: float = 5.0,
                  burst: float = 50.0, ratio: float = 0.5, clock: Callable[[], float] = time.time,
-                 store: "_SharedState | None" = None) -> None:
+                 store: Any = None) -> None:
         if rate <= 0 or burst < 1:
             raise InvalidInputError("retry budget needs rate > 0 and burst >= 1")
         self._state = store or _SharedState(shared_directory(directory) / f"retry-budget-{zone_key(zone)}.json")

@@ -321,7 +321,7 @@ class _Pipeline:
     is always a prefix whose bytes are in the file and in the hash: the resume point.
     """
 
-    def __init__(self, fd: int, start: int, end: int, chunk: int, hasher, window: int,
+    def __init__(self, fd: int, start: int, end: int, chunk: int, hasher: "hashlib._Hash", window: int,
                  progress: Progress | None, flush_every: int) -> None:
         self.fd, self.end, self.chunk, self.hasher, self.window = fd, end, chunk, hasher, window
         self.progress, self.flush_every = progress, flush_every

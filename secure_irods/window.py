@@ -51,6 +51,11 @@ MAX_HOLD = 3600.0  # longest connection hold the pacing believes (a shared file 
 MAX_LATENCY = 600.0
 PRIOR_HOLD = 0.1  # the round trip assumed before the first connection has completed
 
+# Leases this process holds, per slot pool: like the flocks themselves, a per-process fact.  A
+# process holding a connection that opens a second one (a clone, a spare) takes it beyond the
+# window rather than wait for a slot it holds itself.
+_HELD: dict[str, int] = {}
+
 
 class WindowState(NamedTuple):
     """What the node's window file holds (times are the injected clock's, wall clock by default)."""
@@ -94,7 +99,7 @@ class WindowLaw:
 
     maximum: float = 4.0
     minimum: float = 1.0 / 64
-    initial: float = 0.5
+    initial: float | None = None  # None: the maximum (until the zone first refuses, today's fixed cap)
     beta: float = 0.7
     explore: float = 0.1
     probe: float = 0.004
@@ -110,14 +115,15 @@ class WindowLaw:
     breaker_samples: float = 3.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.minimum <= self.initial <= self.maximum:
+        start = self.maximum if self.initial is None else self.initial
+        if not 0 < self.minimum <= start <= self.maximum:
             raise InvalidInputError(f"window needs 0 < minimum <= initial <= maximum, got "
-                                    f"{self.minimum}, {self.initial}, {self.maximum}")
+                                    f"{self.minimum}, {start}, {self.maximum}")
         if not 0 < self.beta < 1:
             raise InvalidInputError(f"window cut factor must be in (0, 1), got {self.beta}")
 
     def fresh(self) -> WindowState:
-        return WindowState(limit=self.initial)
+        return WindowState(limit=self.maximum if self.initial is None else self.initial)
 
     # ------------------------------------------------------------------ reading
 
@@ -207,7 +213,10 @@ class WindowLaw:
 
     def gap(self, state: WindowState, held: float) -> float:
         """Pause after a connection of ``held`` s so that the node's :meth:`slots` are busy ``limit``
-        connections on average (below 1: one connection, paced)."""
+        connections on average (below 1: one connection, paced); none before the first refusal
+        (a job alone must not wait as long as its last transfer took)."""
+        if state.ceiling <= 0:
+            return 0.0  # the zone has never refused this node: nothing to pace yet
         return max(0.0, held * (self.slots(state) / state.limit - 1.0))
 
     @staticmethod
@@ -223,8 +232,8 @@ class WindowLaw:
         """The zone refused an attempt started at ``started``; cut once per round trip."""
         accepts, refusals = self._decayed(state, now)
         # a refused start did not happen: the host keeps its turn among several (HostWindows)
-        counts = dict(accepts=accepts, refusals=refusals + 1, started=max(0.0, self.started(state, now) - 1.0),
-                      counted_at=now)
+        counts: dict[str, Any] = dict(accepts=accepts, refusals=refusals + 1,
+                                      started=max(0.0, self.started(state, now) - 1.0), counted_at=now)
         rtt = self.round_trip(state)
         if started < state.cut_at or now - state.cut_at < rtt:  # the same burst: already cut for it
             return state._replace(next_start=max(state.next_start, now + rtt / state.limit), **counts)
@@ -294,6 +303,8 @@ class Lease:
                 self.window.update(lambda law, s: change(law, s, now))
         finally:
             self.window.pool.give(self.slot)
+            if self.window.reentrant:
+                _HELD[self.window.key] = max(0, _HELD.get(self.window.key, 0) - 1)
 
 
 class Window:
@@ -310,11 +321,13 @@ class Window:
                  sleep: Callable[[float], None] = time.sleep,
                  uniform: Callable[[float, float], float] = random.uniform) -> None:
         self.pool, self.store = pool, store
+        self.key = f"{id(pool) if not hasattr(pool, 'path') else pool.path(0)}"  # the slots this window shares
         self.law = law or WindowLaw()
         self.zone = zone
         self.cooldown = cooldown
         self.clock, self._sleep, self._uniform = clock, sleep, uniform
         self.trips = 0  # breaker trips this object caused (a test and the simulation count them)
+        self.reentrant = False  # a real process (node_window): its nested connections pass (see _HELD)
         self.spread = False  # count starts (one of several hosts: HostWindows spreads by them)
 
     # ---------------------------------------------------------------- state
@@ -350,18 +363,28 @@ class Window:
 
     # ---------------------------------------------------------------- leases
 
-    def try_acquire(self) -> Lease | float:
-        """A lease on a slot now, or the seconds to wait before trying again (never blocks)."""
+    def try_acquire(self, nested: bool = True) -> Lease | float:
+        """A lease on a slot now, or the seconds to wait before trying again (never blocks).
+
+        ``nested``: a process that already holds a lease may exceed the window by one (a second
+        connection it needs must not wait for its own); spares pass False."""
         now = self.clock()
         state = self.state()
-        wait = self.law.wait(state, now)
-        if wait > 0:
-            return wait
-        slot = self.pool.take(self.law.slots(state))
+        mine = _HELD.get(self.key, 0) if self.reentrant and nested else 0
+        limit = self.law.slots(state)
+        if mine:  # this process holds one already: a nested connection must not wait for itself
+            limit = max(limit, min(int(self.law.maximum + 1e-9), mine + 1))
+        else:
+            wait = self.law.wait(state, now)
+            if wait > 0:
+                return wait
+        slot = self.pool.take(limit)
         if slot is None:  # every slot the window allows is busy until a connection ends
             return self.poll(state)
         if self.spread:
             self.update(lambda law, s: s._replace(started=law.started(s, now) + 1.0))
+        if self.reentrant:
+            _HELD[self.key] = _HELD.get(self.key, 0) + 1
         return Lease(self, slot, now)
 
     def poll(self, state: WindowState | None = None) -> float:
@@ -409,7 +432,9 @@ def node_window(throttle: Any, zone: str, *, cooldown: Any = None, law: WindowLa
     key = zone_key(zone)
     pool = FlockPool(throttle.directory, prefix=f"slot-{key}-")
     store = _SharedState(throttle.directory / f"window-{key}.json")
-    return Window(pool, store, law=law or WindowLaw(maximum=float(throttle.slots)), zone=zone, cooldown=cooldown)
+    window = Window(pool, store, law=law or WindowLaw(maximum=float(throttle.slots)), zone=zone, cooldown=cooldown)
+    window.reentrant = True
+    return window
 
 
 class HostWindows:
@@ -446,12 +471,12 @@ class HostWindows:
 
         return [self.windows[i] for i in sorted(range(len(self.windows)), key=load)]
 
-    def try_acquire(self) -> Lease | float:
+    def try_acquire(self, nested: bool = True) -> Lease | float:
         """A lease on the least-used host that admits one now; a host that will admit one within a
         round trip keeps its turn (so that hosts stay even), one that will not is passed over."""
-        waits = []
+        waits: list[float] = []
         for window in self._order():
-            got = window.try_acquire()
+            got = window.try_acquire(nested)
             if isinstance(got, Lease):
                 return got
             if not waits and got <= window.law.round_trip(window.state()):

@@ -49,15 +49,19 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from secure_irods.query import Query
 
 from .cache import cache_file, read_cache, write_cache
+
+if TYPE_CHECKING:
+    from secure_irods.client import Client
 
 __all__ = ["FORMAT", "DEFAULT_BUNDLE_SIZE", "BundleInfo", "BundleIndex", "LocalBundle", "CorrelationStore",
            "Correlation", "pack", "pair_name", "read_pairs", "bundle_avus", "parse_pair"]
@@ -82,7 +86,7 @@ def parse_pair(text: str) -> tuple[str, str]:
     return a, b
 
 
-def pack(pairs: Sequence[tuple[str, str]], dates_of: dict[tuple[str, str], Sequence[datetime.date]],
+def pack(pairs: Sequence[tuple[str, str]], dates_of: Mapping[tuple[str, str], Sequence[datetime.date]],
          row_bytes: int, target: int = DEFAULT_BUNDLE_SIZE) -> list[list[tuple[str, str]]]:
     """Pairs grouped, in order, into bundles of about ``target`` bytes (a pair is never split).
 
@@ -120,8 +124,8 @@ class LocalBundle:
     """
 
     def __init__(self, path: str | os.PathLike, pairs: Sequence[tuple[str, str]],
-                 dates_of: dict[tuple[str, str], Sequence[datetime.date]], *, rate: float, max_lag_s: float,
-                 n_sub: int, attrs: dict, coords: dict[str, Sequence[float]] | None = None) -> None:
+                 dates_of: Mapping[tuple[str, str], Sequence[datetime.date]], *, rate: float, max_lag_s: float,
+                 n_sub: int, attrs: dict, coords: Mapping[str, Sequence[float]] | None = None) -> None:
         import h5py
 
         self.path = Path(path)
@@ -260,8 +264,8 @@ class BundleIndex:
     cached as JSON beside the day-file catalogue's cache.
     """
 
-    def __init__(self, client, root: str, *, cache: bool = True, cache_dir: str | os.PathLike | None = None,
-                 refresh: bool = True) -> None:
+    def __init__(self, client: "Client", root: str, *, cache: bool = True,
+                 cache_dir: str | os.PathLike[str] | None = None, refresh: bool = True) -> None:
         self.client = client
         self.root = client.resolve(root).rstrip("/")
         self.bundles: dict[str, BundleInfo] = {}
@@ -353,7 +357,7 @@ class BundleIndex:
         """The bundle holding ``(pair, date)``, or None."""
         if self._table is None:
             self.table()
-        paths = self._table.get((tuple(pair), date))
+        paths = (self._table or {}).get((tuple(pair), date))
         return paths[0] if paths else None
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -390,7 +394,8 @@ class Correlation:
     bundle: str
 
 
-def read_pairs(client, index: BundleIndex, pairs=None, dates=None, *, stats: dict | None = None,
+def read_pairs(client: "Client", index: BundleIndex, pairs: Iterable[tuple[str, str]] | None = None,
+               dates: Iterable[datetime.date] | None = None, *, stats: dict | None = None,
                streams: int | None = None, cells=None, max_gap: int | None = None) -> Iterator[Correlation]:
     """The correlations of ``pairs`` x ``dates`` (None: all), or of exactly the ``(pair, date)``
     ``cells`` given, read selectively bundle by bundle.
@@ -461,7 +466,7 @@ class CorrelationStore:
     store is made (:class:`BundleIndex`: one or two bulk GenQueries, no bundle opened).
     """
 
-    def __init__(self, client, root: str, *, cache: bool = True, create: bool = False) -> None:
+    def __init__(self, client: "Client", root: str, *, cache: bool = True, create: bool = False) -> None:
         self.client = client
         self.root = client.resolve(root).rstrip("/")
         if create:

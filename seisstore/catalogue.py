@@ -53,13 +53,20 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from secure_irods.errors import InvalidInputError
 from secure_irods.query import Query, ReplicaStatus, quote
 
 from .cache import cache_file, read_cache, write_cache
 from .layout import Key, Layout
+
+if TYPE_CHECKING:
+    from obspy import Stream
+
+    from secure_irods.client import Client
+
+    from .coverage import Coverage
 
 __all__ = [
     "Catalogue",
@@ -136,7 +143,8 @@ class Scope:
     dates: frozenset[datetime.date] | None = None
 
     @classmethod
-    def of(cls, stations=None, dates=None, channels=None, networks=None) -> "Scope":
+    def of(cls, stations: Iterable[str] | None = None, dates: Iterable[datetime.date] | None = None,
+           channels: Iterable[str] | None = None, networks: Iterable[str] | None = None) -> "Scope":
         dates_set = _as_set(dates, "dates")
         if dates_set is not None:
             for d in dates_set:
@@ -162,7 +170,7 @@ class Scope:
         return True
 
     def token(self) -> str:
-        def part(values):
+        def part(values: Iterable[object] | None) -> list[str] | None:
             return None if values is None else sorted(str(v) for v in values)
         return json.dumps([part(self.networks), part(self.stations), part(self.channels),
                            part(self.dates)])
@@ -202,19 +210,19 @@ class Catalogue:
 
     def __init__(
         self,
-        client,
+        client: "Client",
         root: str,
         layout: Layout,
         *,
-        stations=None,
-        dates=None,
-        channels=None,
-        networks=None,
+        stations: Iterable[str] | None = None,
+        dates: Iterable[datetime.date] | None = None,
+        channels: Iterable[str] | None = None,
+        networks: Iterable[str] | None = None,
         cache: bool = True,
         cache_dir: str | os.PathLike | None = None,
         settle_seconds: float = 2.0,
         refresh: bool = True,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(layout, Layout):
             raise TypeError(f"layout must be a seisstore Layout, got {layout!r}")
@@ -274,7 +282,7 @@ class Catalogue:
         for name, values in dims:
             if not values or len(values) > MAX_LIKE_VALUES:
                 continue
-            pats = [self.layout.like(root=self.root, **{name: v}) for v in sorted(values)]
+            pats = [self.layout.like(root=self.root, **{name: v}) for v in sorted(values)]  # type: ignore[arg-type]
             coll_pats = sorted({p.collection for p in pats})
             data_pats = sorted({p.data_name for p in pats})
             if not set(coll_pats) <= anywhere:
@@ -461,7 +469,8 @@ class Catalogue:
         """Paths of layout files that have no good replica (excluded from the table)."""
         return sorted(p for paths in self._unavailable.values() for p in paths)
 
-    def select(self, stations=None, dates=None, channels=None, networks=None
+    def select(self, stations: Iterable[str] | None = None, dates: Iterable[datetime.date] | None = None,
+               channels: Iterable[str] | None = None, networks: Iterable[str] | None = None,
                ) -> Iterator[tuple[Key, Entry]]:
         """Lazily yield ``(Key, Entry)`` matching all given filters, in key order; no query.
 
@@ -486,7 +495,8 @@ class Catalogue:
         """Sorted days with at least one available file."""
         return sorted({k.day for k in self._entries})
 
-    def coverage(self, stations=None, dates=None, channels=None, networks=None):
+    def coverage(self, stations: Iterable[str] | None = None, dates: Iterable[datetime.date] | None = None,
+                 channels: Iterable[str] | None = None, networks: Iterable[str] | None = None) -> "Coverage":
         """Station x day availability of the selection (see :class:`seisstore.coverage.Coverage`)."""
         from .coverage import Coverage
 
@@ -495,7 +505,8 @@ class Catalogue:
                                       networks=networks))
 
     # ------------------------------------------------------------ read/write --
-    def read(self, selection=None, *, prefetch: int = 2, client=None, tmpdir=None):
+    def read(self, selection: Iterable | None = None, *, prefetch: int = 2, client: "Client | None" = None,
+             tmpdir: str | os.PathLike[str] | None = None) -> Iterator[tuple[Key, "Stream"]]:
         """Yield ``(Key, obspy.Stream)`` of ``selection`` with ``prefetch`` downloads ahead; no query.
 
         See :func:`seisstore.reader.read`.
@@ -504,7 +515,8 @@ class Catalogue:
 
         return read(self, selection, client=client, prefetch=prefetch, tmpdir=tmpdir)
 
-    def write(self, stream, client, *, force: bool = False, typ: str = "D", refresh: bool = True):
+    def write(self, stream: "Stream", client: "Client", *, force: bool = False, typ: str = "D",
+              refresh: bool = True) -> list[str]:
         """Store ``stream`` as day files at their layout paths, with AVUs; see :func:`seisstore.reader.write`."""
         from .reader import write
 

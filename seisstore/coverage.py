@@ -10,6 +10,9 @@ import datetime
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
 
 from .display import format_size
 from .layout import Key
@@ -88,7 +91,7 @@ def ls_records(items: Iterable[tuple[Key, object]]) -> list[dict]:
             for key, entry in items]
 
 
-def render_ls(console, items: Iterable[tuple[Key, object]], *, long: bool = False,
+def render_ls(console: Console, items: Iterable[tuple[Key, Any]], *, long: bool = False,
               limit: int | None = None) -> int:
     """Print ``(Key, Entry)`` items as a table; return how many were listed.
 
@@ -167,7 +170,7 @@ def _cell(coverage: Coverage, station: str, days: tuple[datetime.date, ...]) -> 
     return MISSING if states == {"missing"} else PARTIAL
 
 
-def render_coverage(console, coverage: Coverage, *, width: int | None = None) -> None:
+def render_coverage(console: Console, coverage: Coverage, *, width: int | None = None) -> None:
     """Print one line per station: one character per day (█ all channels, ▄ some, · none).
 
     The axis spans the days that have data: runs of :data:`FOLD_DAYS` or more days with

@@ -26,9 +26,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .encodings import source_encoding, write_day
 from .layout import Key, Layout
+
+if TYPE_CHECKING:
+    from obspy import Stream
+
+    from secure_irods.client import Client
 
 __all__ = ["AVU_ATTRIBUTES", "EMPTY_LOCATION", "DayFile", "day_avus", "encode_day", "split_days", "store_days",
            "upload_days"]
@@ -47,7 +53,7 @@ def _day_start_ns(ns: int) -> int:
     return ns - ns % (86400 * _NS)
 
 
-def split_days(stream, typ: str = "D") -> dict[Key, object]:
+def split_days(stream: "Stream", typ: str = "D") -> dict[Key, "Stream"]:
     """Cut ``stream``'s traces at UTC midnights; ``{Key: Stream of that channel-day}``.
 
     Traces of a channel-day keep their order; a trace whose codes are not
@@ -81,7 +87,8 @@ def split_days(stream, typ: str = "D") -> dict[Key, object]:
     return {k: Stream(traces=v) for k, v in days.items()}
 
 
-def day_avus(key: Key, stream, *, encoding: str | None = None, sources=None) -> dict[str, str]:
+def day_avus(key: Key, stream: "Stream", *, encoding: str | None = None,
+             sources: Iterable[str] | None = None) -> dict[str, str]:
     """The AVUs of one day file: codes, first start, last end, sampling rate(s), total samples.
 
     With ``encoding`` (the day file's, from :func:`seisstore.encodings.write_day`) and
@@ -120,7 +127,8 @@ class DayFile:
     force: bool = False
 
 
-def encode_day(key: Key, stream, local: Path, remote: str, *, sources=None, force: bool = False) -> DayFile:
+def encode_day(key: Key, stream: "Stream", local: Path, remote: str, *, sources: Iterable[str] | None = None,
+               force: bool = False) -> DayFile:
     """Write one channel-day as miniSEED at ``local`` in a lossless, verified encoding.
 
     Raises :class:`seisstore.encodings.UnencodableError` if no encoding holds it exactly.
@@ -130,7 +138,7 @@ def encode_day(key: Key, stream, local: Path, remote: str, *, sources=None, forc
                    local.stat().st_size, force)
 
 
-def upload_days(client, files: list[DayFile], *, made: set[str] | None = None) -> list[str]:
+def upload_days(client: "Client", files: list[DayFile], *, made: set[str] | None = None) -> list[str]:
     """Upload day files with ``put_many`` (atomic, checksummed), then set their AVUs.
 
     Parent collections not in ``made`` are created (and added to it). Local files are
@@ -153,10 +161,10 @@ def upload_days(client, files: list[DayFile], *, made: set[str] | None = None) -
 
 
 def store_days(
-    client,
+    client: "Client",
     collection: str,
     layout: Layout,
-    days: dict[Key, object],
+    days: dict[Key, "Stream"],
     *,
     force: bool = False,
     batch: int = 20,

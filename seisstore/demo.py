@@ -47,7 +47,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode, run
@@ -158,8 +158,9 @@ def lag_table(stacks: Path, geometry: Geometry) -> tuple[Table, float]:
     import h5py
 
     table = Table(title="lags of the stacked correlations (both sides)")
-    for name, just in (("pair", "left"), ("distance", "right"), ("expected", "right"), ("causal", "right"),
-                       ("acausal", "right"), ("error", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("pair", "left"), ("distance", "right"), ("expected", "right"),
+                                                     ("causal", "right"), ("acausal", "right"), ("error", "right"))
+    for name, just in columns:
         table.add_column(name, justify=just)
     worst = 0.0
     with h5py.File(stacks, "r") as h5:
@@ -210,7 +211,7 @@ class Demo:
             raise DemoFailed(f"seisstore {' '.join(args[:3])} ... exited {code}", code)
 
     # ------------------------------------------------------------------ steps
-    def start_grid(self):
+    def start_grid(self) -> None:
         from localgrid.spawn import spawn
 
         clear_workdir(self.workdir)

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID,
                            TextColumn, TimeRemainingColumn)
 from rich.text import Text
 
@@ -77,21 +77,24 @@ class Meter:
     def is_bar(self) -> bool:
         return not self.progress.disable
 
-    def task(self, description: str, total: float | None = None, *, bytes: bool = False, completed: float = 0,
-             start: bool = True) -> int:
+    def task(self, description: str, total: float | None = None, *, bytes: bool = False, completed: int = 0,
+             start: bool = True) -> TaskID:
         return self.progress.add_task(description, total=total, completed=completed, start=start, bytes=bytes,
                                       note="")
 
-    def update(self, task: int, **fields: object) -> None:
+    def update(self, task: TaskID, *, total: float | None = None) -> None:
         with self._lock:
-            self.progress.update(task, **fields)  # type: ignore[arg-type]
+            self.progress.update(task, total=total)
 
-    def start(self, task: int) -> None:
+    def start(self, task: TaskID) -> None:
         self.progress.start_task(task)
 
-    def advance(self, task: int, amount: float = 1, note: str | None = None) -> None:
+    def advance(self, task: TaskID, amount: float = 1, note: str | None = None) -> None:
         with self._lock:
-            self.progress.update(task, advance=amount, **({"note": note} if note is not None else {}))
+            if note is None:
+                self.progress.update(task, advance=amount)
+            else:
+                self.progress.update(task, advance=amount, note=note)
             now = self.clock()
             if not self.is_bar and self.every and now >= self._next:
                 self._next = now + self.every

@@ -26,8 +26,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from obspy import Stream, Trace
 
 __all__ = ["UnencodableError", "choose_encoding", "planned_encoding", "same_samples", "source_encoding", "write_day"]
 
@@ -67,12 +71,12 @@ def choose_encoding(data: np.ndarray) -> tuple[np.ndarray, str]:
     raise UnencodableError(f"no lossless miniSEED encoding for {data.dtype} samples")
 
 
-def planned_encoding(stream) -> str:
+def planned_encoding(stream: "Stream") -> str:
     """The encodings :func:`write_day` would choose for ``stream`` (it may still fall back to ``INT32``)."""
     return ",".join(sorted({choose_encoding(tr.data)[1] for tr in stream}))
 
 
-def source_encoding(trace) -> str:
+def source_encoding(trace: "Trace") -> str:
     """How a trace came: its miniSEED encoding (``SRO``, ``STEIM1``...) or its format (``SAC``)."""
     stats = trace.stats
     if "mseed" in stats and stats.mseed.get("encoding"):
@@ -116,7 +120,7 @@ def _same_trace(a, b) -> bool:
             and same_samples(a.data, b.data))
 
 
-def verify(stream, path: Path) -> bool:
+def verify(stream: "Stream", path: Path) -> bool:
     """True if the miniSEED file at ``path`` holds exactly ``stream``'s traces and samples."""
     import obspy
 
@@ -134,7 +138,7 @@ def verify(stream, path: Path) -> bool:
         _same_trace(a, b) for a, b in zip(want, got))
 
 
-def write_day(stream, path: Path, *, reclen: int = 4096) -> str:
+def write_day(stream: "Stream", path: Path, *, reclen: int = 4096) -> str:
     """Write ``stream`` as miniSEED at ``path``, verified; returns the encodings used (``STEIM2``, ``INT32,FLOAT32``).
 
     Raises :class:`UnencodableError` if a trace has no lossless encoding, or if the file

@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -57,6 +58,11 @@ from .dayfiles import DayFile, day_avus, encode_day, iter_files, split_days, upl
 from .encodings import UnencodableError, choose_encoding, planned_encoding, same_samples, source_encoding
 from .layout import Key, Layout
 from .report import IngestReport
+
+if TYPE_CHECKING:
+    from obspy import Stream, Trace
+
+    from secure_irods.client import Client
 
 __all__ = ["CodeMap", "IngestReport", "ingest"]
 
@@ -80,8 +86,8 @@ def _first_line(exc: BaseException) -> str:
 def _check_code(name: str, value: str) -> str | None:
     """Why ``value`` is not a valid code for field ``name`` (None if it is)."""
     try:
-        Key(*(value if n == name else ("" if n == "loc" else "X") for n in ("net", "sta", "loc", "cha")),
-            datetime.date(2000, 1, 1))
+        codes = [value if n == name else ("" if n == "loc" else "X") for n in ("net", "sta", "loc", "cha")]
+        Key(codes[0], codes[1], codes[2], codes[3], datetime.date(2000, 1, 1))
     except ValueError:
         return f"{'empty' if not value else 'invalid'} {_FIELDS[name]} code {value!r}"
     return None
@@ -134,7 +140,7 @@ class CodeMap:
             raise ValueError(f"--default-network: {_check_code('net', default_network)}")
         return cls(renames, default_network)
 
-    def apply(self, trace, report: IngestReport | None = None) -> str | None:
+    def apply(self, trace: "Trace", report: IngestReport | None = None) -> str | None:
         """Map ``trace``'s codes in place; returns why its codes are invalid, or None."""
         s = trace.stats
         old = trace.id
@@ -287,7 +293,7 @@ def _read_station(station, files, codes: CodeMap, report: IngestReport, advance:
     return stream
 
 
-def merge(stream):
+def merge(stream: "Stream") -> "Stream":
     """Join what can be joined without losing or inventing a sample (see the module docstring)."""
     from obspy import Stream
 
@@ -315,7 +321,7 @@ def _sources_by_day(stream, typ: str) -> dict[Key, set[str]]:
     return found
 
 
-def covers(whole, part) -> bool:
+def covers(whole: "Stream", part: "Stream") -> bool:
     """True if every sample of every trace of ``part`` is in ``whole``, same bits, same time."""
     for t in part:
         rate = float(t.stats.sampling_rate)
@@ -345,8 +351,8 @@ class _Uploads:
     :meth:`submit` or :meth:`close`.
     """
 
-    def __init__(self, client, jobs: int, connect: Callable | None, report: IngestReport,
-                 advance: Callable) -> None:
+    def __init__(self, client: "Client", jobs: int, connect: Callable[[], "Client"] | None, report: IngestReport,
+                 advance: Callable[..., None]) -> None:
         self.client, self.report, self.advance = client, report, advance
         self.made: set[str] = set()
         self.made_lock = threading.Lock()
@@ -454,18 +460,18 @@ def inputs(source: str | Path) -> list[Path]:
 
 
 def ingest(
-    client,
+    client: "Client",
     local: str | Path | Iterable[Path],
     collection: str,
     layout: Layout,
     *,
     progress: bool | None = None,
-    console=None,
+    console: Console | None = None,
     typ: str = "D",
-    cache_dir=None,
+    cache_dir: str | Path | None = None,
     codes: CodeMap | None = None,
     jobs: int = 1,
-    connect: Callable | None = None,
+    connect: Callable[[], "Client"] | None = None,
     merge_existing: bool = False,
     report: IngestReport | None = None,
 ) -> IngestReport:

@@ -334,11 +334,11 @@ class Layout:
             if len(self._day_cache) >= _DAY_CACHE_MAX:
                 self._day_cache.clear()
             self._day_cache[texts] = day
-        if day is None:
+        if not isinstance(day, datetime.date):
             return None
         net, sta, loc, cha, typ = self._text_groups
         # The regex groups are exactly CODE_RE / _LOC_RE, so Key's checks hold.
-        return _trusted_key(g[net], g[sta], g[loc], g[cha], day, "D" if typ is None else g[typ])
+        return _trusted_key(g[net], g[sta], g[loc], g[cha], day, "D" if typ is None else g[typ])  # type: ignore[index]
 
     def _day_of(self, texts) -> datetime.date | None:
         """The day the date groups' texts describe, if they are its canonical texts."""

@@ -28,14 +28,22 @@ import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from .dayfiles import split_days, store_days
 from .layout import Key
 
+if TYPE_CHECKING:
+    from obspy import Stream
+
+    from secure_irods.client import Client
+
+    from .catalogue import Catalogue, Entry
+
 __all__ = ["read", "write"]
 
 
-def _entries(catalogue, selection) -> Iterator[tuple[Key, object]]:
+def _entries(catalogue: "Catalogue", selection: Iterable) -> Iterator[tuple[Key, "Entry"]]:
     for item in selection:
         if isinstance(item, Key):
             entry = catalogue.get(item)
@@ -57,8 +65,8 @@ def _load(path: str):
             os.unlink(path)
 
 
-def read(catalogue, selection: Iterable | None = None, *, client=None, prefetch: int = 2,
-         tmpdir: str | os.PathLike | None = None) -> Iterator[tuple[Key, object]]:
+def read(catalogue: "Catalogue", selection: Iterable | None = None, *, client: "Client | None" = None,
+         prefetch: int = 2, tmpdir: str | os.PathLike[str] | None = None) -> Iterator[tuple[Key, "Stream"]]:
     """Yield ``(Key, obspy.Stream)`` for each item of ``selection``, in order.
 
     ``selection``: ``(Key, Entry)`` pairs as :meth:`Catalogue.select` yields, or
@@ -74,30 +82,31 @@ def read(catalogue, selection: Iterable | None = None, *, client=None, prefetch:
         selection = catalogue.select()
     items = _entries(catalogue, selection)
     own = client is None
-    if own:
+    if client is None:
         from secure_irods.client import connect
 
         client = connect()
+    zone: Client = client
     if tmpdir is not None:
         os.makedirs(tmpdir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="seisstore-read-", dir=tmpdir)
     counter = iter(range(1 << 62))
 
-    def local_for(entry) -> str:
+    def local_for(entry: Entry) -> str:
         return os.path.join(tmp, f"{next(counter):08d}-{entry.path.rsplit('/', 1)[1]}")
 
     try:
         if prefetch == 0:
             for key, entry in items:
                 local = local_for(entry)
-                client.get(entry.path, local)
+                zone.get(entry.path, local)
                 yield key, _load(local)
             return
-        yield from _prefetching(client, items, prefetch, local_for)
+        yield from _prefetching(zone, items, prefetch, local_for)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if own:
-            client.close()
+            zone.close()
 
 
 def _prefetching(client, items, prefetch: int, local_for):
@@ -110,7 +119,7 @@ def _prefetching(client, items, prefetch: int, local_for):
     """
     workers = prefetch
 
-    def fetch(entry, local: str) -> str:
+    def fetch(entry: "Entry", local: str) -> str:
         c = client.copy()       # a connection per download thread, the same settings
         try:
             c.get(entry.path, local)
@@ -141,7 +150,7 @@ def _prefetching(client, items, prefetch: int, local_for):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def write(catalogue, stream, client, *, force: bool = False, typ: str = "D",
+def write(catalogue: "Catalogue", stream: "Stream", client: "Client", *, force: bool = False, typ: str = "D",
           refresh: bool = True) -> list[str]:
     """Store ``stream`` at its layout paths in ``catalogue`` (one object per channel-day) with AVUs.
 

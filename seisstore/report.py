@@ -17,6 +17,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["IngestReport"]
 
@@ -64,7 +68,7 @@ class IngestReport:
     def exit_code(self) -> int:
         return self.error_code or (3 if self.skipped else 0)
 
-    def skip_file(self, path, why: str) -> None:
+    def skip_file(self, path: str | Path, why: str) -> None:
         with self.lock:
             self.skipped_files.setdefault(str(path), why)
 
@@ -132,7 +136,7 @@ class IngestReport:
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    def render(self, console, verbose: bool = False) -> None:
+    def render(self, console: "Console", verbose: bool = False) -> None:
         """The summary table, then one line per file skipped and per distinct invalid trace id.
 
         ObsPy's warnings: a count per file, their text only if ``verbose``."""

@@ -103,6 +103,7 @@ def stack_command(zone: Zone, coll: str, pairs: tuple[tuple[str, str], ...], all
             lags, rate = c.lags, c.rate
     if not rows:
         raise Failure("no correlation matches the selection", ExitCode.PERMANENT)
+    assert lags is not None     # rows were read, so lags too
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with h5py.File(tmp, "w") as h5:

@@ -61,7 +61,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, code: int = ExitCode.PERMANENT) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        self.exit_code = int(code)  # type: ignore[misc]  # click reads it per instance, as its docs show
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
@@ -92,8 +92,9 @@ def _distribution(plan: "Plan") -> Table:
     top = max(list(plan.before.values()) + list(plan.after.values()) + [1])
     table = Table(caption=f"{plan.collection}: {plan.mode}, {len(plan.moves)} moves, "
                   f"{format_size(sum(m.size for m in plan.moves))} (threshold {plan.threshold:g} %)", caption_justify="left")
-    for name, just in (("resource", "left"), ("share", "right"), ("before", "right"), ("", "left"),
-                       ("after", "right"), ("", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("resource", "left"), ("share", "right"), ("before", "right"),
+                                                     ("", "left"), ("after", "right"), ("", "left"))
+    for name, just in columns:
         table.add_column(name, justify=just)
     for unit in plan.before:
         b, a = plan.before[unit], plan.after.get(unit, 0)

@@ -121,7 +121,8 @@ def _processed_facts(client: "Client", root: str) -> tuple[list[float], list[str
     q = (Query("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE")
          .under(root)
          .where_any("META_DATA_ATTR_NAME", [("=", "sampling_rate"), ("=", "chain")]))
-    rates, chains = set(), set()
+    rates: set[float] = set()
+    chains: set[str] = set()
     for attr, value in client.query(q):
         if attr == "sampling_rate":
             rates.update(float(v) for v in value.split(","))

@@ -14,11 +14,18 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from secure_irods.errors import InvalidInputError
 from seisstore.campaign import DATES_FILE, STATIONS_FILE, read_dates, read_stations
-from seisstore.layout import Layout, get_layout
+from seisstore.layout import Key, Layout, get_layout
 from seisstore.partition import station_pairs, sublists
+
+if TYPE_CHECKING:
+    from obspy import Stream
+
+    from secure_irods.client import Client
+    from seisstore.catalogue import Catalogue
 
 
 class Job:
@@ -42,14 +49,29 @@ class Job:
         other = sublists(self.all_stations, self.n_stations, self.jstation) if self.jstation is not None else []
         self.stations = list(dict.fromkeys([*mine, *other]))
         self.name = os.environ.get("SEISSTORE_JOB_NAME") or "_".join(args)
-        self.archive = archive or os.environ.get("SEISSTORE_ARCHIVE")
-        if not self.archive:
+        found = archive or os.environ.get("SEISSTORE_ARCHIVE")
+        if not found:
             raise ValueError("no archive: pass Job(archive) or set SEISSTORE_ARCHIVE (campaign new --archive does)")
+        self.archive: str = found
         #: where results go: SEISSTORE_RESULTS, which ``campaign new --results`` writes into start.bash
         self.results = results or os.environ.get("SEISSTORE_RESULTS")
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
-        self.client = None
-        self.catalogue = None
+        self._client: Client | None = None
+        self._catalogue: Catalogue | None = None
+
+    @property
+    def client(self) -> "Client":
+        """The line's ``secure_irods`` client (inside ``with Job(...) as job:`` only)."""
+        if self._client is None:
+            raise RuntimeError("a Job connects in `with Job(...) as job:`")
+        return self._client
+
+    @property
+    def catalogue(self) -> "Catalogue":
+        """The archive's catalogue, scoped to this line's stations and dates (inside ``with`` only)."""
+        if self._catalogue is None:
+            raise RuntimeError("a Job indexes its archive in `with Job(...) as job:`")
+        return self._catalogue
 
     def pairs(self) -> Iterator[tuple[str, str]]:
         """Station pairs of a correlation line (within one sublist, or across two)."""
@@ -60,19 +82,19 @@ class Job:
         from secure_irods import connect
         from seisstore.catalogue import Catalogue
 
-        self.client = connect()
+        self._client = client = connect()
         try:
-            self.catalogue = Catalogue(self.client, self.archive, self.layout, stations=self.stations,
-                                       dates=self.dates, cache=False)
+            self._catalogue = Catalogue(client, self.archive, self.layout, stations=self.stations,
+                                        dates=self.dates, cache=False)
         finally:
-            self.client.disconnect()   # indexed: free the node's slot while the job computes
+            client.disconnect()   # indexed: free the node's slot while the job computes
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
+        if self._client is not None:
+            self._client.close()
 
-    def read(self, prefetch: int = 2, **select) -> Iterator:
+    def read(self, prefetch: int = 2, **select: Any) -> Iterator[tuple[Key, "Stream"]]:
         """(Key, obspy.Stream) of this line's subset, downloads running ``prefetch`` ahead."""
         return self.catalogue.read(self.catalogue.select(**select), client=self.client, prefetch=prefetch)
 

@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from secure_irods.query import Query
 
 from seisstore.jobs import Job, load_config, main_wrapper, output_collection, setting
 
+if TYPE_CHECKING:
+    from secure_irods.client import Client
+
 log = logging.getLogger("seisstore.jobs.preprocess")
 
 
-def processed_state(client, root: str) -> dict[str, dict[str, str]]:
+def processed_state(client: "Client", root: str) -> dict[str, dict[str, str]]:
     """Object path -> {chain, input_checksum} of the processed files under ``root`` (one bulk GenQuery)."""
     q = (Query("COLL_NAME", "DATA_NAME", "META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE")
          .under(root)

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from secure_irods.errors import classify
 from secure_irods.exitcodes import ExitCode
@@ -36,6 +36,9 @@ from secure_irods.policy import Deadline
 from .inventory import DataObject, Inventory, Replica, Resources, object_query
 from .journal import FINAL, CollectionLock, Journal
 from .plan import Move, Plan
+
+if TYPE_CHECKING:
+    from secure_irods.client import Client
 
 __all__ = ["Applier", "ApplyReport", "Pacer", "MoveOutcome", "SLOWEST"]
 
@@ -46,10 +49,11 @@ SLOWEST = 1e6
 class Pacer:
     """A byte-rate cap shared by every worker: each move starts no earlier than its slot."""
 
-    def __init__(self, rate: float | None, clock=time.monotonic, sleep=time.sleep) -> None:
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.rate = rate
         self._clock, self._sleep = clock, sleep
-        self._next = None
+        self._next: float | None = None
         self._lock = threading.Lock()
 
     def wait(self, nbytes: int) -> None:
@@ -141,7 +145,7 @@ class Applier:
                 self._clients.append(client)
         return client
 
-    def resources(self, client) -> Resources:
+    def resources(self, client: "Client") -> Resources:
         """The resource tree, re-read at most every 5 s (an admin may take a resource down)."""
         with self._clients_lock:
             if self._resources is None or time.monotonic() - self._resources_at > 5:
@@ -217,7 +221,7 @@ class Applier:
 
     # --------------------------------------------------------------- one move
 
-    def execute(self, client, move: Move) -> MoveOutcome:
+    def execute(self, client: "Client", move: Move) -> MoveOutcome:
         resources = self.resources(client)
         if not self.dry_run:
             self.journal.write(i=move.i, state="begin")
@@ -258,6 +262,7 @@ class Applier:
         new = in_target[0]
         self._verify(client, move, new, reference, src.size)
         if move.trim:
+            assert obj is not None     # new, in the target, was read from it
             self._trim(client, move, obj, src, new)
         return MoveOutcome(move, "done", "", moved)
 

@@ -18,9 +18,15 @@ reader can get; stale ones are listed for :mod:`~seisstore.rebalance.verify`.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from secure_irods.query import Query, ReplicaStatus
+
+if TYPE_CHECKING:
+    from secure_irods.client import Client
+    from seisstore.layout import Layout
 
 __all__ = ["Resource", "Resources", "Replica", "DataObject", "Inventory"]
 
@@ -48,7 +54,7 @@ class Resources:
             kids.sort(key=lambda r: r.name)
 
     @classmethod
-    def load(cls, client) -> "Resources":
+    def load(cls, client: "Client") -> "Resources":
         rows = client.query(Query("R_RESC_ID", "R_RESC_NAME", "R_TYPE_NAME", "R_RESC_PARENT", "R_RESC_STATUS"))
         return cls([Resource(str(i), n, t or "", _parent_id(p), s or "") for i, n, t, p, s in rows])
 
@@ -146,7 +152,7 @@ class Inventory:
         self.queries = 0
 
     @classmethod
-    def load(cls, client, root: str) -> "Inventory":
+    def load(cls, client: "Client", root: str) -> "Inventory":
         """Two bulk queries (see the module docstring); ``.queries`` counts the round trips."""
         before = client.queries
         resources = Resources.load(client)
@@ -155,7 +161,7 @@ class Inventory:
         return inv
 
     @classmethod
-    def from_rows(cls, root: str, resources: Resources, rows) -> "Inventory":
+    def from_rows(cls, root: str, resources: Resources, rows: Iterable[Sequence[str]]) -> "Inventory":
         objects: dict[str, DataObject] = {}
         names = {r.id: r.name for r in resources.by_id.values()}
         for coll, name, num, size, checksum, resc_id, status, mtime in rows:
@@ -169,7 +175,7 @@ class Inventory:
             obj.replicas.sort(key=lambda r: r.number)
         return cls(root, resources, objects)
 
-    def usage(self, by: str = "resource", layout=None) -> dict[str, tuple[int, int]]:
+    def usage(self, by: str = "resource", layout: "Layout | None" = None) -> dict[str, tuple[int, int]]:
         """``name -> (bytes, objects)`` of good replicas per leaf resource, per group, or per
         station or year of ``layout`` (those count each object once)."""
         out: dict[str, list[int]] = defaultdict(lambda: [0, 0])

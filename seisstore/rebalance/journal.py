@@ -24,8 +24,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from secure_irods.errors import PermanentError
+
+if TYPE_CHECKING:
+    from secure_irods.client import Client
 
 __all__ = ["Journal", "CollectionLock", "LockedError", "FINAL"]
 
@@ -43,15 +47,7 @@ class Journal:
         """Last record of each move, and the number of ``done`` records of each (``"dones"``)."""
         out: dict[int, dict] = {}
         dones: dict[int, int] = {}
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return out
-        for line in text.splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
+        for rec in self._records():
             if "i" not in rec:
                 continue
             out[rec["i"]] = rec
@@ -66,6 +62,7 @@ class Journal:
         return sum(rec.get("moved", 0) for rec in self._records() if rec.get("state") == "done")
 
     def _records(self) -> list[dict]:
+        """Every whole record, in order (a line cut short by a kill is skipped)."""
         try:
             lines = self.path.read_text().splitlines()
         except FileNotFoundError:
@@ -73,25 +70,16 @@ class Journal:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
-    def runs(self) -> list[dict]:
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        runs = []
-        for line in lines:
-            try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if "run" in rec:
-                runs.append(rec)
-        return runs
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    def runs(self) -> list[dict]:
+        """The header of every ``apply`` run, oldest first."""
+        return [rec for rec in self._records() if "run" in rec]
 
     def open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -102,7 +90,10 @@ class Journal:
                 if f.read(1) != b"\n":      # a record cut short by a kill: start a new line
                     os.write(self._fd, b"\n")
 
-    def write(self, **record) -> None:
+    def write(self, **record: object) -> None:
+        """Append one record, fsynced (between :meth:`open` and :meth:`close`)."""
+        if self._fd is None:
+            raise RuntimeError(f"journal {self.path} is not open")
         record.setdefault("t", round(time.time(), 3))
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
@@ -168,7 +159,7 @@ def _start_time(pid: int) -> str:
 class CollectionLock:
     """``with CollectionLock(client, coll, plan_path):`` -- see the module docstring."""
 
-    def __init__(self, client, collection: str, plan_path: str | Path, *, force: bool = False) -> None:
+    def __init__(self, client: "Client", collection: str, plan_path: str | Path, *, force: bool = False) -> None:
         self.client = client
         self.collection = collection
         self.file = Path(f"{plan_path}.lock")
@@ -203,7 +194,7 @@ class CollectionLock:
         for value in self.holders():
             holder = Holder.parse(value)
             alive = holder.alive() if holder else False
-            if alive or (alive is None and not self.force):
+            if holder is not None and (alive or (alive is None and not self.force)):
                 raise LockedError(f"{self.collection} is being rebalanced by {holder.host} pid {holder.pid}"
                                   + ("" if alive else " (another host: --force-lock if it is gone)"))
             stale.append(value)
@@ -231,5 +222,5 @@ class CollectionLock:
     def __enter__(self) -> "CollectionLock":
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

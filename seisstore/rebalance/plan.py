@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def parse_target(text: str, targets: list[str]) -> dict[str, float]:
     return weights
 
 
-def make_plan(inv: Inventory, targets: list[str], sources: list[str] = (), *, mode: str = "spread",
+def make_plan(inv: Inventory, targets: Sequence[str], sources: Sequence[str] = (), *, mode: str = "spread",
               weights: dict[str, float] | None = None, min_copies: int = 1, threshold: float = 5.0,
               seed: int = 0) -> Plan:
     """The moves for ``mode`` (see the module docstring); uses ``inv`` only, no zone call."""

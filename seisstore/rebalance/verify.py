@@ -10,11 +10,15 @@ targets are reported, not at risk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from secure_irods.errors import classify
 from secure_irods.query import ReplicaStatus
 
 from .inventory import Inventory
+
+if TYPE_CHECKING:
+    from secure_irods.client import Client
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -45,7 +49,7 @@ class VerifyReport:
                 ("replicas not recomputed (errors)", len(self.unchecked), False)]
 
 
-def verify(client, inv: Inventory, *, min_copies: int = 1, targets: list[str] | None = None,
+def verify(client: "Client", inv: Inventory, *, min_copies: int = 1, targets: list[str] | None = None,
            recompute: bool = False) -> VerifyReport:
     report = VerifyReport(objects=len(inv.objects))
     allowed = {leaf for t in targets for leaf in inv.resources.leaves(t)} if targets else None
