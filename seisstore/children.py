@@ -5,7 +5,7 @@ local grid, ``start.bash`` jobs (each in its own session, as a batch system runs
 and their ``secure-iget`` calls would live on, retrying against a grid that is gone.
 :func:`unwind_on_sigterm` turns SIGTERM into :class:`Terminated`, a ``KeyboardInterrupt``
 as Ctrl-C raises, so both unwind the same way through the code that owns each child;
-:func:`stop_group` is how the owner stops a child and everything it started.
+:func:`stop_groups` is how the owner stops children and everything they started.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "stop_group", "unwind_on_sigterm"]
+__all__ = ["Terminated", "stop_groups", "unwind_on_sigterm"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -43,20 +43,27 @@ def unwind_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Stop ``proc``'s process group (it leads one: ``start_new_session=True``): TERM, then KILL.
+def stop_groups(procs: list[subprocess.Popen], grace: float = 3.0) -> None:
+    """Stop the process groups ``procs`` lead (``start_new_session=True``): TERM to all, then KILL.
 
-    TERM first lets a job's own handlers remove its temporaries; KILL after ``grace``
-    seconds, and always to the whole group, so a grandchild that ignored TERM (or was
-    busy) does not outlive it."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+    TERM first lets a job's own handlers remove its temporaries; after ``grace`` seconds
+    (shared: the groups stop together) KILL goes to every group, always, so a grandchild
+    that ignored TERM, or outlived its leader, does not live on."""
+    import time
+
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
         try:
-            proc.wait(timeout=wait)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:   # the leader is gone; its group may not be
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        return
+            pass
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)

@@ -372,6 +372,10 @@ class _Uploads:
         if not self.threads:
             self._upload(self.client, files, merged)
             return
+        # The caller's connection is free while the threads upload: the node's connection
+        # window may admit only one (secure_irods.window), and a connection held idle here
+        # would keep the upload threads waiting for it until their deadline.
+        self.client.disconnect()
         while True:
             try:
                 self.queue.put((files, merged), timeout=0.5)
@@ -394,6 +398,9 @@ class _Uploads:
                 while (item := self.queue.get()) is not None:
                     if self.error is None:
                         self._upload(client, *item)
+                    # one connection per batch (a log-in per BATCH day files): the node's window
+                    # grows on connections that complete, and a thread waiting for a slot gets one
+                    client.disconnect()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = self.error or exc
             while self.queue.get() is not None:  # drain, so the producer never blocks

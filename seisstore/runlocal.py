@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from seisstore.campaign import PARAM_FILE, START_FILE
-from seisstore.children import stop_group, unwind_on_sigterm
+from seisstore.children import stop_groups, unwind_on_sigterm
 from seisstore.display import Meter
 from seisstore.params import parse_param_line
 
@@ -143,8 +143,7 @@ class LocalRunner:
         self.stopping = True
         with self.running_lock:
             running = list(self.running)
-        for proc in running:
-            stop_group(proc)
+        stop_groups(running)
 
     def _run_line(self, fields: list[str]) -> LineResult:
         result = LineResult(fields[0])

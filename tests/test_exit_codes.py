@@ -301,6 +301,7 @@ def test_a_resource_without_a_replica_and_an_over_long_name_fail_in_seconds(grid
     local = tmp_path / "f.txt"
     local.write_text("x" * 1000)
     client.put(local, f"{coll}/obj")
+    client.disconnect()        # the node's connection window may admit one: the commands below need it
     env = dict(env_for(), SECURE_IRODS_DEADLINE="600")        # a transient verdict would wait 10 minutes
     out = tmp_path / "out"
     out.mkdir()
@@ -332,6 +333,7 @@ def test_a_get_into_a_full_disk_removes_its_temporary_and_says_how_much_it_needs
         big = tmp_path / "big.bin"
         big.write_bytes(bytes(range(256)) * 4096)                   # 1 MiB
         client.put(big, f"{coll}/big.bin")
+        client.disconnect()    # the node's connection window may admit one: secure-iget needs it
         result = subprocess.run([str(BIN / "secure-iget"), f"{coll}/big.bin", str(small / "big.bin")],
                                 env=env_for(), capture_output=True, text=True, timeout=60)
         assert result.returncode == 3, result.stderr

@@ -26,7 +26,7 @@ from seisstore.cli import main as seisstore_main
 
 BIN = Path(sys.executable).parent
 LONG = "L" * 1100
-WAIT_LINE = re.compile(r"; retry \d+ in [\d.]+s")
+WAIT_LINE = re.compile(r"; retry \d+ in [\d.]+s|; refusal \d+ in a row, backing off")
 
 # (id, command and arguments, environment, exit codes allowed, a final name that must not appear)
 # In arguments: {home} the zone's home, {w} the work directory, {LONG} an over-long name.
@@ -85,6 +85,14 @@ ROWS = [
     ("stack missing", ["seisstore", "stack", "{home}/nope", "--all", "-o", "{w}/st.h5"], "ok", {3}, "{w}/st.h5"),
     ("stack non-JSON environment", ["seisstore", "stack", "{home}/nope", "--all", "-o", "{w}/st2.h5"], "nonjson", {1},
      "{w}/st2.h5"),
+    ("dvv missing collection", ["seisstore", "dvv", "{home}/nope", "--all", "--velocity", "2500", "-o",
+                                "{w}/d.h5"], "ok", {3}, "{w}/d.h5"),
+    ("dvv without a lag window", ["seisstore", "dvv", "{home}/nope", "--all", "-o", "{w}/d2.h5"], "ok", {1},
+     "{w}/d2.h5"),
+    ("plot dvv a text file", ["seisstore", "plot", "dvv", "{w}/file.txt", "-o", "{w}/d.png"], "ok", {1, 3},
+     "{w}/d.png"),
+    ("plot interferogram missing", ["seisstore", "plot", "interferogram", "{w}/nope.h5", "-o", "{w}/i.png"], "ok",
+     {1}, "{w}/i.png"),
     ("export missing stacks", ["seisstore", "export", "{w}/nope.h5"], "ok", {1}, None),
     ("export a directory", ["seisstore", "export", "{w}/adir"], "ok", {1}, None),
     ("export a text file", ["seisstore", "export", "{w}/file.txt"], "ok", {1, 3}, None),

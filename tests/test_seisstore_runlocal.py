@@ -118,3 +118,51 @@ def test_generated_jdl_matches_seed_fields(tmp_path):
     assert jdl["type"] == "best-effort" and set(jdl["clusters"]) == {"c1", "c2"}
     assert jdl["clusters"]["c2"]["max_jobs"] == 450
     assert subprocess.run(["bash", "-n", str(tmp_path / "o" / "slurm_c1.sh")]).returncode == 0
+
+
+SLEEPER = '''\
+import os, sys, time
+from pathlib import Path
+Path(os.environ["RESULTS"], os.environ["SEISSTORE_JOB_NAME"] + ".pid").write_text(str(os.getpid()))
+time.sleep(120)
+'''
+
+
+def test_sigterm_stops_run_local_and_every_running_job(grid, session, tmp_path):
+    import os
+    import signal
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    job = tmp_path / "job.py"
+    job.write_text(SLEEPER)
+    results = tmp_path / "results"
+    results.mkdir()
+    collection = f"{grid.home}/campaign-{uuid.uuid4().hex[:8]}"
+    session.collections.create(collection)
+    env = dict(grid.environ(), RESULTS=str(results), SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"),
+               PYTHONPATH=str(root))
+    camp = tmp_path / "camp"
+    made = run_cli(["campaign", "new", "sleep", "--dates", "2011-03-01..2011-03-04", "--stations", "S1",
+                    "--n-dates", "4", "--n-stations", "1", "--script", str(job), "--collection", collection,
+                    "--out", str(camp), "--interpreter", sys.executable, "--upload"], env)
+    assert made.returncode == 0, made.stderr
+    runner = subprocess.Popen([sys.executable, "-m", "seisstore.cli", "campaign", "run-local", str(camp), "-j", "2"],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(results.glob("*.pid"))) < 2 and time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in results.glob("*.pid")]
+    assert len(pids) == 2, runner.stderr.read() if runner.poll() is not None else "no job started"
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=30)
+    assert runner.returncode == 130 and "Traceback" not in err, err
+    time.sleep(0.3)
+    for pid in pids:                                 # the jobs ran in sessions of their own: stopped anyway
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            assert state == "Z", f"job {pid} outlived run-local"
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    assert len(list(results.glob("*.pid"))) == 2     # nothing more was started after the signal
