@@ -425,7 +425,8 @@ def read_pairs(client: "Client", index: BundleIndex, pairs: Iterable[tuple[str, 
             with h5py.File(remote, "r") as h5:
                 lags = h5["lags"][()]
                 rate = float(h5.attrs["sampling_rate"])
-                found, requests = [], []
+                found: list = []
+                requests: list = []
                 for pair, d in chosen:
                     ds = h5["pairs"][pair_name(*pair)]
                     rows = [x.decode() if isinstance(x, bytes) else str(x) for x in ds.attrs["dates"]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID,
@@ -50,6 +50,9 @@ class _Speed(ProgressColumn):
         if not task.fields.get("bytes") or speed is None:
             return Text("")
         return Text(f"{format_size(speed)}/s", style="progress.data.speed")
+
+
+_M = TypeVar("_M", bound="Meter")
 
 
 class Meter:
@@ -120,7 +123,7 @@ class Meter:
             parts.append(text)
         return f"{time.strftime('%H:%M:%S')} {self.label + ': ' if self.label else ''}{'; '.join(parts)}"
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self: _M) -> _M:
         self.progress.__enter__()
         return self
 

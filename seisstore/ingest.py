@@ -44,7 +44,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from obspy import Stream, Trace
 
     from secure_irods.client import Client
+
+    from .catalogue import Catalogue
 
 __all__ = ["CodeMap", "IngestReport", "ingest"]
 
@@ -251,11 +253,11 @@ def _scan(paths: Iterable[Path], codes: CodeMap, report: IngestReport, advance: 
         stations = set()
         for tr in st:
             original = tr.id
-            why = codes.apply(tr, report)
-            if why:
-                report.reject(original, why)
-            elif why := unusable(tr):
-                report.reject(tr.id, why)
+            refused = codes.apply(tr, report)
+            if refused:
+                report.reject(original, refused)
+            elif refused := unusable(tr):
+                report.reject(tr.id, refused)
             else:
                 stations.add((tr.stats.network, tr.stats.station))
         for station in stations:
@@ -521,17 +523,17 @@ def ingest(
 class _Run:
     """What every station of one ingest shares."""
 
-    client: object
+    client: "Client"
     root: str
     layout: Layout
-    cat: object
+    cat: "Catalogue"
     typ: str
     tmp: Path
     uploads: _Uploads
     report: IngestReport
     merge_existing: bool
     labelled: set[str] | None = None
-    counter: Iterable[int] = field(default_factory=lambda: iter(range(1 << 62)))
+    counter: Iterator[int] = field(default_factory=lambda: iter(range(1 << 62)))
 
 
 def _station(run: _Run, station, files, codes: CodeMap, advance: Callable) -> None:
@@ -565,7 +567,7 @@ def _store_station(run: _Run, station, files, codes: CodeMap, advance: Callable)
     if present and run.merge_existing:
         present = _merge_into(run.client, cat, present, days, sources, run.tmp, run.counter, run.uploads, report)
     if present:
-        report.existing += [cat.get(k).path for k in present]
+        report.existing += [cat[k].path for k in present]
         run.labelled = _labelled(run.client, run.root) if run.labelled is None else run.labelled
         report.repaired += _complete_avus(run.client, cat, present, run.labelled, sources)
     new = sorted(k for k in days if k not in cat)

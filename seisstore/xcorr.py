@@ -201,7 +201,7 @@ class Stacker:
         if self.method == "nroot":
             return np.sign(mean) * np.abs(mean) ** self.power
         if self.method == "robust":
-            return _robust(np.array(self._rows), mean)
+            return _robust(np.array(self._rows), np.asarray(mean))
         if self._phase is None:
             return mean
         return mean * np.abs(self._phase / self.weight) ** self.power

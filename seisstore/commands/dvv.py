@@ -78,7 +78,7 @@ def dvv_command(zone: Zone, coll, pairs, all_, dates, reference, methods, freqmi
             row, weight = _daily(c)
             series.setdefault(c.pair, {"distance": c.distance_m, "days": {}})["days"][c.date] = (row, weight)
             lags = c.lags
-    if not series:
+    if not series or lags is None:
         raise Failure("no correlation matches the selection", ExitCode.PERMANENT)
     all_dates = sorted({d for s in series.values() for d in s["days"]})
     is_ref = np.array([ref_dates is None or d in ref_dates for d in all_dates])
@@ -254,7 +254,7 @@ def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, m
     fig, ax = plt.subplots(figsize=(9, 5))
     step = (x[1] - x[0]) if len(x) > 1 else 1.0
     ax.imshow(norm, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, origin="lower", interpolation="nearest",
-              extent=[lags[0], lags[-1], x[0] - step / 2, x[-1] + step / 2])
+              extent=(lags[0], lags[-1], x[0] - step / 2, x[-1] + step / 2))
     for edge in (lo, hi):
         for side in (-1, 1):
             ax.axvline(side * edge, color="k", lw=0.6, ls="--")
