@@ -36,17 +36,24 @@ def run_cli(args, env):
                           timeout=300)
 
 
-def test_campaign_runs_end_to_end_with_preemption(grid, session, tmp_path):
+def _campaign_setup(grid, session, tmp_path, script: str):
+    """The job script, a results directory, a fresh collection, the jobs' environment and the
+    campaign directory every run-local test starts from."""
     root = Path(__file__).resolve().parent.parent
     job = tmp_path / "job.py"
-    job.write_text(JOB.format(root=str(root)))
+    job.write_text(script)
     results = tmp_path / "results"
     results.mkdir()
     collection = f"{grid.home}/campaign-{uuid.uuid4().hex[:8]}"
     session.collections.create(collection)
     env = dict(grid.environ(), RESULTS=str(results), SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"),
                PYTHONPATH=str(root))
-    camp = tmp_path / "camp"
+    return job, results, collection, env, tmp_path / "camp"
+
+
+def test_campaign_runs_end_to_end_with_preemption(grid, session, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    job, results, collection, env, camp = _campaign_setup(grid, session, tmp_path, JOB.format(root=str(root)))
     made = run_cli(["campaign", "new", "demo", "--dates", "2011-03-01..2011-03-10", "--stations", "S1,S2,S3,S4,S5",
                     "--n-dates", "4", "--n-stations", "2", "--script", str(job), "--collection", collection,
                     "--out", str(camp), "--interpreter", sys.executable, "--upload"], env)
@@ -133,16 +140,7 @@ def test_sigterm_stops_run_local_and_every_running_job(grid, session, tmp_path):
     import signal
     import time
 
-    root = Path(__file__).resolve().parent.parent
-    job = tmp_path / "job.py"
-    job.write_text(SLEEPER)
-    results = tmp_path / "results"
-    results.mkdir()
-    collection = f"{grid.home}/campaign-{uuid.uuid4().hex[:8]}"
-    session.collections.create(collection)
-    env = dict(grid.environ(), RESULTS=str(results), SECURE_IRODS_THROTTLE_DIR=str(tmp_path / "throttle"),
-               PYTHONPATH=str(root))
-    camp = tmp_path / "camp"
+    job, results, collection, env, camp = _campaign_setup(grid, session, tmp_path, SLEEPER)
     made = run_cli(["campaign", "new", "sleep", "--dates", "2011-03-01..2011-03-04", "--stations", "S1",
                     "--n-dates", "4", "--n-stations", "1", "--script", str(job), "--collection", collection,
                     "--out", str(camp), "--interpreter", sys.executable, "--upload"], env)
