@@ -21,7 +21,7 @@ import click
 from rich.table import Table
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import Failure, Zone, doing, emit_json, json_option, parse_dates, pass_zone, results_console
+from seisstore.commands.common import Failure, Zone, doing, emit_json, json_option, parse_dates, pass_zone, results_console, save_figure
 
 if TYPE_CHECKING:
     from seisstore.bundles import CorrelationStore
@@ -216,10 +216,7 @@ def plot_gather(stacks: Path, output: Path, max_lag: float | None, velocity: flo
     ax.set_xlabel("lag (s)")
     ax.set_ylabel("inter-station distance (km)" if known.all() else "distance (km) or rank")
     ax.set_title(f"{len(items)} stacked correlations" + (f", {filter_label}" if filter_label else ""))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    click.echo(f"gather of {len(items)} correlations -> {output}", err=True)
+    save_figure(fig, output, f"gather of {len(items)} correlations")
 
 
 @click.command("stack")

@@ -166,3 +166,13 @@ def _date(text: str) -> datetime.date:
         return datetime.date.fromisoformat(text.strip())
     except ValueError:
         raise Failure(f"not a date (YYYY-MM-DD): {text.strip()!r}", ExitCode.USAGE) from None
+
+
+def save_figure(fig: Any, output: Path, what: str) -> None:
+    """Write a plot command's figure (its directory made), free it, and say where it went on stderr."""
+    import matplotlib.pyplot as plt
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    click.echo(f"{what} -> {output}", err=True)

@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from secure_irods.exitcodes import ExitCode
-from seisstore.commands.common import Failure, Zone, console, doing, emit_json, json_option, parse_dates, pass_zone
+from seisstore.commands.common import Failure, Zone, console, doing, emit_json, json_option, parse_dates, pass_zone, save_figure
 
 __all__ = ["dvv_cmd", "plot_dvv_cmd", "plot_interferogram_cmd", "FORMAT"]
 
@@ -225,10 +225,7 @@ def plot_dvv(path: Path, output: Path, method: str) -> None:
                      f" {h5.attrs['sides']} sides, {int(h5.attrs['moving'])}-day stacks")
         ax.legend(fontsize=7, ncol=2)
         n = len(h5["pairs"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    click.echo(f"dv/v of {n} pairs ({method}) -> {output}", err=True)
+    save_figure(fig, output, f"dv/v of {n} pairs ({method})")
 
 
 def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, max_lag: float | None) -> None:
@@ -268,10 +265,7 @@ def plot_interferogram(path: Path, output: Path, pair: tuple[str, str] | None, m
     ax.set_xlabel("lag (s)")
     ax.set_title(f"{name.replace(':', '-')}" + (f", {dist / 1000:.1f} km" if math.isfinite(dist) else "")
                  + f", {band}; dashed: the dv/v lag window")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    click.echo(f"interferogram of {name} ({len(rows)} dates) -> {output}", err=True)
+    save_figure(fig, output, f"interferogram of {name} ({len(rows)} dates)")
 
 
 @click.command("dvv")
