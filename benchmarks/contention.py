@@ -39,6 +39,13 @@ from localgrid.spawn import spawn  # noqa: E402
 OBJECT_SIZE = 1024 * 1024
 
 
+def _tally(target: Path, digest: str, ok: int, corrupted: int) -> tuple[int, int]:
+    """The counts after one get: intact (its sha256 is the object's) or corrupted."""
+    if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+        return ok + 1, corrupted
+    return ok, corrupted + 1
+
+
 def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
     ok = failed = corrupted = 0
     errors: list[str] = []
@@ -50,12 +57,12 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
                 target = out / f"{i}.bin"
                 try:
                     client.get(remote, target, force=True)
-                    ok += hashlib.sha256(target.read_bytes()).hexdigest() == digest
+                    ok, corrupted = _tally(target, digest, ok, corrupted)
                 except Exception as exc:
                     failed += 1
                     errors.append(f"{type(exc).__name__}: {exc}")
                 client.disconnect()
-        print(json.dumps({"ok": ok, "failed": failed, "corrupted": 0, "errors": errors, "end": time.time()}))
+        print(json.dumps({"ok": ok, "failed": failed, "corrupted": corrupted, "errors": errors, "end": time.time()}))
         return
     if kind == "ours":
         from secure_irods.client import connect
@@ -71,10 +78,7 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
                     errors.append(f"{type(exc).__name__} after {getattr(exc, 'attempts', '?')} attempt(s): {exc}"
                                   + (f" <- {type(cause).__name__}: {cause}" if cause is not None else ""))
                     continue
-                if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
-                    ok += 1
-                else:
-                    corrupted += 1
+                ok, corrupted = _tally(target, digest, ok, corrupted)
     else:
         import logging
 
@@ -106,15 +110,23 @@ def worker(kind: str, remote: str, out: Path, gets: int, digest: str) -> None:
                 failed += 1
                 errors.append(f"after 5 attempts: {last}")
                 continue
-            if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
-                ok += 1
-            else:
-                corrupted += 1
+            ok, corrupted = _tally(target, digest, ok, corrupted)
         try:
             session.cleanup()
         except Exception:
             pass
     print(json.dumps({"ok": ok, "failed": failed, "corrupted": corrupted, "errors": errors}))
+
+
+def _result(proc: subprocess.Popen, timeout: float) -> dict | None:
+    """A worker's JSON line, or None if it hung past ``timeout`` (then killed) or printed none."""
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+        return json.loads(stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        proc.kill()
+        proc.communicate()
+        return None
 
 
 def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest: str, cap: int,
@@ -131,12 +143,8 @@ def phase(kind: str, grid, tmp: Path, remote: str, procs: int, gets: int, digest
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
     totals = {"ok": 0, "failed": 0, "corrupted": 0, "hung": 0, "errors": []}
     for proc in running:
-        try:
-            stdout, _ = proc.communicate(timeout=max(1.0, limit - (time.perf_counter() - start)))
-            result = json.loads(stdout.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            proc.kill()
-            proc.communicate()
+        result = _result(proc, max(1.0, limit - (time.perf_counter() - start)))
+        if result is None:
             result = {"ok": 0, "failed": 0, "corrupted": 0}
             totals["hung"] += 1
         for key in ("ok", "failed", "corrupted"):
@@ -171,12 +179,8 @@ def grid_phase(control: str, grid, tmp: Path, remote: str, nodes: int, procs: in
     ok = failed = hung = 0
     finish: dict[int, float] = {}
     for node, proc in running:
-        try:
-            stdout, _ = proc.communicate(timeout=max(1.0, limit - (time.perf_counter() - start)))
-            result = json.loads(stdout.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            proc.kill()
-            proc.communicate()
+        result = _result(proc, max(1.0, limit - (time.perf_counter() - start)))
+        if result is None:
             hung += 1
             continue
         ok += result["ok"]
