@@ -31,6 +31,19 @@ def _root_logging():
     root.setLevel(level)
 
 
+@pytest.fixture(autouse=True)
+def _our_logger_levels():
+    """Restore our loggers' levels after each test: a command run in-process may quieten one
+    (rebalance apply quietens secure_irods.retry), and a later test counting its warnings would
+    then wait for lines that never come."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("secure_irods", "seisstore")]
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    for name in logging.root.manager.loggerDict:
+        if name.split(".")[0] in ("secure_irods", "seisstore"):
+            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
+
+
 @pytest.fixture(scope="session")
 def grid(tmp_path_factory) -> Grid:
     real = os.environ.get("IRODS_TEST_ENVIRONMENT_FILE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -172,9 +173,12 @@ def apply_cmd(zone: Zone, plan_path: Path, rate: float | None, max_parallel: int
     """Replicate -> verify -> trim every move of PLAN; resumable (journal next to PLAN), paced, locked."""
     from seisstore.rebalance import Applier, LockedError, MoveOutcome
 
+    retry_log = logging.getLogger("secure_irods.retry")
+    level = retry_log.level
     if not logging.getLogger().isEnabledFor(logging.INFO):   # without -v: failures go in the report, once
-        logging.getLogger("secure_irods.retry").setLevel(logging.ERROR)
-    with doing(f"apply {plan_path}"):
+        retry_log.setLevel(logging.ERROR)
+    with contextlib.ExitStack() as undo, doing(f"apply {plan_path}"):
+        undo.callback(retry_log.setLevel, level)   # in-process callers (tests, scripts) keep their logging
         applier = Applier(plan_path, zone.connect, rate=_rate(rate), max_parallel=max_parallel, dry_run=dry_run,
                           wait=wait, force_lock=force_lock)
         todo, _ = applier.pending()
